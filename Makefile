@@ -1,0 +1,36 @@
+# The two commands: `make demo` and `make test`. Both install into .venv first if needed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-all lint bench clean
+
+install: $(STAMP)
+
+# The stamp makes `make install` idempotent; it is redone only when the dependency list changes.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,cluster]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/resdeep demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Everything, the slow end-to-end checks included.
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ''
+
+lint: $(STAMP)
+	$(BIN)/ruff check resdeep tests
+	$(BIN)/ruff format --check resdeep tests
+
+bench: $(STAMP)
+	$(BIN)/resdeep bench --json bench.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,3 @@
+from resdeep.cli import main
+
+main()

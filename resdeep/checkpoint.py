@@ -1,0 +1,117 @@
+"""Checkpoints: tensors and plain data only, so they load with `torch.load(weights_only=True)`.
+
+A checkpoint never holds pickled objects, which means opening one that somebody sent you
+cannot run their code: PyTorch's weights-only unpickler refuses anything else.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resdeep.errors import ResdeepError
+from resdeep.io import save_torch_atomic
+from resdeep.models import ConvNet, ModelConfigError, build_model
+
+FORMAT = "resdeep-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CheckpointInfo:
+    """What a tool needs besides the weights: how the model was trained and fed."""
+
+    path: Path
+    run_dir: Path
+    config: dict[str, Any]
+    model_kwargs: dict[str, Any]
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_shape: tuple[int, int, int]
+    epoch: int
+    step: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data_name(self) -> str:
+        return str(self.config.get("data", {}).get("name", "unknown"))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write a checkpoint atomically (temp file + rename): a kill never leaves half a file."""
+    save_torch_atomic({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, path)
+
+
+def resolve_checkpoint_path(path_or_run_dir: str | Path, name: str = "best.pt") -> Path:
+    """A checkpoint file, or a run directory whose `checkpoints/<name>` is meant."""
+    path = Path(path_or_run_dir)
+    if path.is_dir():
+        candidate = path / "checkpoints" / name
+        if not candidate.is_file():
+            raise ResdeepError(
+                f"{path} holds no checkpoints/{name}; is it a resdeep run directory?"
+            )
+        return candidate
+    if not path.exists():
+        raise ResdeepError(f"checkpoint not found: {path}")
+    return path
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a raw checkpoint dict, refusing anything that is not a resdeep checkpoint."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise ResdeepError(f"{path} is empty (0 bytes); not a checkpoint")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        # The weights-only unpickler refuses globals it does not know: the file wants to build
+        # arbitrary objects (or run code) and is never opened further.
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ResdeepError(
+            f"refusing to load {path}: it is not a plain-tensor checkpoint ({first_line})"
+        ) from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ResdeepError(f"cannot read {path}: truncated or not a PyTorch checkpoint") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ResdeepError(f"{path} is not a resdeep checkpoint")
+    return payload
+
+
+def load_checkpoint(
+    path_or_run_dir: str | Path, device: str | torch.device = "cpu", name: str = "best.pt"
+) -> tuple[ConvNet, CheckpointInfo]:
+    """The model (eval mode, on `device`) and its metadata from a checkpoint or run directory."""
+    path = resolve_checkpoint_path(path_or_run_dir, name)
+    payload = read_checkpoint(path)
+    try:
+        model = build_model(**payload["model_kwargs"])
+        model.load_state_dict(payload["model"])
+    except (ModelConfigError, KeyError, RuntimeError, TypeError) as error:
+        raise ResdeepError(f"{path}: the stored model does not load ({error})") from error
+    model.to(device).eval()
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    info = CheckpointInfo(
+        path=path,
+        run_dir=run_dir,
+        config=payload.get("config", {}),
+        model_kwargs=payload["model_kwargs"],
+        classes=list(payload["classes"]),
+        mean=tuple(payload["normalization"]["mean"]),
+        std=tuple(payload["normalization"]["std"]),
+        input_shape=tuple(payload["input_shape"]),
+        epoch=int(payload["epoch"]),
+        step=int(payload["step"]),
+        metrics=dict(payload.get("metrics", {})),
+    )
+    return model, info

@@ -1,0 +1,62 @@
+"""The `resdeep` command line: thin commands that call the library and print the result."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from resdeep.commands.models import models
+from resdeep.commands.runs import runs
+from resdeep.commands.train import train
+from resdeep.errors import ResdeepError
+
+app = typer.Typer(
+    name="resdeep",
+    help="Train plain and residual networks, watch gradients flow, and analyse checkpoints.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(models)
+app.command()(runs)
+# Hydra parses train's arguments itself, --help included.
+app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)(train)
+
+
+def _report(message: str, exit_code: int) -> None:
+    first_line = message.strip().splitlines()[0] if message.strip() else "failed"
+    sys.stderr.write(f"error: {first_line}\n")
+    sys.exit(exit_code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point. `--debug` anywhere (or RESDEEP_DEBUG=1) shows tracebacks instead of one line."""
+    from resdeep.train.app import PropagatedError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("RESDEEP_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"]
+    if debug:
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        app(args=args, prog_name="resdeep")
+    except PropagatedError as propagated:
+        if debug:
+            raise propagated.error from None
+        _report(str(propagated.error), propagated.error.exit_code)
+    except ResdeepError as error:
+        if debug:
+            raise
+        _report(str(error), error.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except Exception as error:  # an unexpected bug: still one line, with the way to see more
+        if debug:
+            raise
+        _report(f"{type(error).__name__}: {error} (run with --debug for the traceback)", 1)

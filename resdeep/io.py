@@ -1,0 +1,35 @@
+"""Atomic file writes: a crash or kill at any moment leaves either the old file or the new one."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temp file sits in the same directory so the final rename never crosses file systems.
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def save_torch_atomic(obj: Any, path: str | Path) -> None:
+    _atomic_write(Path(path), lambda stream: torch.save(obj, stream))
+
+
+def save_json_atomic(obj: Any, path: str | Path) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
+    _atomic_write(Path(path), lambda stream: stream.write(text.encode()))

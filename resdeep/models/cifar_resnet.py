@@ -1,0 +1,109 @@
+"""Plain and residual CIFAR networks of He et al. 2015, section 4.2.
+
+Stem 3x3 conv (16) -> three stages of n basic blocks at widths 16/32/64 -> GAP -> linear, so the
+depth is 6n + 2. Stride 2 at the first block of stages 2 and 3. A plain net is the same net
+without the identity addition; with the parameter-free option A shortcut the two have identical
+parameter counts, so any difference in how they train is the shortcut's doing.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from resdeep.models.base import ConvNet
+from resdeep.models.layers import Norm, Shortcut, conv3x3, dropout_layer, make_shortcut, norm_layer
+
+STAGE_WIDTHS = (16, 32, 64)
+
+
+class BasicBlock(nn.Module):
+    """conv-BN-ReLU-(dropout)-conv-BN (+ shortcut) - ReLU."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        stride: int = 1,
+        residual: bool = True,
+        shortcut: Shortcut = "A",
+        norm: Norm = "batch",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        bias = norm == "none"  # without BN there is no beta, so the conv carries the bias
+        self.conv1 = conv3x3(in_channels, out_channels, stride, bias=bias)
+        self.bn1 = norm_layer(norm, out_channels)
+        self.dropout = dropout_layer(dropout)
+        self.conv2 = conv3x3(out_channels, out_channels, bias=bias)
+        self.bn2 = norm_layer(norm, out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.residual = residual
+        if residual:
+            self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(self.dropout(out)))
+        if self.residual:
+            out = out + self.shortcut(x)
+        return self.relu(out)
+
+    def zero_init_last_norm(self) -> None:
+        """Goyal et al. 2017: start each residual branch at zero so the block is the identity."""
+        if isinstance(self.bn2, nn.BatchNorm2d):
+            nn.init.zeros_(self.bn2.weight)
+
+
+class CifarResNet(ConvNet):
+    """`residual=False` gives the plain net of the same depth and width."""
+
+    def __init__(
+        self,
+        *,
+        blocks_per_stage: int,
+        residual: bool = True,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        shortcut: Shortcut = "A",
+        norm: Norm = "batch",
+        dropout: float = 0.0,
+        dropout_at: str = "head",
+    ) -> None:
+        super().__init__()
+        block_dropout = dropout if dropout_at == "blocks" else 0.0
+        self.stem = nn.Sequential(
+            OrderedDict(
+                conv=conv3x3(in_channels, STAGE_WIDTHS[0], bias=norm == "none"),
+                bn=norm_layer(norm, STAGE_WIDTHS[0]),
+                relu=nn.ReLU(inplace=True),
+            )
+        )
+        channels = STAGE_WIDTHS[0]
+        for stage_index, width in enumerate(STAGE_WIDTHS, start=1):
+            blocks = OrderedDict()
+            for block_index in range(1, blocks_per_stage + 1):
+                stride = 2 if stage_index > 1 and block_index == 1 else 1
+                blocks[f"block{block_index}"] = BasicBlock(
+                    channels,
+                    width,
+                    stride=stride,
+                    residual=residual,
+                    shortcut=shortcut,
+                    norm=norm,
+                    dropout=block_dropout,
+                )
+                channels = width
+            self.add_module(f"stage{stage_index}", nn.Sequential(blocks))
+        self.head_dropout = dropout_layer(dropout if dropout_at == "head" else 0.0)
+        self.classifier = nn.Linear(channels, num_classes)
+        self.num_features = channels
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)  # (B, 16, H, W)
+        x = self.stage1(x)  # (B, 16, H, W)
+        x = self.stage2(x)  # (B, 32, H/2, W/2)
+        return self.stage3(x)  # (B, 64, H/4, W/4)

@@ -1,0 +1,94 @@
+"""One factory builds every network from keyword arguments, and validates depths."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from resdeep.models.base import ConvNet
+from resdeep.models.cifar_resnet import CifarResNet
+from resdeep.models.init import INIT_SCHEMES, InitScheme, init_weights
+from resdeep.models.layers import Norm, Shortcut
+from resdeep.models.preact import PreActResNet
+
+Arch = Literal["plain", "resnet", "preact"]
+ARCHITECTURES: tuple[str, ...] = ("plain", "resnet", "preact")
+BLOCKS: tuple[str, ...] = ("basic", "bottleneck")
+DROPOUT_PLACES: tuple[str, ...] = ("head", "blocks")
+
+# Weight layers per block: 2 for basic (two 3x3), 3 for bottleneck (1x1, 3x3, 1x1); three stages
+# plus the stem conv and the classifier give depth = 3 * layers * n + 2.
+LAYERS_PER_BLOCK = {"basic": 2, "bottleneck": 3}
+
+
+class ModelConfigError(ValueError):
+    """A model argument the user can fix (bad depth, unknown option)."""
+
+
+def blocks_per_stage(depth: int, block: str = "basic") -> int:
+    """n for a depth of 6n + 2 (basic) or 9n + 2 (bottleneck); a clear error otherwise."""
+    if block not in LAYERS_PER_BLOCK:
+        raise ModelConfigError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
+    step = 3 * LAYERS_PER_BLOCK[block]
+    if depth >= step + 2 and (depth - 2) % step == 0:
+        return (depth - 2) // step
+    smallest = step + 2
+    below = max(smallest, depth - (depth - 2) % step)
+    above = below + step if depth >= smallest else smallest + step
+    rule = f"{step}n+2"
+    raise ModelConfigError(
+        f"depth {depth} is not valid for {block} blocks (depth = {rule}); "
+        f"nearest valid depths: {below} and {above}"
+    )
+
+
+def build_model(
+    arch: Arch = "resnet",
+    *,
+    depth: int = 20,
+    block: str = "basic",
+    in_channels: int = 3,
+    num_classes: int = 10,
+    shortcut: Shortcut = "A",
+    init: InitScheme = "kaiming",
+    norm: Norm = "batch",
+    zero_init_residual: bool = False,
+    dropout: float = 0.0,
+    dropout_at: str = "head",
+) -> ConvNet:
+    """Build `arch` at `depth`. Plain and resnet use basic blocks; preact takes either."""
+    if arch not in ARCHITECTURES:
+        raise ModelConfigError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if arch != "preact" and block != "basic":
+        raise ModelConfigError(f"{arch} uses basic blocks; bottleneck needs arch=preact")
+    if shortcut not in ("A", "B"):
+        raise ModelConfigError(f"unknown shortcut {shortcut!r}; choose 'A' or 'B'")
+    if norm not in ("batch", "none"):
+        raise ModelConfigError(f"unknown norm {norm!r}; choose 'batch' or 'none'")
+    if init not in INIT_SCHEMES:
+        raise ModelConfigError(f"unknown init {init!r}; choose one of {', '.join(INIT_SCHEMES)}")
+    if not 0.0 <= dropout < 1.0:
+        raise ModelConfigError(f"dropout must lie in [0, 1), got {dropout}")
+    if dropout_at not in DROPOUT_PLACES:
+        raise ModelConfigError(
+            f"unknown dropout_at {dropout_at!r}; choose one of {', '.join(DROPOUT_PLACES)}"
+        )
+    if zero_init_residual and arch == "plain":
+        raise ModelConfigError("zero_init_residual needs a residual branch; plain nets have none")
+    if in_channels < 1 or num_classes < 2:
+        raise ModelConfigError("need at least 1 input channel and 2 classes")
+    n = blocks_per_stage(depth, block)
+    common = dict(
+        blocks_per_stage=n,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        shortcut=shortcut,
+        norm=norm,
+        dropout=dropout,
+        dropout_at=dropout_at,
+    )
+    if arch == "preact":
+        model: ConvNet = PreActResNet(block=block, **common)
+    else:
+        model = CifarResNet(residual=arch == "resnet", **common)
+    init_weights(model, init, zero_init_residual=zero_init_residual)
+    return model

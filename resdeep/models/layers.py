@@ -1,0 +1,77 @@
+"""Small typed building blocks shared by every architecture."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Norm = Literal["batch", "none"]
+Shortcut = Literal["A", "B"]
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
+    """3x3 convolution with padding 1, the only spatial kernel of the CIFAR designs."""
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
+
+
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=bias)
+
+
+def norm_layer(norm: Norm, channels: int) -> nn.Module:
+    """Batch norm, or nothing: a plain net without BN is where gradients vanish."""
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {norm!r}; choose 'batch' or 'none'")
+
+
+def dropout_layer(p: float) -> nn.Module:
+    """An nn.Dropout only when asked, so MC dropout finds exactly the modules that sample."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
+class ShortcutA(nn.Module):
+    """He et al. 2015 option A: parameter-free shortcut for a change of shape.
+
+    Subsample by 2 and zero-pad the new channels, so plain and residual nets have identical
+    parameter counts.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.extra_channels = out_channels - in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))  # pads the channel dimension
+
+
+class ShortcutB(nn.Module):
+    """He et al. 2015 option B: 1x1 projection (+ BN) for a change of shape."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, norm: Norm) -> None:
+        super().__init__()
+        self.conv = conv1x1(in_channels, out_channels, stride, bias=norm == "none")
+        self.bn = norm_layer(norm, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+def make_shortcut(
+    shortcut: Shortcut, in_channels: int, out_channels: int, stride: int, norm: Norm
+) -> nn.Module:
+    """Identity when shapes match; option A or B otherwise."""
+    if stride == 1 and in_channels == out_channels:
+        return nn.Identity()
+    if shortcut == "A":
+        return ShortcutA(in_channels, out_channels, stride)
+    if shortcut == "B":
+        return ShortcutB(in_channels, out_channels, stride, norm)
+    raise ValueError(f"unknown shortcut {shortcut!r}; choose 'A' or 'B'")

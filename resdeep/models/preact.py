@@ -1,0 +1,176 @@
+"""Pre-activation residual networks of He et al. 2016 ("Identity Mappings in Deep Residual
+Networks"), CIFAR design.
+
+Each unit is BN-ReLU-conv, so the shortcut path stays a pure identity from input to output.
+Basic units (two 3x3) give depth 6n + 2; bottleneck units [1x1, 3x3, 1x1 x4] give depth 9n + 2
+(164: n = 18; 200: n = 22). The net ends with BN-ReLU before pooling, since the last unit's
+output is not activated.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Literal
+
+import torch
+from torch import nn
+
+from resdeep.models.base import ConvNet
+from resdeep.models.layers import (
+    Norm,
+    Shortcut,
+    ShortcutA,
+    conv1x1,
+    conv3x3,
+    dropout_layer,
+    norm_layer,
+)
+
+STAGE_WIDTHS = (16, 32, 64)
+BOTTLENECK_EXPANSION = 4
+
+Block = Literal["basic", "bottleneck"]
+
+
+def preact_shortcut(
+    shortcut: Shortcut, in_channels: int, out_channels: int, stride: int
+) -> nn.Module:
+    """Identity when shapes match; else option A, or a bare 1x1 projection (option B).
+
+    The projection has no BN of its own: its input is already normalised and activated, and
+    the next unit normalises the sum.
+    """
+    if stride == 1 and in_channels == out_channels:
+        return nn.Identity()
+    if shortcut == "A":
+        return ShortcutA(in_channels, out_channels, stride)
+    if shortcut == "B":
+        return nn.Sequential(OrderedDict(conv=conv1x1(in_channels, out_channels, stride)))
+    raise ValueError(f"unknown shortcut {shortcut!r}; choose 'A' or 'B'")
+
+
+class PreActBasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        *,
+        stride: int = 1,
+        shortcut: Shortcut = "A",
+        norm: Norm = "batch",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        bias = norm == "none"
+        self.bn1 = norm_layer(norm, in_channels)
+        self.conv1 = conv3x3(in_channels, width, stride, bias=bias)
+        self.bn2 = norm_layer(norm, width)
+        self.dropout = dropout_layer(dropout)
+        self.conv2 = conv3x3(width, width, bias=bias)
+        self.relu = nn.ReLU(inplace=False)
+        self.shortcut = preact_shortcut(shortcut, in_channels, width, stride)
+        self.projects = not isinstance(self.shortcut, nn.Identity)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        preact = self.relu(self.bn1(x))
+        # When the shape changes the shortcut also takes the activated input (He et al. 2016,
+        # appendix), so the raw input is never projected.
+        identity = self.shortcut(preact) if self.projects else x
+        out = self.conv1(preact)
+        out = self.conv2(self.dropout(self.relu(self.bn2(out))))
+        return out + identity
+
+    def zero_init_last_norm(self) -> None:
+        # The last BN of a pre-activation branch sits before conv2, so zeroing the branch means
+        # zeroing conv2 itself.
+        nn.init.zeros_(self.conv2.weight)
+
+
+class PreActBottleneck(nn.Module):
+    expansion = BOTTLENECK_EXPANSION
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        *,
+        stride: int = 1,
+        shortcut: Shortcut = "B",
+        norm: Norm = "batch",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        bias = norm == "none"
+        out_channels = width * self.expansion
+        self.bn1 = norm_layer(norm, in_channels)
+        self.conv1 = conv1x1(in_channels, width, bias=bias)
+        self.bn2 = norm_layer(norm, width)
+        self.conv2 = conv3x3(width, width, stride, bias=bias)
+        self.bn3 = norm_layer(norm, width)
+        self.dropout = dropout_layer(dropout)
+        self.conv3 = conv1x1(width, out_channels, bias=bias)
+        self.relu = nn.ReLU(inplace=False)
+        # The paper projects wherever the shape changes (channels x4 at every stage entry).
+        self.shortcut = preact_shortcut("B", in_channels, out_channels, stride)
+        self.projects = not isinstance(self.shortcut, nn.Identity)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        preact = self.relu(self.bn1(x))
+        identity = self.shortcut(preact) if self.projects else x
+        out = self.conv1(preact)
+        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv3(self.dropout(self.relu(self.bn3(out))))
+        return out + identity
+
+    def zero_init_last_norm(self) -> None:
+        nn.init.zeros_(self.conv3.weight)
+
+
+class PreActResNet(ConvNet):
+    def __init__(
+        self,
+        *,
+        blocks_per_stage: int,
+        block: Block = "bottleneck",
+        in_channels: int = 3,
+        num_classes: int = 10,
+        shortcut: Shortcut = "A",
+        norm: Norm = "batch",
+        dropout: float = 0.0,
+        dropout_at: str = "head",
+    ) -> None:
+        super().__init__()
+        block_type = PreActBottleneck if block == "bottleneck" else PreActBasicBlock
+        block_dropout = dropout if dropout_at == "blocks" else 0.0
+        self.stem = nn.Sequential(
+            OrderedDict(conv=conv3x3(in_channels, STAGE_WIDTHS[0], bias=norm == "none"))
+        )
+        channels = STAGE_WIDTHS[0]
+        for stage_index, width in enumerate(STAGE_WIDTHS, start=1):
+            blocks = OrderedDict()
+            for block_index in range(1, blocks_per_stage + 1):
+                stride = 2 if stage_index > 1 and block_index == 1 else 1
+                blocks[f"block{block_index}"] = block_type(
+                    channels,
+                    width,
+                    stride=stride,
+                    shortcut=shortcut,
+                    norm=norm,
+                    dropout=block_dropout,
+                )
+                channels = width * block_type.expansion
+            self.add_module(f"stage{stage_index}", nn.Sequential(blocks))
+        self.final_bn = norm_layer(norm, channels)
+        self.final_relu = nn.ReLU(inplace=True)
+        self.head_dropout = dropout_layer(dropout if dropout_at == "head" else 0.0)
+        self.classifier = nn.Linear(channels, num_classes)
+        self.num_features = channels
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)  # (B, 16, H, W)
+        x = self.stage1(x)  # (B, 16*e, H, W)
+        x = self.stage2(x)  # (B, 32*e, H/2, W/2)
+        x = self.stage3(x)  # (B, 64*e, H/4, W/4)
+        return self.final_relu(self.final_bn(x))

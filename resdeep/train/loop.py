@@ -1,0 +1,304 @@
+"""The training loop: steps, evaluation, logging points and checkpoints.
+
+Loss and accuracy accumulate on the device and are read back only at log points and epoch
+ends, so a step never waits for the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resdeep.checkpoint import save_checkpoint
+from resdeep.io import save_json_atomic
+from resdeep.train.grad_norms import GradNormTracker
+from resdeep.train.progress import TrainingProgress
+from resdeep.train.tensorboard import TensorBoardLogger
+
+log = logging.getLogger("resdeep.train")
+
+
+@dataclass
+class LoopSettings:
+    epochs: int
+    total_steps: int
+    log_every: int
+    dense_first_epoch: bool = False
+    progress: str = "auto"
+
+
+@dataclass
+class LoopState:
+    """Everything beyond module/optimizer state that a resumed run needs to continue exactly."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # completed optimizer steps
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+    wall_time_s: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    status: str = "running"
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def autocast_context(device: torch.device, precision: str) -> Callable[[], Any]:
+    """A factory of autocast contexts (bf16 / fp16) or no-ops for full precision."""
+    if precision == "32":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], autocast: Callable
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over `batches`, with one host sync at the end."""
+    was_training = model.training
+    model.eval()
+    totals: torch.Tensor | None = None
+    for images, labels in batches:
+        with autocast():
+            logits = model(images)
+        batch = torch.stack(
+            [
+                F.cross_entropy(logits.float(), labels, reduction="sum"),
+                (logits.argmax(dim=1) == labels).sum().float(),
+                torch.tensor(float(labels.numel()), device=labels.device),
+            ]
+        )
+        totals = batch if totals is None else totals + batch
+    model.train(was_training)
+    if totals is None:
+        return float("nan"), float("nan")
+    loss_sum, correct, count = totals.tolist()
+    return loss_sum / count, correct / count
+
+
+class TrainingLoop:
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        train_model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        scaler: torch.amp.GradScaler,
+        train_loader: Any,
+        val_loader: Any,
+        device: torch.device,
+        precision: str,
+        settings: LoopSettings,
+        state: LoopState,
+        run_dir: Path,
+        logger: TensorBoardLogger,
+        checkpoint_metadata: dict[str, Any],
+        metrics_extra: dict[str, Any],
+    ) -> None:
+        self.model = model  # the module whose state is saved
+        self.train_model = train_model  # the same module, possibly compiled or DDP-wrapped
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.scaler = scaler
+        self.train_loader = train_loader
+        self.val_loader = val_loader
+        self.device = device
+        self.autocast = autocast_context(device, precision)
+        self.settings = settings
+        self.state = state
+        self.run_dir = run_dir
+        self.logger = logger
+        self.checkpoint_metadata = checkpoint_metadata
+        self.metrics_extra = metrics_extra
+        self.grad_norms = GradNormTracker(model)
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    # ---- checkpoints and metrics -------------------------------------------------------
+    def rng_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "loader": self.train_loader.state_dict(),
+        }
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        return {
+            **self.checkpoint_metadata,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": self.rng_state(),
+            "epoch": self.state.epoch,
+            "step": self.state.step,
+            "loop_state": self.state.as_dict(),
+            "metrics": self.latest_metrics(),
+        }
+
+    def latest_metrics(self) -> dict[str, Any]:
+        last = self.state.history[-1] if self.state.history else {}
+        return {
+            **self.metrics_extra,
+            "train_loss": last.get("train_loss"),
+            "train_acc": last.get("train_acc"),
+            "val_loss": last.get("val_loss"),
+            "val_acc": last.get("val_acc"),
+            "best_val_acc": self.state.best_val_acc if self.state.best_val_acc >= 0 else None,
+            "best_epoch": self.state.best_epoch,
+            "epochs": self.state.epoch,
+            "steps": self.state.step,
+            "wall_time_s": round(self.state.wall_time_s, 3),
+            "status": self.state.status,
+            "history": self.state.history,
+        }
+
+    def write_metrics(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        metrics = {**self.latest_metrics(), **(extra or {})}
+        save_json_atomic(metrics, self.run_dir / "metrics.json")
+        return metrics
+
+    # ---- the loop ----------------------------------------------------------------------
+    def should_log(self, epoch: int) -> bool:
+        if self.settings.dense_first_epoch and epoch == 1:
+            return True
+        return self.state.step % self.settings.log_every == 0
+
+    def fit(self) -> str:
+        """Train until the step budget is spent; returns the final status."""
+        settings, state = self.settings, self.state
+        with TrainingProgress(settings.total_steps, state.step, settings.progress) as progress:
+            while state.epoch < settings.epochs and state.step < settings.total_steps:
+                epoch = state.epoch + 1
+                started = time.perf_counter()
+                train_loss, train_acc = self.train_epoch(epoch, progress)
+                if not math.isfinite(train_loss):
+                    state.status = "diverged"
+                    log.error(
+                        "loss became %s in epoch %d; stopping (last good checkpoint kept)",
+                        train_loss,
+                        epoch,
+                    )
+                    break
+                val_loss, val_acc = evaluate(self.train_model, self.val_loader, self.autocast)
+                state.wall_time_s += time.perf_counter() - started
+                state.epoch = epoch
+                state.history.append(
+                    {
+                        "epoch": epoch,
+                        "step": state.step,
+                        "train_loss": train_loss,
+                        "train_acc": train_acc,
+                        "val_loss": val_loss,
+                        "val_acc": val_acc,
+                        "lr": self.current_lr(),
+                    }
+                )
+                self.logger.scalars(
+                    {"val/loss": val_loss, "val/acc": val_acc, "epoch": epoch}, state.step
+                )
+                improved = val_acc > state.best_val_acc
+                if improved:
+                    state.best_val_acc, state.best_epoch = val_acc, epoch
+                    self.best_state = {
+                        k: v.detach().clone() for k, v in self.model.state_dict().items()
+                    }
+                payload = self.checkpoint_payload()
+                save_checkpoint(self.run_dir / "checkpoints" / "last.pt", payload)
+                if improved:
+                    save_checkpoint(self.run_dir / "checkpoints" / "best.pt", payload)
+                self.write_metrics()
+                progress.epoch_done(
+                    f"epoch {epoch}/{settings.epochs}  step {state.step}  train loss {train_loss:.4f} "
+                    f"acc {train_acc:.3f}  val loss {val_loss:.4f} acc {val_acc:.3f}"
+                    + ("  (best)" if improved else "")
+                )
+        if state.status == "running":
+            state.status = "completed"
+        return state.status
+
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def train_epoch(self, epoch: int, progress: TrainingProgress) -> tuple[float, float]:
+        model, state = self.train_model, self.state
+        model.train()
+        zero = torch.zeros((), device=self.device)
+        epoch_loss, epoch_correct, epoch_seen = zero.clone(), zero.clone(), 0
+        window_loss, window_correct, window_seen = zero.clone(), zero.clone(), 0
+        window_start = time.perf_counter()
+        profile: list[float] | None = None
+        for images, labels in self.train_loader:
+            if state.step >= self.settings.total_steps:
+                break
+            with self.autocast():
+                logits = model(images)
+                loss = F.cross_entropy(logits, labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            state.step += 1
+            log_now = self.should_log(epoch)
+            if log_now:
+                self.scaler.unscale_(self.optimizer)  # norms of the true gradients, not scaled ones
+                norms = self.grad_norms.compute()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            batch = labels.numel()
+            correct = (logits.detach().argmax(dim=1) == labels).sum()
+            batch_loss = loss.detach().float() * batch
+            epoch_loss += batch_loss
+            epoch_correct += correct
+            window_loss += batch_loss
+            window_correct += correct
+            epoch_seen += batch
+            window_seen += batch
+            progress.advance(epoch)
+            if log_now:
+                # The one host sync of a log point: losses, accuracy and all layer norms together.
+                norm_values = norms.cpu().tolist()
+                loss_value, correct_value = torch.stack([window_loss, window_correct]).tolist()
+                elapsed = time.perf_counter() - window_start
+                speed = window_seen / elapsed if elapsed > 0 else 0.0
+                self.logger.scalars(
+                    {
+                        "train/loss": loss_value / window_seen,
+                        "train/acc": correct_value / window_seen,
+                        "lr": self.current_lr(),
+                        "throughput/img_per_s": speed,
+                    },
+                    state.step,
+                )
+                self.logger.grad_norms(norm_values, state.step)
+                profile = norm_values
+                progress.show(
+                    epoch=epoch,
+                    loss=loss_value / window_seen,
+                    acc=correct_value / window_seen,
+                    images_per_s=speed,
+                )
+                if not math.isfinite(loss_value):
+                    break
+                window_loss.zero_()
+                window_correct.zero_()
+                window_seen = 0
+                window_start = time.perf_counter()
+        if profile is not None:
+            self.logger.grad_norm_profile(profile, state.step, epoch)
+        if epoch_seen == 0:
+            return float("nan"), float("nan")
+        loss_sum, correct_sum = torch.stack([epoch_loss, epoch_correct]).tolist()
+        return loss_sum / epoch_seen, correct_sum / epoch_seen
