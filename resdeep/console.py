@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -12,7 +13,8 @@ error_console = Console(stderr=True)
 
 
 def route_logging_through_rich(level: int = logging.INFO) -> None:
-    """Send the root logger's console output through our console (above any progress bar).
+    """Send the root logger's console output through our console (above any progress bar);
+    plain lines when the output is not a terminal.
 
     File handlers configured elsewhere (Hydra's job log) are kept.
     """
@@ -22,7 +24,13 @@ def route_logging_through_rich(level: int = logging.INFO) -> None:
             handler, logging.FileHandler
         ):
             root.removeHandler(handler)
-    rich_handler = RichHandler(console=console, show_path=False, markup=False, show_time=False)
-    rich_handler.setLevel(level)
-    root.addHandler(rich_handler)
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_path=False, markup=False, show_time=False)
+    else:
+        # Logs and CI: plain, unwrapped lines.
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(level)
+    root.addHandler(handler)
     root.setLevel(min(root.level or level, level))

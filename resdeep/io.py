@@ -16,6 +16,7 @@ def _atomic_write(path: Path, write: Any) -> None:
     # The temp file sits in the same directory so the final rename never crosses file systems.
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(temp_name, 0o644)  # mkstemp's 0600 would hide results from collaborators
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()

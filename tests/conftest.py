@@ -31,3 +31,27 @@ def run_cli(
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# Small, fast training settings for tests: depth-8 nets on 8x8 digits train in seconds on CPU.
+FAST = ("data=digits", "model.depth=8", "trainer.device=cpu", "trainer.progress=lines")
+
+
+@pytest.fixture(scope="session")
+def train_run(tmp_path_factory):
+    """Factory: `train_run(*overrides)` -> a run dir trained through the real CLI.
+
+    Runs are cached per distinct overrides for the whole session, so tests share them.
+    """
+    cache: dict[tuple[str, ...], Path] = {}
+
+    def train(*overrides: str, epochs: int = 2) -> Path:
+        key = (*overrides, f"trainer.epochs={epochs}")
+        if key not in cache:
+            run_dir = tmp_path_factory.mktemp("run") / "run"
+            result = run_cli("train", *FAST, *key, f"hydra.run.dir={run_dir}")
+            assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+            cache[key] = run_dir
+        return cache[key]
+
+    return train
