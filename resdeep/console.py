@@ -8,8 +8,8 @@ import sys
 from rich.console import Console
 from rich.logging import RichHandler
 
-console = Console()
-error_console = Console(stderr=True)
+# Piped output (logs, CI) gets a wide fixed width so tables are not squeezed to 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def route_logging_through_rich(level: int = logging.INFO) -> None:

@@ -17,6 +17,10 @@ def _fmt(value: object, spec: str = ".3f") -> str:
     return format(value, spec) if isinstance(value, int | float) else "-"
 
 
+def _relative(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path != root and path.is_relative_to(root) else str(path)
+
+
 def runs(
     directory: Annotated[
         Path, typer.Argument(help="A runs folder, sweep folder or run directory.")
@@ -40,7 +44,7 @@ def runs(
     for record in records:
         m = record.metrics
         table.add_row(
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(record.started)),
+            time.strftime("%m-%d %H:%M", time.localtime(record.started)),
             str(m.get("arch", "?")),
             str(m.get("depth", "?")),
             str(m.get("data", "?")),
@@ -48,7 +52,7 @@ def runs(
             _fmt(m.get("best_val_acc")),
             _fmt(m.get("test_acc")),
             str(m.get("status", "?")),
-            str(record.path),
+            _relative(record.path, directory),
         )
     console.print(table)
     if records:

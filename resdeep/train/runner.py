@@ -14,8 +14,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from resdeep.checkpoint import read_checkpoint, resolve_checkpoint_path, save_checkpoint
-from resdeep.data import DataError, DataSplits, DeviceLoader, build_data
-from resdeep.errors import ResdeepError, UsageError
+from resdeep.data import DataSplits, DeviceLoader, build_data
+from resdeep.errors import UsageError
 from resdeep.models import ModelConfigError, build_model, count_parameters, weight_layers
 from resdeep.train.device import resolve_device, resolve_precision
 from resdeep.train.loop import LoopSettings, LoopState, TrainingLoop, evaluate
@@ -52,22 +52,19 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 def load_data(cfg: DictConfig) -> DataSplits:
     data = cfg.data
-    try:
-        return build_data(
-            data.name,
-            root=data.get("root", "data"),
-            download=bool(data.get("download", False)),
-            val_size=data.get("val_size", 0.1),
-            image_size=data.get("image_size"),
-            classes=list(data.classes) if data.get("classes") is not None else None,
-            seed=int(data.get("seed", cfg.seed)),
-            canvas_size=int(data.get("canvas_size", 32)),
-            num_samples=int(data.get("num_samples", 512)),
-            num_classes=int(data.get("num_classes", 10)),
-            channels=int(data.get("channels", 3)),
-        )
-    except DataError as error:
-        raise ResdeepError(str(error)) from error
+    return build_data(
+        data.name,
+        root=data.get("root", "data"),
+        download=bool(data.get("download", False)),
+        val_size=data.get("val_size", 0.1),
+        image_size=data.get("image_size"),
+        classes=list(data.classes) if data.get("classes") is not None else None,
+        seed=int(data.get("seed", cfg.seed)),
+        canvas_size=int(data.get("canvas_size", 32)),
+        num_samples=int(data.get("num_samples", 512)),
+        num_classes=int(data.get("num_classes", 10)),
+        channels=int(data.get("channels", 3)),
+    )
 
 
 def model_kwargs(cfg: DictConfig, data: DataSplits) -> dict[str, Any]:

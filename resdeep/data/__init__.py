@@ -1,0 +1,17 @@
+"""Data sets as uint8 tensors, and a loader that batches and augments them on the device."""
+
+from resdeep.data.build import DATASET_NAMES, build_data, build_heldout
+from resdeep.data.loader import DeviceLoader, denormalize, normalize
+from resdeep.data.splits import DataError, DataSplits, Split
+
+__all__ = [
+    "DATASET_NAMES",
+    "DataError",
+    "DataSplits",
+    "DeviceLoader",
+    "Split",
+    "build_data",
+    "build_heldout",
+    "denormalize",
+    "normalize",
+]

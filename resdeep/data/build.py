@@ -1,0 +1,167 @@
+"""Build a data set by name: read it, split train/val, select classes, resize, measure stats.
+
+The val split is drawn from the full training pool before classes are selected, so an image's
+side of the train/val line depends only on the seed, never on which classes a run keeps; the
+images build_heldout returns are then exactly the ones build_data(classes=...) left out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from resdeep.data.digits import digits_placed_source, digits_source
+from resdeep.data.imagefolder import imagefolder_source
+from resdeep.data.splits import (
+    DataError,
+    DataSplits,
+    Source,
+    Split,
+    channel_stats,
+    check_class_ids,
+    drop_classes,
+    keep_classes,
+    resize,
+    split_off,
+)
+from resdeep.data.synthetic import synthetic_source
+from resdeep.data.torchvision_sets import (
+    cifar10_source,
+    cifar100_source,
+    mnist_source,
+    svhn_source,
+)
+
+DATASET_NAMES = (
+    "digits",
+    "digits_placed",
+    "synthetic",
+    "cifar10",
+    "cifar100",
+    "svhn",
+    "mnist",
+    "fashion_mnist",
+    "imagefolder",
+)
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def _read_source(
+    name: str,
+    *,
+    root: str,
+    download: bool,
+    image_size: int | None,
+    seed: int,
+    canvas_size: int,
+    num_samples: int,
+    num_classes: int,
+    channels: int,
+) -> Source:
+    folder = Path(root).expanduser().resolve()
+    if name == "digits":
+        return digits_source()
+    if name == "digits_placed":
+        return digits_placed_source(canvas_size, seed)
+    if name == "synthetic":
+        return synthetic_source(
+            num_samples=num_samples,
+            num_classes=num_classes,
+            channels=channels,
+            image_size=image_size or canvas_size,
+            seed=seed,
+        )
+    if name == "cifar10":
+        return cifar10_source(folder, download)
+    if name == "cifar100":
+        return cifar100_source(folder, download)
+    if name == "svhn":
+        return svhn_source(folder, download)
+    if name in ("mnist", "fashion_mnist"):
+        return mnist_source(name, folder, download)
+    if name == "imagefolder":
+        return imagefolder_source(folder, image_size or 32)
+    raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+
+
+def build_data(
+    name: str,
+    *,
+    root: str = "data",
+    download: bool = False,
+    val_size: int | float = 0.1,
+    image_size: int | None = None,
+    classes: list[int] | None = None,
+    seed: int = 0,
+    canvas_size: int = 32,
+    num_samples: int = 512,
+    num_classes: int = 10,
+    channels: int = 3,
+) -> DataSplits:
+    """The train/val/test splits of data set `name`, with the facts a trainer needs about them.
+
+    val_size: images held out of the training pool for validation, as a count or a fraction in
+        (0, 1); counted on the full pool, before `classes` selects. Unused when the data ships
+        its own val set (imagefolder with val/).
+    image_size: resize every split to this size (bilinear, antialiased) when it differs.
+    classes: original label ids to keep, relabelled 0..k-1 in the order given.
+    seed: the train/val split and any generated data; test sets never depend on it.
+    canvas_size: digits_placed canvas, and the synthetic image size when image_size is unset.
+    num_samples, num_classes, channels: synthetic only.
+    """
+    source = _read_source(
+        name,
+        root=root,
+        download=download,
+        image_size=image_size,
+        seed=seed,
+        canvas_size=canvas_size,
+        num_samples=num_samples,
+        num_classes=num_classes,
+        channels=channels,
+    )
+    if source.val is not None:
+        train, val = source.train, source.val
+    else:
+        train, val = split_off(source.train, val_size, seed)
+    test = source.test
+    class_names, class_ids = source.classes, list(range(len(source.classes)))
+    if classes is not None:
+        classes = list(classes)  # a Hydra ListConfig would not index tensors
+        check_class_ids(classes, len(source.classes))
+        train, val, test = (keep_classes(split, classes) for split in (train, val, test))
+        class_names, class_ids = [source.classes[index] for index in classes], list(classes)
+    if image_size is not None:
+        train, val, test = (resize(split, image_size) for split in (train, val, test))
+    if len(train) == 0:
+        raise DataError(f"{name}: no training images left for classes {classes}")
+    mean, std = channel_stats(train.images)
+    return DataSplits(
+        name=name,
+        train=train,
+        val=val,
+        test=test,
+        classes=class_names,
+        mean=mean,
+        std=std,
+        flip=source.flip,
+        pad_crop=source.pad_crop,
+        class_ids=tuple(class_ids),
+    )
+
+
+def build_heldout(
+    name: str, *, kept_classes: list[int], split: str = "test", **kwargs: Any
+) -> Split:
+    """The images of `split` whose classes are NOT in kept_classes, with their original labels.
+
+    kwargs are build_data's (except `classes`), and must match the run's so the split agrees.
+    """
+    if "classes" in kwargs:
+        raise TypeError("build_heldout takes kept_classes, not classes")
+    if split not in SPLIT_NAMES:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_NAMES)}")
+    full = build_data(name, **kwargs)
+    kept_classes = list(kept_classes)
+    check_class_ids(kept_classes, len(full.classes))
+    return drop_classes(getattr(full, split), kept_classes)

@@ -1,0 +1,283 @@
+"""End-to-end training through the real CLI, plus the pieces of the loop."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.overrides import TorchFunctionMode
+
+from resdeep.checkpoint import load_checkpoint
+from resdeep.models import build_model
+from resdeep.train.app import CONFIG_DIR
+from resdeep.train.grad_norms import GradNormTracker
+from resdeep.train.optim import lr_multiplier
+from tests.conftest import FAST, REPO
+
+METRIC_KEYS = {
+    "train_loss",
+    "train_acc",
+    "val_acc",
+    "best_val_acc",
+    "test_acc",
+    "test_loss",
+    "epochs",
+    "steps",
+    "wall_time_s",
+    "params",
+    "status",
+}
+
+
+def event_tags(run_dir: Path) -> dict[str, list]:
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_plain20_run_dir_is_complete(cli, tmp_path):
+    run_dir = tmp_path / "D"
+    result = cli(
+        "train",
+        "data=digits",
+        "model=plain",
+        "model.depth=20",
+        "trainer.epochs=1",
+        "trainer.device=cpu",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stderr
+    events = event_tags(run_dir)
+    scalars = events.Tags()["scalars"]
+    grad_tags = [t for t in scalars if t.startswith("grad_norm/")]
+    assert len(grad_tags) == 20
+    assert "grad_norm/stem.conv" in grad_tags and "grad_norm/classifier" in grad_tags
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "throughput/img_per_s"):
+        assert tag in scalars
+    assert "grad_norm_by_layer" in events.Tags()["images"]
+    assert all(v.value > 0 for v in events.Scalars("grad_norm/stem.conv"))
+    for name in ("best.pt", "last.pt"):
+        payload = torch.load(run_dir / "checkpoints" / name, weights_only=True)
+        assert payload["model_kwargs"]["arch"] == "plain" and payload["input_shape"] == [1, 8, 8]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics) >= METRIC_KEYS
+    assert metrics["status"] == "completed" and metrics["epochs"] == 1 and metrics["steps"] == 10
+    assert (run_dir / "config.yaml").read_text().count("depth: 20") == 1
+
+
+def test_multirun_leaves_complete_run_dirs(cli, tmp_path):
+    sweep = tmp_path / "S"
+    result = cli(
+        "train",
+        "-m",
+        "data=digits",
+        "model=plain,resnet",
+        "model.depth=8",
+        "trainer.epochs=1",
+        "trainer.device=cpu",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr
+    run_dirs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(run_dirs) == 2
+    archs = set()
+    for run_dir in run_dirs:
+        assert (run_dir / "checkpoints" / "best.pt").is_file()
+        assert (run_dir / "checkpoints" / "last.pt").is_file()
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert metrics["status"] == "completed"
+        archs.add(metrics["arch"])
+    assert archs == {"plain", "resnet"}
+    listing = cli("runs", str(sweep))
+    assert listing.returncode == 0 and "plain" in listing.stdout and "resnet" in listing.stdout
+
+
+@pytest.mark.parametrize(
+    "args,code,needle",
+    [
+        (("model.depth=21",), 2, "20 and 26"),
+        (("data=cifar10", "data.root=/nonexistent", "data.download=false"), 1, "/nonexistent"),
+        (("data.batch_size=100000",), 2, "batch"),
+        (("optim.lr=-1",), 2, "lr"),
+        (("trainer.epochs=0",), 2, "epochs"),
+        (("model.dropout=1.5",), 2, "dropout"),
+        (("trainer.device=cuda",), 2, "GPU"),
+        (("trainer.precision=16",), 2, "CUDA"),
+    ],
+)
+def test_bad_config_gives_one_clear_line(cli, tmp_path, args, code, needle):
+    result = cli("train", "trainer.device=cpu", *args, f"hydra.run.dir={tmp_path / 'bad'}")
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0]
+
+
+def test_checkpoint_round_trip(train_run):
+    run_dir = train_run()
+    model, info = load_checkpoint(run_dir)
+    assert not model.training
+    assert info.classes == [str(d) for d in range(10)] and info.input_shape == (1, 8, 8)
+    assert len(info.mean) == len(info.std) == 1
+    raw = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
+    fresh = build_model(**raw["model_kwargs"]).eval()
+    fresh.load_state_dict(raw["model"])
+    x = torch.randn(4, 1, 8, 8)
+    torch.testing.assert_close(model(x), fresh(x))
+    assert (
+        info.metrics["test_acc"] == json.loads((run_dir / "metrics.json").read_text())["test_acc"]
+    )
+
+
+def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def test_resume_matches_an_uninterrupted_run(cli, tmp_path):
+    common = (*FAST, "model.dropout=0.3", "schedule=constant", "trainer.deterministic=true")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert cli("train", *common, "trainer.epochs=2", f"hydra.run.dir={straight}").returncode == 0
+    assert cli("train", *common, "trainer.epochs=1", f"hydra.run.dir={resumed}").returncode == 0
+    # Continue in the same run dir: the run's own overrides are reused, the new budget wins.
+    result = cli("train", f"trainer.resume={resumed}", "trainer.epochs=2")
+    assert result.returncode == 0, result.stderr
+    a, b = _final_weights(straight), _final_weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    metrics = json.loads((resumed / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and len(metrics["history"]) == 2
+
+
+def test_existing_run_dir_is_never_overwritten(cli, train_run):
+    run_dir = train_run()
+    before = (run_dir / "checkpoints" / "last.pt").read_bytes()
+    result = cli("train", *FAST, "trainer.epochs=1", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 2 and "trainer.resume" in result.stderr
+    assert (run_dir / "checkpoints" / "last.pt").read_bytes() == before
+
+
+class HostSyncCounter(TorchFunctionMode):
+    """Counts the calls that copy a tensor's value to the host."""
+
+    SYNCS = {"item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__"}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in self.SYNCS:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("depth", [8, 56])
+def test_grad_norms_need_no_per_layer_host_sync(depth):
+    model = build_model("plain", depth=depth, in_channels=1)
+    model(torch.randn(4, 1, 8, 8)).sum().backward()
+    tracker = GradNormTracker(model)
+    with HostSyncCounter() as counter:
+        norms = tracker.compute()
+    assert counter.count == 0
+    assert norms.shape == (depth,)
+    expected = torch.stack(
+        [
+            m.weight.grad.norm()
+            for _, m in __import__("resdeep.models", fromlist=["x"]).weight_layers(model)
+        ]
+    )
+    torch.testing.assert_close(norms, expected)
+
+
+def test_lr_schedules():
+    multistep = lr_multiplier("multistep", total_steps=64000, base_lr=0.1)
+    assert [multistep(s) for s in (0, 31999, 32000, 48000)] == pytest.approx([1, 1, 0.1, 0.01])
+    warm = lr_multiplier(
+        "multistep", total_steps=64000, base_lr=0.1, warmup_steps=400, warmup_lr=0.01
+    )
+    assert warm(0) == pytest.approx(0.1) and warm(399) == pytest.approx(0.1) and warm(400) == 1
+    cosine = lr_multiplier("cosine", total_steps=100, base_lr=0.1)
+    assert (
+        cosine(0) == pytest.approx(1)
+        and cosine(50) == pytest.approx(0.5)
+        and cosine(100) == pytest.approx(0)
+    )
+
+
+@pytest.mark.parametrize("depth,warmup", [(56, 0), (110, 400)])
+def test_he2016_experiment_reproduces_the_paper_recipe(depth, warmup):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=he2016_cifar10", f"model.depth={depth}"])
+    assert cfg.data.name == "cifar10" and cfg.data.val_size == 5000 and cfg.data.batch_size == 128
+    assert cfg.trainer.max_steps == 64000 and cfg.trainer.epochs is None
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (
+        "sgd",
+        0.1,
+        0.9,
+        1e-4,
+    )
+    assert list(cfg.schedule.milestones) == [0.5, 0.75] and cfg.schedule.gamma == 0.1
+    assert cfg.schedule.warmup_steps == warmup and cfg.schedule.warmup_lr == 0.01
+
+
+def test_hydra_flags_pass_through(cli, tmp_path):
+    job = cli("train", "model=plain", "model.depth=56", "--cfg", "job")
+    assert job.returncode == 0 and "arch: plain" in job.stdout and "depth: 56" in job.stdout
+    helped = cli("train", "--help")
+    assert helped.returncode == 0
+    for group in ("model", "data", "optim", "schedule", "trainer", "experiment"):
+        assert f"{group}:" in helped.stdout
+
+
+def test_configs_found_from_any_directory(cli, tmp_path):
+    result = cli("train", *FAST, "trainer.epochs=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dirs = list((tmp_path / "runs").iterdir())
+    assert len(run_dirs) == 1 and "resnet8_digits" in run_dirs[0].name
+
+
+def test_user_config_dir_adds_an_experiment(cli, tmp_path):
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\nmodel:\n  depth: 14\ntrainer:\n  epochs: 3\n"
+    )
+    result = cli("train", "--config-dir", str(tmp_path), "experiment=mine", "--cfg", "job")
+    assert result.returncode == 0, result.stderr
+    assert "depth: 14" in result.stdout and "epochs: 3" in result.stdout
+
+
+def test_wheel_ships_the_configs(tmp_path):
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    wheel = next(tmp_path.glob("resdeep-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for path in (
+        "resdeep/conf/train.yaml",
+        "resdeep/conf/model/plain.yaml",
+        "resdeep/conf/experiment/he2016_cifar10.yaml",
+        "resdeep/conf/data/digits.yaml",
+    ):
+        assert path in names
