@@ -12,11 +12,13 @@ from pathlib import Path
 
 import hydra
 import yaml
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from resdeep.console import route_logging_through_rich
 from resdeep.errors import ResdeepError
+from resdeep.train.distributed import World, launched_world
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -41,7 +43,9 @@ OmegaConf.register_new_resolver("resdeep.at_least", _at_least, replace=True)
 def hydra_main(cfg: DictConfig) -> float | None:
     from resdeep.train.runner import run  # heavy imports only once Hydra has parsed its args
 
-    route_logging_through_rich()
+    world = launched_world()
+    if world is None or world.is_main:
+        route_logging_through_rich()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         metrics = run(cfg, run_dir)
@@ -80,7 +84,35 @@ def with_resume_overrides(args: list[str]) -> list[str]:
     return [*recorded, *args, *extra]
 
 
+def agree_on_run_dir(args: list[str], world: World) -> list[str]:
+    """Under torchrun every rank runs Hydra; make them all use rank 0's run directory.
+
+    Each process would otherwise resolve `${now:...}` itself and could land in a directory of
+    its own. Only rank 0 writes Hydra's files and logs.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        # One group for the whole job: Gloo for these CPU objects, NCCL for CUDA tensors.
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+    run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)
+    if run_dir is None and world.is_main:
+        overrides = [a for a in args if not a.startswith("-")]
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            run_dir = str(compose("train", overrides, return_hydra_config=True).hydra.run.dir)
+    run_dir = world.broadcast_object(run_dir)
+    extra = [f"hydra.run.dir={run_dir}"]
+    if not world.is_main:
+        extra += ["hydra.output_subdir=null", "hydra/job_logging=disabled"]
+    return [a for a in args if not a.startswith("hydra.run.dir=")] + extra
+
+
 def launch(args: list[str]) -> None:
     """Run the Hydra app with `args` as its command line."""
-    sys.argv = ["resdeep train", *with_resume_overrides(list(args))]
+    args = with_resume_overrides(list(args))
+    world = launched_world()
+    if world is not None and not {"-m", "--multirun", "--help", "-h", "--cfg", "-c"} & set(args):
+        args = agree_on_run_dir(args, world)
+    sys.argv = ["resdeep train", *args]
     hydra_main()

@@ -21,7 +21,9 @@ from torch import nn
 
 from resdeep.checkpoint import save_checkpoint
 from resdeep.io import save_json_atomic
+from resdeep.train.distributed import World
 from resdeep.train.grad_norms import GradNormTracker
+from resdeep.train.interrupts import StopRequest
 from resdeep.train.progress import TrainingProgress
 from resdeep.train.tensorboard import TensorBoardLogger
 
@@ -103,9 +105,10 @@ class TrainingLoop:
         settings: LoopSettings,
         state: LoopState,
         run_dir: Path,
-        logger: TensorBoardLogger,
+        logger: TensorBoardLogger | None,
         checkpoint_metadata: dict[str, Any],
         metrics_extra: dict[str, Any],
+        world: World | None = None,
     ) -> None:
         self.model = model  # the module whose state is saved
         self.train_model = train_model  # the same module, possibly compiled or DDP-wrapped
@@ -119,7 +122,9 @@ class TrainingLoop:
         self.settings = settings
         self.state = state
         self.run_dir = run_dir
-        self.logger = logger
+        self.logger = logger  # None on every rank but the main one: only rank 0 writes
+        self.world = world or World()
+        self.stop = StopRequest()
         self.checkpoint_metadata = checkpoint_metadata
         self.metrics_extra = metrics_extra
         self.grad_norms = GradNormTracker(model)
@@ -168,8 +173,35 @@ class TrainingLoop:
 
     def write_metrics(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         metrics = {**self.latest_metrics(), **(extra or {})}
-        save_json_atomic(metrics, self.run_dir / "metrics.json")
+        if self.world.is_main:
+            save_json_atomic(metrics, self.run_dir / "metrics.json")
         return metrics
+
+    def save_checkpoint(self, *names: str) -> None:
+        if self.world.is_main:
+            payload = self.checkpoint_payload()
+            for name in names:
+                save_checkpoint(self.run_dir / "checkpoints" / name, payload)
+
+    def save_interrupted(self) -> None:
+        """A mid-epoch `last.pt`: the loader's position is in it, so a resume replays nothing."""
+        self.save_checkpoint("last.pt")
+        self.write_metrics()
+
+    def rank_weight_checksums(self) -> list[float]:
+        """Each rank's sum of all weights: equal values show the replicas stayed in sync."""
+        local = torch.stack([p.detach().double().sum() for p in self.model.parameters()]).sum()
+        gathered = [torch.zeros_like(local) for _ in range(self.world.world_size)]
+        torch.distributed.all_gather(gathered, local)
+        return [float(v) for v in gathered]
+
+    def close(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+
+    def _log_scalars(self, values: dict[str, float], step: int) -> None:
+        if self.logger is not None:
+            self.logger.scalars(values, step)
 
     # ---- the loop ----------------------------------------------------------------------
     def should_log(self, epoch: int) -> bool:
@@ -180,11 +212,15 @@ class TrainingLoop:
     def fit(self) -> str:
         """Train until the step budget is spent; returns the final status."""
         settings, state = self.settings, self.state
-        with TrainingProgress(settings.total_steps, state.step, settings.progress) as progress:
+        progress_mode = settings.progress if self.world.is_main else "off"
+        with TrainingProgress(settings.total_steps, state.step, progress_mode) as progress:
             while state.epoch < settings.epochs and state.step < settings.total_steps:
                 epoch = state.epoch + 1
                 started = time.perf_counter()
                 train_loss, train_acc = self.train_epoch(epoch, progress)
+                if state.status == "interrupted":
+                    state.wall_time_s += time.perf_counter() - started
+                    break
                 if not math.isfinite(train_loss):
                     state.status = "diverged"
                     log.error(
@@ -193,7 +229,9 @@ class TrainingLoop:
                         epoch,
                     )
                     break
-                val_loss, val_acc = evaluate(self.train_model, self.val_loader, self.autocast)
+                # The bare module on every rank: same weights, so the same numbers, and no
+                # collective that only some ranks would enter.
+                val_loss, val_acc = evaluate(self.model, self.val_loader, self.autocast)
                 state.wall_time_s += time.perf_counter() - started
                 state.epoch = epoch
                 state.history.append(
@@ -207,7 +245,7 @@ class TrainingLoop:
                         "lr": self.current_lr(),
                     }
                 )
-                self.logger.scalars(
+                self._log_scalars(
                     {"val/loss": val_loss, "val/acc": val_acc, "epoch": epoch}, state.step
                 )
                 improved = val_acc > state.best_val_acc
@@ -216,10 +254,7 @@ class TrainingLoop:
                     self.best_state = {
                         k: v.detach().clone() for k, v in self.model.state_dict().items()
                     }
-                payload = self.checkpoint_payload()
-                save_checkpoint(self.run_dir / "checkpoints" / "last.pt", payload)
-                if improved:
-                    save_checkpoint(self.run_dir / "checkpoints" / "best.pt", payload)
+                self.save_checkpoint("last.pt", *(["best.pt"] if improved else []))
                 self.write_metrics()
                 progress.epoch_done(
                     f"epoch {epoch}/{settings.epochs}  step {state.step}  train loss {train_loss:.4f} "
@@ -267,13 +302,26 @@ class TrainingLoop:
             epoch_seen += batch
             window_seen += batch
             progress.advance(epoch)
+            # One process checks its flag every step for free; ranks agree at log points only.
+            if (not self.world.distributed and self.stop.requested) or (
+                log_now and self.world.any(self.stop.requested, self.device)
+            ):
+                state.status = "interrupted"
+                break
             if log_now:
                 # The one host sync of a log point: losses, accuracy and all layer norms together.
                 norm_values = norms.cpu().tolist()
-                loss_value, correct_value = torch.stack([window_loss, window_correct]).tolist()
+                window = torch.stack(
+                    [
+                        window_loss,
+                        window_correct,
+                        torch.tensor(float(window_seen), device=self.device),
+                    ]
+                )
+                loss_value, correct_value, window_seen = self.world.all_reduce_sum(window).tolist()
                 elapsed = time.perf_counter() - window_start
                 speed = window_seen / elapsed if elapsed > 0 else 0.0
-                self.logger.scalars(
+                self._log_scalars(
                     {
                         "train/loss": loss_value / window_seen,
                         "train/acc": correct_value / window_seen,
@@ -282,7 +330,8 @@ class TrainingLoop:
                     },
                     state.step,
                 )
-                self.logger.grad_norms(norm_values, state.step)
+                if self.logger is not None:
+                    self.logger.grad_norms(norm_values, state.step)
                 profile = norm_values
                 progress.show(
                     epoch=epoch,
@@ -296,9 +345,12 @@ class TrainingLoop:
                 window_correct.zero_()
                 window_seen = 0
                 window_start = time.perf_counter()
-        if profile is not None:
+        if profile is not None and self.logger is not None:
             self.logger.grad_norm_profile(profile, state.step, epoch)
-        if epoch_seen == 0:
+        totals = torch.stack(
+            [epoch_loss, epoch_correct, torch.tensor(float(epoch_seen), device=self.device)]
+        )
+        loss_sum, correct_sum, seen = self.world.all_reduce_sum(totals).tolist()
+        if seen == 0:
             return float("nan"), float("nan")
-        loss_sum, correct_sum = torch.stack([epoch_loss, epoch_correct]).tolist()
-        return loss_sum / epoch_seen, correct_sum / epoch_seen
+        return loss_sum / seen, correct_sum / seen

@@ -21,6 +21,7 @@ log = logging.getLogger("resdeep.train")
 class TrainingProgress:
     def __init__(self, total_steps: int, start_step: int, mode: str = "auto") -> None:
         interactive = console.is_terminal if mode == "auto" else mode == "bar"
+        self._quiet = mode == "off"  # ranks other than 0 print nothing
         self._progress: Progress | None = None
         if interactive:
             self._progress = Progress(
@@ -70,4 +71,5 @@ class TrainingProgress:
 
     def epoch_done(self, line: str) -> None:
         """Per-epoch summary: logged (above the bar on a terminal, a plain line elsewhere)."""
-        log.info(line)
+        if not self._quiet:
+            log.info(line)

@@ -6,18 +6,23 @@ import logging
 import math
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
 
 from resdeep.checkpoint import read_checkpoint, resolve_checkpoint_path, save_checkpoint
 from resdeep.data import DataSplits, DeviceLoader, build_data
-from resdeep.errors import UsageError
+from resdeep.errors import ResdeepError, UsageError
 from resdeep.models import ModelConfigError, build_model, count_parameters, weight_layers
+from resdeep.train import distributed
 from resdeep.train.device import resolve_device, resolve_precision
+from resdeep.train.distributed import World
+from resdeep.train.interrupts import StopRequest
 from resdeep.train.loop import LoopSettings, LoopState, TrainingLoop, evaluate
 from resdeep.train.optim import build_optimizer, lr_multiplier
 from resdeep.train.tensorboard import TensorBoardLogger
@@ -35,6 +40,10 @@ MODEL_KEYS = (
     "dropout",
     "dropout_at",
 )
+
+
+class Interrupted(ResdeepError):
+    exit_code = 130
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -93,22 +102,109 @@ def plan_steps(trainer: DictConfig, steps_per_epoch: int) -> tuple[int, int]:
     return math.ceil(total / steps_per_epoch), total
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train one configuration into `run_dir`; returns the final metrics."""
-    trainer = cfg.trainer
-    resume_from = trainer.get("resume")
-    checkpoint = None
-    if resume_from:
-        checkpoint = read_checkpoint(resolve_checkpoint_path(resume_from, "last.pt"))
-    elif (run_dir / "checkpoints" / "last.pt").exists():
+def per_device_batch(cfg: DictConfig, world: World) -> int:
+    """`data.batch_size` is the global batch (split over devices) unless trainer.global_batch=false.
+
+    The learning rate is never rescaled behind the user's back: change optim.lr explicitly.
+    """
+    batch_size = int(cfg.data.batch_size)
+    if batch_size < 1:
+        raise UsageError(f"data.batch_size must be at least 1, got {batch_size}")
+    if not bool(cfg.trainer.get("global_batch", True)) or world.world_size == 1:
+        return batch_size
+    if batch_size % world.world_size:
+        raise UsageError(
+            f"data.batch_size={batch_size} does not split evenly over {world.world_size} devices"
+        )
+    return batch_size // world.world_size
+
+
+def resume_target(trainer: DictConfig, run_dir: Path) -> Path | None:
+    """The checkpoint to continue from, if any.
+
+    `trainer.resume=auto` (and a SLURM requeue of a job that already checkpointed) continues
+    this run dir when it holds a checkpoint; otherwise a run dir is never overwritten.
+    """
+    resume = trainer.get("resume")
+    existing = run_dir / "checkpoints" / "last.pt"
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
+    if resume == "auto" or (resume is None and requeued):
+        return existing if existing.exists() else None
+    if resume:
+        return resolve_checkpoint_path(resume, "last.pt")
+    if existing.exists():
         raise UsageError(
             f"{run_dir} already holds a run; continue it with trainer.resume={run_dir} "
             "or pick another hydra.run.dir"
         )
+    return None
 
-    deterministic = bool(trainer.get("deterministic", False))
-    seed_everything(int(cfg.seed), deterministic)
-    device = resolve_device(str(trainer.device))
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train one configuration into `run_dir`; returns the final metrics."""
+    devices = int(cfg.trainer.get("devices", 1))
+    if devices < 1:
+        raise UsageError(f"trainer.devices must be at least 1, got {devices}")
+    world = distributed.launched_world()
+    if world is None and devices > 1:
+        device_type = resolve_device(str(cfg.trainer.device)).type
+        if device_type == "cuda" and torch.cuda.device_count() < devices:
+            raise UsageError(
+                f"trainer.devices={devices} but only {torch.cuda.device_count()} GPU(s) are present"
+            )
+        # Fail fast on what the workers would refuse, before paying for their start-up.
+        per_device_batch(cfg, World(world_size=devices))
+        if cfg.trainer.get("sync_bn", False) and device_type != "cuda":
+            raise UsageError("trainer.sync_bn needs CUDA devices (SyncBatchNorm is GPU-only)")
+        container = OmegaConf.to_container(cfg, resolve=True)
+        distributed.spawn(_train_in_worker, (container, str(run_dir)), devices, device_type)
+        from resdeep.runs import read_metrics
+
+        return read_metrics(run_dir)
+    world = world or World()
+    if world.distributed:
+        distributed.join_process_group(world, resolve_device(str(cfg.trainer.device)).type)
+    return train(cfg, run_dir, world)
+
+
+def _train_in_worker(container: dict, run_dir: str, world: World) -> None:
+    from resdeep.console import route_logging_through_rich
+
+    if world.is_main:
+        route_logging_through_rich()
+        handler = logging.FileHandler(Path(run_dir) / "train.log")
+        handler.setFormatter(
+            logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s")
+        )
+        logging.getLogger().addHandler(handler)
+    train(OmegaConf.create(container), Path(run_dir), world)
+
+
+def _device_for(name: str, world: World) -> torch.device:
+    device = resolve_device(name)
+    if device.type == "cuda" and world.distributed:
+        return torch.device("cuda", world.local_rank)
+    return device
+
+
+@dataclass
+class Training:
+    """Everything built from a config, ready to run (and to benchmark)."""
+
+    loop: TrainingLoop
+    model: torch.nn.Module
+    test_loader: DeviceLoader
+    summary: dict[str, Any]
+    hparams: dict[str, Any]
+
+
+def build_training(
+    cfg: DictConfig, run_dir: Path, world: World | None = None, checkpoint: dict | None = None
+) -> Training:
+    world = world or World()
+    trainer = cfg.trainer
+    seed_everything(int(cfg.seed), bool(trainer.get("deterministic", False)))
+    device = _device_for(str(trainer.device), world)
     precision = resolve_precision(trainer.precision, device)
     data = load_data(cfg)
     kwargs = model_kwargs(cfg, data)
@@ -116,22 +212,19 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         model = build_model(**kwargs)
     except ModelConfigError as error:
         raise UsageError(str(error)) from error
-
     channels_last = _use_channels_last(str(trainer.get("channels_last", "auto")), device)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
 
-    batch_size = int(cfg.data.batch_size)
-    if batch_size < 1:
-        raise UsageError(f"data.batch_size must be at least 1, got {batch_size}")
-    if batch_size > len(data.train.labels):
+    batch_size = per_device_batch(cfg, world)
+    if batch_size * world.world_size > len(data.train.labels):
         raise UsageError(
-            f"data.batch_size={batch_size} is larger than the {len(data.train.labels)} training "
-            f"images of {data.name}; use a smaller batch"
+            f"data.batch_size={cfg.data.batch_size} is larger than the {len(data.train.labels)} "
+            f"training images of {data.name}; use a smaller batch"
         )
+    # Every rank seeds its loader alike, so all ranks agree on each epoch's order.
     generator = torch.Generator().manual_seed(int(cfg.seed))
-    augment = bool(cfg.data.get("augment", True))
     train_loader = DeviceLoader(
         data.train,
         batch_size=batch_size,
@@ -139,12 +232,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         std=data.std,
         device=device,
         shuffle=True,
-        augment=augment,
+        augment=bool(cfg.data.get("augment", True)),
         pad_crop=data.pad_crop,
         flip=data.flip,
         drop_last=True,
         generator=generator,
         channels_last=channels_last,
+        rank=world.rank,
+        world_size=world.world_size,
     )
     eval_batch = int(trainer.get("eval_batch_size", 512))
     val_loader, test_loader = (
@@ -191,12 +286,19 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     state = LoopState()
     if checkpoint is not None:
         _restore(checkpoint, model, optimizer, scheduler, scaler, train_loader, state, device)
-        log.info("resuming from %s at epoch %d, step %d", resume_from, state.epoch, state.step)
         state.status = "running"
 
-    train_model = torch.compile(model) if trainer.get("compile", False) else model
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    train_model: torch.nn.Module = model
+    if trainer.get("sync_bn", False) and world.distributed:
+        if device.type != "cuda":
+            raise UsageError("trainer.sync_bn needs CUDA devices (SyncBatchNorm is GPU-only)")
+        train_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if world.distributed:
+        device_ids = [device.index] if device.type == "cuda" else None
+        train_model = DistributedDataParallel(train_model, device_ids=device_ids)
+    if trainer.get("compile", False):
+        train_model = torch.compile(train_model)
+
     params = count_parameters(model)
     summary = {
         "arch": kwargs["arch"],
@@ -207,19 +309,23 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "params": params,
         "device": str(device),
         "precision": precision,
+        "world_size": world.world_size,
+        "per_device_batch": batch_size,
     }
     metadata = {
-        "config": resolved,
+        "config": OmegaConf.to_container(cfg, resolve=True),
         "model_kwargs": kwargs,
         "classes": list(data.classes),
         "normalization": {"mean": list(data.mean), "std": list(data.std)},
         "input_shape": [data.in_channels, data.image_size, data.image_size],
     }
-    logger = TensorBoardLogger(
-        run_dir,
-        layer_names=[name for name, _ in weight_layers(model)],
-        purge_step=state.step + 1 if checkpoint else None,
-    )
+    logger = None
+    if world.is_main:
+        logger = TensorBoardLogger(
+            run_dir,
+            layer_names=[name for name, _ in weight_layers(model)],
+            purge_step=state.step + 1 if checkpoint else None,
+        )
     loop = TrainingLoop(
         model=model,
         train_model=train_model,
@@ -242,9 +348,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         logger=logger,
         checkpoint_metadata=metadata,
         metrics_extra=summary,
+        world=world,
     )
     log.info(
-        "%s-%d on %s (%s train / %s val / %s test, %s), %s params, %d epochs = %d steps, device %s",
+        "%s-%d on %s (%d train / %d val / %d test, %s), %s params, %d epochs = %d steps, "
+        "device %s%s",
         kwargs["arch"],
         kwargs["depth"],
         data.name,
@@ -256,30 +364,56 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         epochs,
         total_steps,
         device,
+        f" x {world.world_size} ranks" if world.distributed else "",
     )
-    try:
+    hparams = {
+        **summary,
+        "optim": optim_cfg.name,
+        "lr": float(optim_cfg.lr),
+        "batch_size": int(cfg.data.batch_size),
+        "seed": int(cfg.seed),
+        "epochs": epochs,
+    }
+    return Training(loop, model, test_loader, summary, hparams)
+
+
+def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
+    target = resume_target(cfg.trainer, run_dir)
+    checkpoint = read_checkpoint(target) if target is not None else None
+    if world.is_main:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    training = build_training(cfg, run_dir, world, checkpoint)
+    loop, model = training.loop, training.model
+    if checkpoint is not None:
+        log.info("resuming from %s at epoch %d, step %d", target, loop.state.epoch, loop.state.step)
+    with StopRequest() as stop:
+        loop.stop = stop
         status = loop.fit()
-    finally:
-        state.status = state.status if state.status != "running" else "interrupted"
-        loop.write_metrics()
+    if status == "interrupted":
+        loop.save_interrupted()
+        if world.is_main:
+            loop.close()
+        stop.pass_on()  # under submitit this requeues the job, which resumes from last.pt
+        raise Interrupted(
+            f"stopped by {stop.name} at epoch {loop.state.epoch + 1}, step {loop.state.step}; "
+            f"resume with: resdeep train trainer.resume={run_dir}"
+        )
 
     # Report test numbers of the model selected on validation (best.pt), the honest protocol.
     if loop.best_state is not None:
         model.load_state_dict(loop.best_state)
     elif (run_dir / "checkpoints" / "best.pt").exists():
         model.load_state_dict(read_checkpoint(run_dir / "checkpoints" / "best.pt")["model"])
-    test_loss, test_acc = evaluate(model, test_loader, loop.autocast)
-    final = loop.write_metrics({"test_loss": test_loss, "test_acc": test_acc, "status": status})
+    test_loss, test_acc = evaluate(model, training.test_loader, loop.autocast)
+    extra = {"test_loss": test_loss, "test_acc": test_acc}
+    if world.distributed:
+        extra["rank_weight_checksums"] = loop.rank_weight_checksums()
+    if not world.is_main:
+        return {}
+    final = loop.write_metrics(extra)
     if status == "completed":
-        logger.hyperparameters(
-            {
-                **summary,
-                "optim": optim_cfg.name,
-                "lr": float(optim_cfg.lr),
-                "batch_size": batch_size,
-                "seed": int(cfg.seed),
-                "epochs": epochs,
-            },
+        loop.logger.hyperparameters(
+            training.hparams,
             {
                 "test_acc": test_acc,
                 "test_loss": test_loss,
@@ -287,20 +421,19 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 "train_loss": final["train_loss"] or float("nan"),
             },
         )
-    logger.close()
-    # Keep the test numbers with the checkpoints too, so tools need nothing but the file.
-    for name in ("best.pt", "last.pt"):
-        path = run_dir / "checkpoints" / name
-        if path.exists() and status == "completed":
-            payload = read_checkpoint(path)
-            payload["metrics"] = {
-                **payload.get("metrics", {}),
-                "test_acc": test_acc,
-                "test_loss": test_loss,
-            }
-            payload.pop("format", None)
-            payload.pop("format_version", None)
-            save_checkpoint(path, payload)
+        # Keep the test numbers with the checkpoints too, so tools need nothing but the file.
+        for name in ("best.pt", "last.pt"):
+            path = run_dir / "checkpoints" / name
+            if path.exists():
+                payload = read_checkpoint(path)
+                payload["metrics"] = {**payload.get("metrics", {}), **extra}
+                save_checkpoint(path, payload)
+    loop.close()
+    if status == "diverged":
+        raise ResdeepError(
+            f"training diverged (non-finite loss) at step {loop.state.step}; the last good "
+            f"checkpoint is kept in {run_dir / 'checkpoints'}"
+        )
     return final
 
 

@@ -1,0 +1,143 @@
+"""Scale-out on CPU: DDP over spawned Gloo workers, torchrun, and Hydra launchers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import FAST
+
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_two_spawned_ranks_share_one_run_dir_and_stay_in_sync(cli, tmp_path):
+    run_dir = tmp_path / "D"
+    result = cli(
+        "train", *FAST, "trainer.epochs=3", "trainer.devices=2", f"hydra.run.dir={run_dir}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    metrics = _metrics(run_dir)
+    assert metrics["world_size"] == 2 and metrics["per_device_batch"] == 64
+    checksums = metrics["rank_weight_checksums"]
+    assert len(checksums) == 2 and checksums[0] == checksums[1]
+    # Same global batch on one rank: the loss goes down the same way.
+    single = tmp_path.parent / f"{tmp_path.name}_single"
+    assert cli("train", *FAST, "trainer.epochs=3", f"hydra.run.dir={single}").returncode == 0
+    two_ranks = [h["train_loss"] for h in metrics["history"]]
+    one_rank = [h["train_loss"] for h in _metrics(single)["history"]]
+    assert two_ranks[-1] < two_ranks[0] and one_rank[-1] < one_rank[0]
+    assert abs(two_ranks[-1] - one_rank[-1]) < 0.35
+    saved = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["step"] == 30
+
+
+def test_uneven_batch_split_is_a_usage_error(cli, tmp_path):
+    result = cli(
+        "train", *FAST, "data.batch_size=65", "trainer.devices=2", f"hydra.run.dir={tmp_path / 'x'}"
+    )
+    assert result.returncode == 2 and "split evenly" in result.stderr
+
+
+def test_sync_bn_on_cpu_is_refused(cli, tmp_path):
+    result = cli(
+        "train",
+        *FAST,
+        "trainer.devices=2",
+        "trainer.sync_bn=true",
+        f"hydra.run.dir={tmp_path / 'x'}",
+    )
+    assert result.returncode == 2 and "CUDA" in result.stderr
+
+
+def test_torchrun_leaves_exactly_one_run_dir(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    result = subprocess.run(
+        [
+            str(TORCHRUN),
+            "--standalone",
+            "--nproc-per-node=2",
+            "-m",
+            "resdeep",
+            "train",
+            "data=digits",
+            "model.depth=8",
+            "trainer.epochs=1",
+            "trainer.device=cpu",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dirs = list((tmp_path / "runs").iterdir())
+    assert len(run_dirs) == 1
+    metrics = _metrics(run_dirs[0])
+    assert metrics["status"] == "completed" and metrics["world_size"] == 2
+
+
+@pytest.mark.parametrize("launcher", ["submitit_local", "joblib"])
+def test_hydra_launchers_run_sweeps(cli, tmp_path, launcher):
+    sweep = tmp_path / "S"
+    result = cli(
+        "train",
+        "-m",
+        f"hydra/launcher={launcher}",
+        "data=digits",
+        "model=plain,resnet",
+        "model.depth=8",
+        "trainer.epochs=1",
+        "trainer.device=cpu",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dirs = sorted(p.parent for p in sweep.rglob("metrics.json"))
+    assert len(run_dirs) == 2
+    for run_dir in run_dirs:
+        assert _metrics(run_dir)["status"] == "completed"
+        assert (run_dir / "checkpoints" / "best.pt").is_file()
+
+
+def test_slurm_preset_composes_with_one_task_per_device(cli):
+    result = cli(
+        "train",
+        "hydra/launcher=slurm_gpu",
+        "trainer.devices=4",
+        "hydra.launcher.partition=gpu",
+        "--cfg",
+        "all",
+        "--resolve",
+    )
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "tasks_per_node: 4" in text and "gpus_per_node: 4" in text and "partition: gpu" in text
+    assert "SlurmLauncher" in text
+
+
+def test_requeued_slurm_job_resumes_its_run(cli, tmp_path, train_run):
+    """A requeued job (SLURM_RESTART_COUNT > 0) continues from the run dir's last.pt."""
+    run_dir = tmp_path / "R"
+    assert cli("train", *FAST, "trainer.epochs=1", f"hydra.run.dir={run_dir}").returncode == 0
+    result = cli(
+        "train",
+        *FAST,
+        "trainer.epochs=2",
+        f"hydra.run.dir={run_dir}",
+        env={"SLURM_RESTART_COUNT": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = _metrics(run_dir)
+    assert metrics["epochs"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2]
