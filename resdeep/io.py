@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -10,11 +11,18 @@ from typing import Any
 
 import torch
 
+from resdeep.errors import ResdeepError
+
 
 def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temp file sits in the same directory so the final rename never crosses file systems.
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The temp file sits beside the target so the final rename never crosses file systems.
+        handle, temp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as error:
+        raise ResdeepError(f"cannot write {path}: {error.strerror or error}") from error
     try:
         os.chmod(temp_name, 0o644)  # mkstemp's 0600 would hide results from collaborators
         with os.fdopen(handle, "wb") as stream:
@@ -22,13 +30,22 @@ def _atomic_write(path: Path, write: Any) -> None:
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temp_name, path)
+    except OSError as error:
+        Path(temp_name).unlink(missing_ok=True)
+        # Disk full, quota, read-only: the previous file (if any) is untouched.
+        raise ResdeepError(f"cannot write {path}: {error.strerror or error}") from error
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
 
 
 def save_torch_atomic(obj: Any, path: str | Path) -> None:
-    _atomic_write(Path(path), lambda stream: torch.save(obj, stream))
+    # Serialise in memory first: a serialisation bug and a full disk then fail apart, and the
+    # latter always surfaces as an OSError that names the file.
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getvalue()
+    _atomic_write(Path(path), lambda stream: stream.write(data))
 
 
 def save_json_atomic(obj: Any, path: str | Path) -> None:

@@ -7,6 +7,7 @@ offers keeps working: -m sweeps with the configured launcher, --cfg job, --help,
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,11 +15,14 @@ import hydra
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from resdeep.console import route_logging_through_rich
-from resdeep.errors import ResdeepError
+from resdeep.errors import ResdeepError, UsageError
 from resdeep.train.distributed import World, launched_world
+from resdeep.train.validation import validate
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -51,6 +55,12 @@ def hydra_main(cfg: DictConfig) -> float | None:
         metrics = run(cfg, run_dir)
     except ResdeepError as error:
         raise PropagatedError(error) from error
+    except Exception as error:
+        # Hydra would print a traceback; resdeep promises one line (--debug shows the rest).
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        message = f"{type(error).__name__}: {error} (run with --debug for the traceback)"
+        raise PropagatedError(ResdeepError(message)) from error
     # Returning the objective lets Hydra sweepers (e.g. Optuna) optimise it.
     return metrics.get("best_val_acc")
 
@@ -108,9 +118,66 @@ def agree_on_run_dir(args: list[str], world: World) -> list[str]:
     return [a for a in args if not a.startswith("hydra.run.dir=")] + extra
 
 
+def _one_line(error: Exception) -> str:
+    """Hydra's multi-line composition errors, condensed: what is wrong and what is possible."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    kept = []
+    for line in lines:
+        if line.startswith(
+            (
+                "Config search path",
+                "provider=",
+                "See https://",
+                "full_key:",
+                "object_type=",
+                "Set the environment",
+            )
+        ):
+            break
+        kept.append(line)
+    if isinstance(error.__cause__, Exception) and str(error.__cause__).strip():
+        kept.append(str(error.__cause__).strip().splitlines()[0])
+    text = "; ".join(kept).replace(":;", ":").replace(".;", ";").replace("In 'train': ", "")
+    return text or type(error).__name__
+
+
+def check_overrides(args: list[str]) -> None:
+    """Compose the config once before Hydra runs, to turn its errors into one clear line.
+
+    Skipped for sweeps (their values are lists) and when Hydra flags change where configs
+    come from; Hydra then reports problems itself.
+    """
+    if any(a.startswith("-") for a in args):
+        return
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=args, return_hydra_config=True)
+            run_dir = Path(str(cfg.hydra.run.dir))
+    except (HydraException, OmegaConfBaseException) as error:
+        raise UsageError(_one_line(error)) from error
+    validate(cfg)
+    check_run_dir(run_dir, resuming=cfg.trainer.get("resume") is not None)
+
+
+def check_run_dir(run_dir: Path, resuming: bool) -> None:
+    """Refuse early, before Hydra writes anything there, a run dir that would lose data."""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK):
+        raise UsageError(f"cannot write to {existing}: pick a writable hydra.run.dir")
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
+    if (run_dir / "checkpoints" / "last.pt").exists() and not resuming and not requeued:
+        raise UsageError(
+            f"{run_dir} already holds a run; continue it with trainer.resume={run_dir} "
+            "or pick another hydra.run.dir"
+        )
+
+
 def launch(args: list[str]) -> None:
     """Run the Hydra app with `args` as its command line."""
     args = with_resume_overrides(list(args))
+    check_overrides(args)
     world = launched_world()
     if world is not None and not {"-m", "--multirun", "--help", "-h", "--cfg", "-c"} & set(args):
         args = agree_on_run_dir(args, world)

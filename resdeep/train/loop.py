@@ -37,6 +37,7 @@ class LoopSettings:
     log_every: int
     dense_first_epoch: bool = False
     progress: str = "auto"
+    on_nan: str = "stop"  # stop the run, or skip the step (costs one host sync per step)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class LoopState:
     best_val_acc: float = -1.0
     best_epoch: int = 0
     wall_time_s: float = 0.0
+    skipped_steps: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     status: str = "running"
 
@@ -167,6 +169,7 @@ class TrainingLoop:
             "epochs": self.state.epoch,
             "steps": self.state.step,
             "wall_time_s": round(self.state.wall_time_s, 3),
+            "skipped_steps": self.state.skipped_steps,
             "status": self.state.status,
             "history": self.state.history,
         }
@@ -283,6 +286,10 @@ class TrainingLoop:
                 logits = model(images)
                 loss = F.cross_entropy(logits, labels)
             self.optimizer.zero_grad(set_to_none=True)
+            if self.settings.on_nan == "skip" and not bool(torch.isfinite(loss)):
+                state.skipped_steps += 1
+                log.warning("non-finite loss at step %d: step skipped", state.step + 1)
+                continue
             self.scaler.scale(loss).backward()
             state.step += 1
             log_now = self.should_log(epoch)

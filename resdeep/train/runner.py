@@ -26,6 +26,7 @@ from resdeep.train.interrupts import StopRequest
 from resdeep.train.loop import LoopSettings, LoopState, TrainingLoop, evaluate
 from resdeep.train.optim import build_optimizer, lr_multiplier
 from resdeep.train.tensorboard import TensorBoardLogger
+from resdeep.train.validation import validate
 
 log = logging.getLogger("resdeep.train")
 
@@ -140,8 +141,29 @@ def resume_target(trainer: DictConfig, run_dir: Path) -> Path | None:
     return None
 
 
+def claim_run_dir(run_dir: Path, resuming: bool) -> None:
+    """Mark `run_dir` as taken, atomically: two runs never write into one directory.
+
+    Jobs started in the same second with the same settings would otherwise share the default
+    name; the second one stops with a clear message instead of mixing files.
+    """
+    marker = run_dir / ".resdeep-run"
+    try:
+        descriptor = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        if resuming:
+            return
+        raise UsageError(
+            f"{run_dir} is already used by another run; pick another hydra.run.dir "
+            f"(or continue that run with trainer.resume={run_dir})"
+        ) from None
+    with os.fdopen(descriptor, "w") as stream:
+        stream.write(f"{os.getpid()}\n")
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train one configuration into `run_dir`; returns the final metrics."""
+    validate(cfg)
     devices = int(cfg.trainer.get("devices", 1))
     if devices < 1:
         raise UsageError(f"trainer.devices must be at least 1, got {devices}")
@@ -342,6 +364,7 @@ def build_training(
             log_every=int(trainer.log_every),
             dense_first_epoch=bool(trainer.get("dense_first_epoch", False)),
             progress=str(trainer.get("progress", "auto")),
+            on_nan=str(trainer.get("on_nan", "stop")),
         ),
         state=state,
         run_dir=run_dir,
@@ -384,6 +407,10 @@ def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     training = build_training(cfg, run_dir, world, checkpoint)
     loop, model = training.loop, training.model
+    if world.is_main:
+        claim_run_dir(
+            run_dir, resuming=checkpoint is not None or cfg.trainer.get("resume") == "auto"
+        )
     if checkpoint is not None:
         log.info("resuming from %s at epoch %d, step %d", target, loop.state.epoch, loop.state.step)
     with StopRequest() as stop:
@@ -430,9 +457,14 @@ def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
                 save_checkpoint(path, payload)
     loop.close()
     if status == "diverged":
+        kept = (
+            f"the last good checkpoint is kept in {run_dir / 'checkpoints'}"
+            if (run_dir / "checkpoints" / "last.pt").exists()
+            else "no epoch completed, so no checkpoint was written"
+        )
         raise ResdeepError(
-            f"training diverged (non-finite loss) at step {loop.state.step}; the last good "
-            f"checkpoint is kept in {run_dir / 'checkpoints'}"
+            f"training diverged (non-finite loss) at step {loop.state.step}; {kept}; "
+            "try a lower optim.lr or trainer.on_nan=skip"
         )
     return final
 

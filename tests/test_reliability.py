@@ -1,0 +1,322 @@
+"""Fault injection: bad input, interruptions, divergence, unsafe files, disks that fail.
+
+Each test names the guarantee it protects; the README's Reliability table lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from resdeep.errors import ResdeepError
+from resdeep.io import save_torch_atomic
+from tests.conftest import FAST, REPO, run_cli
+
+
+def _popen_train(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "resdeep", "train", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kwargs,
+    )
+
+
+def _wait_for_epochs(run_dir: Path, epochs: int, process: subprocess.Popen, timeout: float = 300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if json.loads((run_dir / "metrics.json").read_text())["epochs"] >= epochs:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    raise AssertionError("training did not reach the epoch in time")
+
+
+def _one_clear_line(result) -> str:
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+# ---- configuration ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (("model=vgg",), "plain"),  # unknown group option: names the valid ones
+        (("model.foo=1",), "model.foo"),  # unknown key
+        (("trainer.epochs",), "trainer.epochs"),  # malformed override
+        (("model.depth=abc",), "integer"),
+        (("trainer.on_nan=maybe",), "stop"),
+    ],
+)
+def test_config_errors_are_one_line_usage_errors(cli, tmp_path, args, needle):
+    result = cli("train", "trainer.device=cpu", *args, f"hydra.run.dir={tmp_path / 'r'}")
+    assert result.returncode == 2
+    assert needle in _one_clear_line(result)
+    assert not (tmp_path / "r").exists()
+
+
+def test_debug_shows_the_traceback(cli, tmp_path):
+    result = cli(
+        "--debug",
+        "train",
+        "model.depth=21",
+        "trainer.device=cpu",
+        f"hydra.run.dir={tmp_path / 'r'}",
+    )
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+# ---- interruptions ----------------------------------------------------------------------
+
+
+def test_sigterm_writes_a_resumable_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    process = _popen_train(
+        *FAST, "trainer.epochs=500", "schedule=constant", f"hydra.run.dir={run_dir}"
+    )
+    _wait_for_epochs(run_dir, 1, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "resume with: resdeep train trainer.resume=" in stderr and "Traceback" not in stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted"
+    saved = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["step"] == metrics["steps"] >= 10
+    result = run_cli(
+        "train", f"trainer.resume={run_dir}", f"trainer.max_steps={saved['step'] + 15}"
+    )
+    assert result.returncode == 0, result.stderr
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    assert resumed["status"] == "completed" and resumed["steps"] == saved["step"] + 15
+
+
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
+    common = (
+        *FAST,
+        "data.batch_size=32",
+        "trainer.epochs=3",
+        "trainer.deterministic=true",
+        "model.dropout=0.2",
+    )
+    straight = tmp_path / "straight"
+    assert run_cli("train", *common, f"hydra.run.dir={straight}").returncode == 0
+    killed = tmp_path / "killed"
+    process = _popen_train(*common, f"hydra.run.dir={killed}")
+    _wait_for_epochs(killed, 1, process)
+    process.kill()
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    survived = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)  # never corrupt
+    assert survived["epoch"] >= 1
+    result = run_cli("train", f"trainer.resume={killed}")
+    assert result.returncode == 0, result.stderr
+    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "last.pt"
+    save_torch_atomic({"weights": torch.ones(3)}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("crash in the middle of a write")
+
+    with pytest.raises(RuntimeError):
+        save_torch_atomic({"weights": torch.zeros(3), "bad": Unpicklable()}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["weights"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+# ---- divergence -------------------------------------------------------------------------
+
+
+def test_nan_loss_stops_the_run_and_says_so(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    result = cli(
+        "train",
+        *FAST,
+        "model=plain",
+        "model.norm=none",
+        "optim.lr=1e6",
+        "trainer.epochs=2",
+        "trainer.log_every=2",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode == 1
+    assert "diverged" in _one_clear_line(result)
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "diverged"
+
+
+def test_nan_loss_can_skip_steps_instead(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    result = cli(
+        "train",
+        *FAST,
+        "model=plain",
+        "model.norm=none",
+        "optim.lr=1e6",
+        "trainer.epochs=1",
+        "trainer.on_nan=skip",
+        f"hydra.run.dir={run_dir}",
+    )
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["skipped_steps"] > 0, result.stderr
+    assert metrics["status"] in ("completed", "diverged")
+
+
+# ---- unsafe and broken checkpoints --------------------------------------------------------
+
+
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture
+def malicious_checkpoint(tmp_path):
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "resdeep-checkpoint", "model": _Payload(marker)}, path)
+    return path, marker
+
+
+def test_malicious_checkpoint_is_refused_by_resume(cli, tmp_path, malicious_checkpoint):
+    path, marker = malicious_checkpoint
+    result = cli("train", *FAST, f"trainer.resume={path}", f"hydra.run.dir={tmp_path / 'r'}")
+    assert result.returncode != 0 and "refusing" in _one_clear_line(result)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("command", [("cam", "IMAGE"), ("uncertainty",)])
+def test_malicious_checkpoint_is_refused_by_analysis_tools(
+    cli, tmp_path, malicious_checkpoint, command
+):
+    from PIL import Image
+
+    path, marker = malicious_checkpoint
+    image = tmp_path / "digit.png"
+    Image.new("L", (8, 8), 128).save(image)
+    args = [str(image) if a == "IMAGE" else a for a in command]
+    result = cli(*args, "--checkpoint", str(path))
+    assert result.returncode != 0 and "refusing" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated", b"not a checkpoint at all"])
+def test_broken_checkpoints_give_one_line(cli, tmp_path, content):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(content)
+    result = cli("train", *FAST, f"trainer.resume={path}", f"hydra.run.dir={tmp_path / 'r'}")
+    assert result.returncode == 1
+    _one_clear_line(result)
+
+
+def test_non_resdeep_checkpoint_is_refused(cli, tmp_path):
+    path = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.ones(2)}}, path)
+    result = cli("train", *FAST, f"trainer.resume={path}", f"hydra.run.dir={tmp_path / 'r'}")
+    assert result.returncode == 1 and "not a resdeep checkpoint" in _one_clear_line(result)
+
+
+def test_checkpoint_of_another_input_shape_is_refused_on_resume(cli, tmp_path, train_run):
+    source = train_run()  # digits, 1 channel
+    result = cli(
+        "train",
+        "data=synthetic",
+        "data.num_samples=256",
+        "model.depth=8",
+        "trainer.device=cpu",
+        f"trainer.resume={source}/checkpoints/last.pt",
+        f"hydra.run.dir={tmp_path / 'r'}",
+    )
+    assert result.returncode == 2 and "does not match" in _one_clear_line(result)
+
+
+# ---- disks and paths --------------------------------------------------------------------
+
+
+def _limit_file_size():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+    resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+
+
+def test_full_disk_fails_cleanly_without_partial_checkpoints(tmp_path):
+    run_dir = tmp_path / "run"
+    process = _popen_train(
+        *FAST, "trainer.epochs=1", f"hydra.run.dir={run_dir}", preexec_fn=_limit_file_size
+    )
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1
+    assert "cannot write" in stderr and "Traceback" not in stderr
+    leftovers = (
+        [p.name for p in (run_dir / "checkpoints").iterdir()]
+        if (run_dir / "checkpoints").exists()
+        else []
+    )
+    assert not any(name.endswith(".tmp") for name in leftovers)
+
+
+def test_read_only_run_dir_is_refused(cli, tmp_path):
+    mount_point = tmp_path / "ro"
+    mount_point.mkdir()
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount_point)],
+            capture_output=True,
+        ).returncode
+        != 0
+    ):
+        pytest.skip("cannot mount a read-only file system here")
+    try:
+        result = cli("train", *FAST, f"hydra.run.dir={mount_point / 'run'}")
+        assert result.returncode == 2 and "cannot write" in _one_clear_line(result)
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_two_runs_never_share_a_run_dir(tmp_path):
+    run_dir = tmp_path / "same"
+    processes = [
+        _popen_train(*FAST, "trainer.epochs=3", f"hydra.run.dir={run_dir}") for _ in range(2)
+    ]
+    outcomes = [(p.wait(timeout=300), p.stderr.read()) for p in processes]
+    codes = sorted(code for code, _ in outcomes)
+    assert codes == [0, 2], outcomes
+    loser = next(err for code, err in outcomes if code == 2)
+    assert "already" in loser
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_io_error_is_a_resdeep_error(tmp_path):
+    target = tmp_path / "missing-dir-is-a-file"
+    target.write_text("x")
+    with pytest.raises(ResdeepError):
+        save_torch_atomic({"a": torch.ones(1)}, target / "last.pt")
