@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
+
 import torch
 from torch import nn
+
+# Channels of the three stages in the CIFAR designs (on 32/16/8 maps for a 32x32 input).
+STAGE_WIDTHS = (16, 32, 64)
 
 
 class ConvNet(nn.Module):
@@ -25,3 +31,25 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.features(x))
+
+
+def build_stages(
+    net: nn.Module,
+    make_block: Callable[[int, int, int], nn.Module],
+    blocks_per_stage: int,
+    expansion: int = 1,
+) -> int:
+    """Add `stage1..3` of `blocks_per_stage` blocks each to `net`; returns the output channels.
+
+    `make_block(in_channels, width, stride)` builds one block. Stride 2 opens stages 2 and 3.
+    Modules are named `stageS.blockB` so gradient-norm tags stay readable and stable.
+    """
+    channels = STAGE_WIDTHS[0]
+    for stage_index, width in enumerate(STAGE_WIDTHS, start=1):
+        blocks = OrderedDict()
+        for block_index in range(1, blocks_per_stage + 1):
+            stride = 2 if stage_index > 1 and block_index == 1 else 1
+            blocks[f"block{block_index}"] = make_block(channels, width, stride)
+            channels = width * expansion
+        net.add_module(f"stage{stage_index}", nn.Sequential(blocks))
+    return channels

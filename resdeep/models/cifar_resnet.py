@@ -13,10 +13,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from resdeep.models.base import ConvNet
+from resdeep.models.base import STAGE_WIDTHS, ConvNet, build_stages
 from resdeep.models.layers import Norm, Shortcut, conv3x3, dropout_layer, make_shortcut, norm_layer
-
-STAGE_WIDTHS = (16, 32, 64)
 
 
 class BasicBlock(nn.Module):
@@ -82,22 +80,19 @@ class CifarResNet(ConvNet):
                 relu=nn.ReLU(inplace=True),
             )
         )
-        channels = STAGE_WIDTHS[0]
-        for stage_index, width in enumerate(STAGE_WIDTHS, start=1):
-            blocks = OrderedDict()
-            for block_index in range(1, blocks_per_stage + 1):
-                stride = 2 if stage_index > 1 and block_index == 1 else 1
-                blocks[f"block{block_index}"] = BasicBlock(
-                    channels,
-                    width,
-                    stride=stride,
-                    residual=residual,
-                    shortcut=shortcut,
-                    norm=norm,
-                    dropout=block_dropout,
-                )
-                channels = width
-            self.add_module(f"stage{stage_index}", nn.Sequential(blocks))
+        channels = build_stages(
+            self,
+            lambda in_channels, width, stride: BasicBlock(
+                in_channels,
+                width,
+                stride=stride,
+                residual=residual,
+                shortcut=shortcut,
+                norm=norm,
+                dropout=block_dropout,
+            ),
+            blocks_per_stage,
+        )
         self.head_dropout = dropout_layer(dropout if dropout_at == "head" else 0.0)
         self.classifier = nn.Linear(channels, num_classes)
         self.num_features = channels

@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from resdeep.models.base import ConvNet
+from resdeep.models.base import STAGE_WIDTHS, ConvNet, build_stages
 from resdeep.models.layers import (
     Norm,
     Shortcut,
@@ -26,7 +26,6 @@ from resdeep.models.layers import (
     norm_layer,
 )
 
-STAGE_WIDTHS = (16, 32, 64)
 BOTTLENECK_EXPANSION = 4
 
 Block = Literal["basic", "bottleneck"]
@@ -147,21 +146,19 @@ class PreActResNet(ConvNet):
         self.stem = nn.Sequential(
             OrderedDict(conv=conv3x3(in_channels, STAGE_WIDTHS[0], bias=norm == "none"))
         )
-        channels = STAGE_WIDTHS[0]
-        for stage_index, width in enumerate(STAGE_WIDTHS, start=1):
-            blocks = OrderedDict()
-            for block_index in range(1, blocks_per_stage + 1):
-                stride = 2 if stage_index > 1 and block_index == 1 else 1
-                blocks[f"block{block_index}"] = block_type(
-                    channels,
-                    width,
-                    stride=stride,
-                    shortcut=shortcut,
-                    norm=norm,
-                    dropout=block_dropout,
-                )
-                channels = width * block_type.expansion
-            self.add_module(f"stage{stage_index}", nn.Sequential(blocks))
+        channels = build_stages(
+            self,
+            lambda in_channels, width, stride: block_type(
+                in_channels,
+                width,
+                stride=stride,
+                shortcut=shortcut,
+                norm=norm,
+                dropout=block_dropout,
+            ),
+            blocks_per_stage,
+            expansion=block_type.expansion,
+        )
         self.final_bn = norm_layer(norm, channels)
         self.final_relu = nn.ReLU(inplace=True)
         self.head_dropout = dropout_layer(dropout if dropout_at == "head" else 0.0)
