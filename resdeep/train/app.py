@@ -7,6 +7,7 @@ offers keeps working: -m sweeps with the configured launcher, --cfg job, --help,
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import hydra
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -45,7 +47,8 @@ OmegaConf.register_new_resolver("resdeep.at_least", _at_least, replace=True)
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float | None:
-    from resdeep.train.runner import run  # heavy imports only once Hydra has parsed its args
+    # heavy imports only once Hydra has parsed its args
+    from resdeep.train.runner import Diverged, run
 
     world = launched_world()
     if world is None or world.is_main:
@@ -53,6 +56,13 @@ def hydra_main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         metrics = run(cfg, run_dir)
+    except Diverged as error:
+        # In a sweep a diverged run is a result (status "diverged" in its metrics.json): report
+        # it and go on with the other jobs. A single run fails with the message.
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            logging.getLogger("resdeep.train").error("%s", error)
+            return None
+        raise PropagatedError(error) from error
     except ResdeepError as error:
         raise PropagatedError(error) from error
     except Exception as error:

@@ -47,6 +47,10 @@ class Interrupted(ResdeepError):
     exit_code = 130
 
 
+class Diverged(ResdeepError):
+    """The loss became NaN/inf: a result of the configuration, not a crash."""
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -462,7 +466,7 @@ def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
             if (run_dir / "checkpoints" / "last.pt").exists()
             else "no epoch completed, so no checkpoint was written"
         )
-        raise ResdeepError(
+        raise Diverged(
             f"training diverged (non-finite loss) at step {loop.state.step}; {kept}; "
             "try a lower optim.lr or trainer.on_nan=skip"
         )

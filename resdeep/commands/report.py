@@ -1,0 +1,52 @@
+"""`resdeep report SWEEP_DIR_OR_RUN_DIRS...`: figures, a results table and findings from runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from resdeep.console import console
+from resdeep.report import build_report, default_out_dir
+from resdeep.report.document import TABLE_HEADERS, table_rows
+
+
+def report(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Sweep dirs (every run below them) or run dirs.",
+            metavar="SWEEP_DIR_OR_RUN_DIR",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the report (default: the first sweep dir given)."),
+    ] = None,
+    html: Annotated[
+        bool, typer.Option("--html", help="Also write report.html with the figures inlined.")
+    ] = False,
+) -> None:
+    """Training curves, gradient profiles and heatmaps, accuracy against depth, and findings.
+
+    Writes report.md, report.json and the PNGs (and report.html with --html).
+
+    Runs still training are read as far as they got; runs on different data sets are grouped.
+    """
+    out_dir = out if out is not None else default_out_dir(paths)
+    result = build_report(paths, out_dir, html=html)
+    table = Table(title=f"{len(result.summaries)} runs")
+    for header in TABLE_HEADERS:
+        table.add_column(header, justify="left" if header in ("run", "data", "status") else "right")
+    for row in table_rows(result.summaries):
+        table.add_row(*(escape(cell) for cell in row))
+    console.print(table)
+    for finding in result.findings:
+        console.print(f"• {finding}", markup=False, highlight=False)
+    console.print(f"report: [bold]{escape(str(out_dir / 'report.md'))}[/bold]", highlight=False)
+    if html:
+        console.print(f"html: [bold]{escape(str(out_dir / 'report.html'))}[/bold]", highlight=False)

@@ -1,0 +1,20 @@
+"""`resdeep report`: figures, tables and findings from a sweep of plain and residual runs.
+
+reading (files -> numbers) -> analysis (numbers -> summaries and findings) -> figures and
+document (-> PNG, Markdown, HTML, JSON); `build` runs the chain.
+"""
+
+from resdeep.report.analysis import RunSummary, findings, summarize
+from resdeep.report.build import Report, build_report, default_out_dir
+from resdeep.report.reading import RunData, read_runs
+
+__all__ = [
+    "Report",
+    "RunData",
+    "RunSummary",
+    "build_report",
+    "default_out_dir",
+    "findings",
+    "read_runs",
+    "summarize",
+]

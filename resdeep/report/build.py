@@ -1,0 +1,77 @@
+"""Run dirs in, report files out: read, summarise, find, draw, write."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from resdeep.io import save_json_atomic
+from resdeep.report import figures as draw
+from resdeep.report.analysis import RunSummary, findings, summarize
+from resdeep.report.document import FigureFile, html_page, markdown, report_json
+from resdeep.report.reading import holds_run, read_runs
+
+TITLE = "Plain vs residual networks: depth and gradient flow"
+
+
+@dataclass(frozen=True)
+class Report:
+    out_dir: Path
+    summaries: list[RunSummary]
+    findings: list[str]
+    files: list[Path]
+
+
+def default_out_dir(paths: Sequence[Path]) -> Path:
+    """The sweep dir given first; for run dirs given one by one, the folder that holds them all."""
+    first = paths[0]
+    if not holds_run(first):
+        return first
+    return Path(os.path.commonpath([p.resolve().parent for p in paths]))
+
+
+def build_report(paths: Sequence[Path], out_dir: Path, html: bool = False) -> Report:
+    summaries = summarize(read_runs(list(paths)))
+    lines = findings(summaries)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure_files = [
+        FigureFile(
+            "Training curves (He et al. 2015, Fig. 6 layout)",
+            draw.save_figure(draw.training_curves(summaries), out_dir / "training_curves.png"),
+        ),
+        FigureFile(
+            "Gradient norm by layer, first and last logged step",
+            draw.save_figure(draw.gradient_profile(summaries), out_dir / "gradient_profile.png"),
+        ),
+        FigureFile(
+            "Final training loss and test accuracy against depth",
+            draw.save_figure(draw.accuracy_vs_depth(summaries), out_dir / "accuracy_vs_depth.png"),
+        ),
+    ]
+    mixed_data = len({s.data for s in summaries}) > 1
+    for summary in summaries:
+        if summary.run.grads is not None:
+            name = f"{summary.label} {summary.data}" if mixed_data else summary.label
+            path = out_dir / f"gradient_heatmap_{_slug(name)}.png"
+            figure_files.append(
+                FigureFile(
+                    f"Gradient heatmap: {summary.label}",
+                    draw.save_figure(draw.gradient_heatmap(summary), path),
+                )
+            )
+    written = [figure.path for figure in figure_files]
+    save_json_atomic(report_json(summaries, lines, figure_files), out_dir / "report.json")
+    (out_dir / "report.md").write_text(markdown(TITLE, summaries, lines, figure_files))
+    written += [out_dir / "report.json", out_dir / "report.md"]
+    if html:
+        (out_dir / "report.html").write_text(html_page(TITLE, summaries, lines, figure_files))
+        written.append(out_dir / "report.html")
+    return Report(out_dir=out_dir, summaries=summaries, findings=lines, files=written)
+
+
+def _slug(label: str) -> str:
+    """ "plain-56 (xavier, no BN)" -> "plain-56_xavier_no_BN": safe in any file system."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", label).strip("_")

@@ -1,0 +1,173 @@
+"""Reading run directories into plain numbers: config, metrics.json and the TensorBoard events.
+
+Everything here tolerates a run that is still going: a missing metrics.json, an epoch history
+that stops early, an event file that ends mid-record. What is there is read; the rest is None.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from resdeep.errors import ResdeepError
+from resdeep.runs import find_runs, is_run_dir, read_metrics
+
+log = logging.getLogger("resdeep.report")
+
+GRAD_NORM_PREFIX = "grad_norm/"  # the tag prefix resdeep.train.tensorboard writes
+EVENTS_GLOB = "events.out.tfevents.*"
+
+
+@dataclass(frozen=True)
+class GradNorms:
+    """Per-layer gradient norms of one run: a (logged steps, layers) matrix in network order."""
+
+    steps: list[int]
+    layer_names: list[str]
+    norms: np.ndarray  # (len(steps), len(layer_names)); NaN where a layer lacks that step
+
+
+@dataclass
+class RunData:
+    """One run as numbers: what the analysis and the figures need, nothing of the files."""
+
+    run_dir: Path
+    data: str
+    arch: str
+    depth: int
+    init: str
+    norm: str
+    status: str
+    history: list[dict[str, float]] = field(default_factory=list)  # one dict per finished epoch
+    steps: int = 0  # optimizer steps taken
+    skipped_steps: int = 0  # steps dropped for a non-finite loss (trainer.on_nan=skip)
+    test_acc: float | None = None
+    grads: GradNorms | None = None
+
+
+def holds_run(path: Path) -> bool:
+    """A run dir, including one in its first epoch: config.yaml and events, no metrics.json yet."""
+    return is_run_dir(path) or ((path / "config.yaml").is_file() and any(path.glob(EVENTS_GLOB)))
+
+
+def discover_run_dirs(paths: list[Path]) -> list[Path]:
+    """The run directories at or below each path, in the order given, each once."""
+    found: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            raise ResdeepError(f"no such directory: {path}")
+        dirs = [record.path for record in find_runs(path)]
+        dirs += [
+            config.parent
+            for config in path.rglob("config.yaml")
+            if config.parent not in dirs and holds_run(config.parent)
+        ]
+        if not dirs:
+            raise ResdeepError(f"no runs under {path}; point at a sweep dir or run dirs")
+        found += sorted(dirs)
+    return list(dict.fromkeys(found))
+
+
+def read_run(run_dir: Path) -> RunData:
+    config = _read_config(run_dir)
+    metrics = read_metrics(run_dir)
+    model = config.get("model", {})
+    test_acc = metrics.get("test_acc")
+    return RunData(
+        run_dir=run_dir,
+        data=str(metrics.get("data") or config.get("data", {}).get("name", "unknown")),
+        arch=str(metrics.get("arch") or model.get("arch", "unknown")),
+        depth=int(metrics.get("depth") or model.get("depth", 0)),
+        init=str(metrics.get("init") or model.get("init", "unknown")),
+        norm=str(metrics.get("norm") or model.get("norm", "unknown")),
+        # No metrics.json yet means the first epoch is still running.
+        status=str(metrics.get("status", "running")),
+        history=list(metrics.get("history", [])),
+        steps=int(metrics.get("steps") or 0),
+        skipped_steps=int(metrics.get("skipped_steps") or 0),
+        test_acc=float(test_acc) if isinstance(test_acc, int | float) else None,
+        grads=read_grad_norms(run_dir, model),
+    )
+
+
+def read_runs(paths: list[Path]) -> list[RunData]:
+    return [read_run(run_dir) for run_dir in discover_run_dirs(paths)]
+
+
+def read_grad_norms(run_dir: Path, model_config: dict[str, Any]) -> GradNorms | None:
+    """The `grad_norm/<layer>` scalars of a run's event files, or None when it logged none."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # 0 keeps every scalar event (the default samples 10,000); images are not needed at all.
+    accumulator = EventAccumulator(
+        str(run_dir), size_guidance={"scalars": 0, "images": 1, "tensors": 1, "histograms": 1}
+    )
+    accumulator.Reload()
+    tags = [t for t in accumulator.Tags()["scalars"] if t.startswith(GRAD_NORM_PREFIX)]
+    if not tags:
+        return None
+    logged = {tag.removeprefix(GRAD_NORM_PREFIX) for tag in tags}
+    names = [name for name in layer_order(model_config, accumulator) if name in logged]
+    names += sorted(logged - set(names))  # layers the model no longer has: last, never lost
+    values: dict[str, dict[int, float]] = {
+        # A dict per layer: a resumed run that re-logs a step keeps the later value.
+        name: {event.step: event.value for event in accumulator.Scalars(GRAD_NORM_PREFIX + name)}
+        for name in names
+    }
+    steps = sorted(set().union(*(by_step.keys() for by_step in values.values())))
+    norms = np.full((len(steps), len(names)), np.nan)
+    row = {step: index for index, step in enumerate(steps)}
+    for column, name in enumerate(names):
+        for step, value in values[name].items():
+            norms[row[step], column] = value
+    return GradNorms(steps=steps, layer_names=names, norms=norms)
+
+
+def layer_order(model_config: dict[str, Any], accumulator: Any) -> list[str]:
+    """Layer names from input to output.
+
+    TensorBoard returns tags in no promised order, so the order comes from rebuilding the model
+    the config describes (names do not depend on channels or classes). A run without a usable
+    config falls back on the custom-scalars layout the training logger writes in network order.
+    """
+    from resdeep.models import build_model, weight_layers
+
+    accepted = inspect.signature(build_model).parameters
+    kwargs = {key: value for key, value in model_config.items() if key in accepted}
+    try:
+        return [name for name, _ in weight_layers(build_model(**kwargs))]
+    except (ValueError, TypeError) as error:
+        log.debug("cannot rebuild the model from the config (%s); using the layout", error)
+    return _layout_order(accumulator)
+
+
+def _layout_order(accumulator: Any) -> list[str]:
+    from tensorboard.plugins.custom_scalar import layout_pb2
+    from tensorboard.util import tensor_util
+
+    if "custom_scalars__config__" not in accumulator.Tags().get("tensors", []):
+        return []
+    event = accumulator.Tensors("custom_scalars__config__")[0]
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(tensor_util.make_ndarray(event.tensor_proto).item())
+    return [
+        tag.removeprefix(GRAD_NORM_PREFIX)
+        for category in layout.category
+        for chart in category.chart
+        for tag in chart.multiline.tag
+        if tag.startswith(GRAD_NORM_PREFIX)
+    ]
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return config if isinstance(config, dict) else {}

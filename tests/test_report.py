@@ -1,0 +1,277 @@
+"""`resdeep report` end to end on two tiny real runs, its presets, and its analysis on hand-made
+numbers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from resdeep.cli import main
+from resdeep.models import build_model, weight_layers
+from resdeep.report import build_report, default_out_dir, findings, summarize
+from resdeep.report import figures as draw
+from resdeep.report.document import report_json
+from resdeep.report.reading import GradNorms, RunData, read_run
+from resdeep.train.app import CONFIG_DIR
+
+FIGURES = ("training_curves.png", "gradient_profile.png", "accuracy_vs_depth.png")
+
+
+@pytest.fixture(scope="module")
+def two_runs(train_run) -> tuple[Path, Path]:
+    """plain-8 (1 epoch, gradient norms at every step) and resnet-8 (2 epochs) on digits."""
+    plain = train_run("model=plain", "trainer.dense_first_epoch=true", epochs=1)
+    resnet = train_run()
+    return plain, resnet
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    """The real entry point in-process: exit status, stdout, stderr."""
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return exited.value.code or 0, captured.out, captured.err
+
+
+def test_report_on_real_runs(capsys, two_runs, tmp_path):
+    out = tmp_path / "report"
+    status, stdout, stderr = run_main(
+        capsys, "report", *map(str, two_runs), "--out", str(out), "--html"
+    )
+    assert status == 0, stderr
+    assert "plain-8" in stdout and "resnet-8" in stdout  # the terminal table
+
+    heatmaps = ["gradient_heatmap_plain-8.png", "gradient_heatmap_resnet-8.png"]
+    for name in (*FIGURES, *heatmaps):
+        with Image.open(out / name) as image:
+            image.verify()  # a complete, valid PNG
+            assert image.format == "PNG" and image.width > 400 and image.height > 200
+        assert (out / name).stat().st_size < 250_000
+
+    report = json.loads((out / "report.json").read_text())
+    runs = {entry["arch"]: entry for entry in report["runs"]}
+    assert set(runs) == {"plain", "resnet"}
+    expected_layers = [name for name, _ in weight_layers(build_model("plain", depth=8))]
+    for arch, run_dir in zip(("plain", "resnet"), two_runs, strict=True):
+        entry, metrics = runs[arch], json.loads((run_dir / "metrics.json").read_text())
+        assert (entry["depth"], entry["init"], entry["norm"], entry["data"]) == (
+            8,
+            "kaiming",
+            "batch",
+            "digits",
+        )
+        assert entry["final_train_loss"] == pytest.approx(metrics["history"][-1]["train_loss"])
+        assert entry["test_acc"] == pytest.approx(metrics["test_acc"])
+        assert entry["layer_names"] == expected_layers  # network order, input to output
+        for key in ("grad_norm_first_step", "grad_norm_last_step"):
+            assert len(entry[key]) == len(expected_layers) and all(v > 0 for v in entry[key])
+    # Dense first epoch: plain logged every step from step 1; resnet every 10 steps.
+    assert (runs["plain"]["first_step"], runs["plain"]["last_step"]) == (1, 10)
+    assert (runs["resnet"]["first_step"], runs["resnet"]["last_step"]) == (10, 20)
+
+    # The findings quote the runs' own numbers.
+    plain_loss, resnet_loss = runs["plain"]["final_train_loss"], runs["resnet"]["final_train_loss"]
+    comparison = next(f for f in report["findings"] if f.startswith("At depth 8"))
+    assert f"{plain_loss:#.3g} vs {resnet_loss:#.3g}" in comparison
+    assert f"{plain_loss / resnet_loss:.2g}×" in comparison
+    ratio = runs["plain"]["grad_norm_first_step"][0] / runs["plain"]["grad_norm_first_step"][-1]
+    assert any(f"plain-8 {ratio:.2g}× at step 1" in f for f in report["findings"])
+
+    markdown = (out / "report.md").read_text()
+    assert all(f"]({name})" in markdown for name in (*FIGURES, *heatmaps))
+    page = (out / "report.html").read_text()
+    assert page.count("src='data:image/png;base64,") == len(FIGURES) + len(heatmaps)
+
+
+def test_sweep_dir_is_the_default_output_and_running_runs_are_read(two_runs, tmp_path):
+    sweep = tmp_path / "sweep"
+    for index, run_dir in enumerate(two_runs):
+        shutil.copytree(run_dir, sweep / f"{index}_run")
+    # A run in its first epoch: config and events, no metrics.json or checkpoints yet.
+    (sweep / "0_run" / "metrics.json").unlink()
+    shutil.rmtree(sweep / "0_run" / "checkpoints")
+    assert default_out_dir([sweep]) == sweep
+    assert default_out_dir([sweep / "0_run", sweep / "1_run"]) == sweep.resolve()
+
+    report = build_report([sweep], default_out_dir([sweep]))
+    assert all((sweep / name).is_file() for name in (*FIGURES, "report.json", "report.md"))
+    running = next(s for s in report.summaries if s.arch == "plain")
+    assert running.status == "running" and running.final_train_loss is None
+    assert running.grad_norm_last_step  # its gradient norms are read all the same
+    assert any("have not finished" in line for line in report.findings)
+
+
+def test_report_refuses_a_dir_without_runs(cli, tmp_path):
+    result = cli("report", str(tmp_path))
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == f"error: no runs under {tmp_path}; point at a sweep dir or run dirs"
+    )
+
+
+def test_layer_order_follows_the_network_not_the_tags(two_runs):
+    run = read_run(two_runs[1])
+    assert run.grads is not None
+    assert run.grads.layer_names[0] == "stem.conv" and run.grads.layer_names[-1] == "classifier"
+    assert run.grads.norms.shape == (len(run.grads.steps), len(run.grads.layer_names))
+
+
+# ---- the presets -----------------------------------------------------------------------------
+
+
+def compose_preset(name: str, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(
+            "train", overrides=[f"experiment={name}", *overrides], return_hydra_config=True
+        )
+
+
+def test_depth_study_preset_sweeps_plain_and_resnet_on_one_recipe():
+    cfg = compose_preset("depth_study", "model=plain")
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    assert dict(cfg.hydra.sweeper.params) == {"model": "plain,resnet", "model.depth": "20,56,110"}
+    assert cfg.data.name == "digits" and cfg.model.arch == "plain" and cfg.seed == 0
+    assert cfg.trainer.dense_first_epoch and cfg.trainer.epochs == 3
+    assert compose_preset("depth_study", "data=cifar10").data.name == "cifar10"
+
+
+def test_init_study_preset_crosses_init_and_norm_at_depth_56():
+    cfg = compose_preset("init_study", "model=plain")
+    assert cfg.model.depth == 56 and cfg.model.arch == "plain" and cfg.trainer.on_nan == "skip"
+    assert dict(cfg.hydra.sweeper.params) == {
+        "model": "plain,resnet",
+        "model.init": "xavier,kaiming,default",
+        "model.norm": "batch,none",
+    }
+
+
+# ---- analysis and figures on hand-made runs ---------------------------------------------------
+
+
+def fake_run(
+    arch: str,
+    depth: int,
+    losses: list[float],
+    grads: list[float],
+    *,
+    norm: str = "batch",
+    data: str = "digits",
+    test_acc: float | None = 0.9,
+    status: str = "completed",
+    skipped_steps: int = 0,
+) -> RunData:
+    history = [
+        {"epoch": i + 1, "train_loss": loss, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.5}
+        for i, loss in enumerate(losses)
+    ]
+    norms = np.array([grads, [g * 2 for g in grads]])
+    names = [f"layer{i}" for i in range(len(grads))]
+    return RunData(
+        run_dir=Path(f"/runs/{arch}{depth}"),
+        data=data,
+        arch=arch,
+        depth=depth,
+        init="xavier",
+        norm=norm,
+        status=status,
+        history=history,
+        steps=50,
+        skipped_steps=skipped_steps,
+        test_acc=test_acc,
+        grads=GradNorms(steps=[1, 50], layer_names=names, norms=norms),
+    )
+
+
+def depth_sweep() -> list[RunData]:
+    return [
+        fake_run("plain", 20, [2.0, 0.5], [4.0, 2.0, 1.0]),
+        fake_run("plain", 56, [2.3, 2.0], [400.0, 3.0, 1.0]),
+        fake_run("resnet", 20, [2.0, 0.4], [1.0, 1.0, 2.0]),
+        fake_run("resnet", 56, [2.0, 0.12], [1.0, 1.5, 2.0]),
+    ]
+
+
+def test_findings_compare_depths_and_architectures_with_the_numbers():
+    lines = findings(summarize(depth_sweep()))
+    assert (
+        "plain-56 ends at 4× the training loss of plain-20 (2.00 vs 0.500); "
+        "resnet-56 ends at 0.3× the training loss of resnet-20 (0.120 vs 0.400): "
+        "deeper is worse for plain, deeper is no worse for resnet." in lines
+    )
+    assert any(
+        line.startswith("At depth 56, plain-56's final training loss is 17×") for line in lines
+    )
+    assert any("plain-56 400× at step 1, 400× at step 50" in line for line in lines)
+
+
+def test_findings_call_vanished_gradients_by_their_size():
+    runs = [
+        fake_run("plain", 56, [2.3], [1e-14, 3e-14, 2e-13], norm="none"),
+        fake_run("resnet", 56, [0.5], [0.05, 0.4, 1.3], norm="none"),
+        fake_run("resnet", 56, [0.4], [0.5, 0.4, 1.3]),
+    ]
+    lines = findings(summarize(runs))
+    assert (
+        "Without batch norm: plain-56's gradients vanished by step 1: all 3 layers below "
+        "1e-8 (first layer 1e-14, largest 2e-13); resnet-56's span 0.05 to 1.3 at step 1." in lines
+    )
+    assert not any("resnet-56's gradients vanished" in line for line in lines)
+
+
+def test_gradient_profile_has_one_panel_per_depth():
+    figure = draw.gradient_profile(summarize(depth_sweep()))
+    assert [axis.get_title() for axis in figure.axes] == ["depth 20", "depth 56"]
+    assert all(len(axis.lines) == 4 for axis in figure.axes)  # plain and resnet, first and last
+
+
+def test_mixed_data_sets_are_grouped():
+    runs = [*depth_sweep(), fake_run("plain", 20, [1.0], [1.0, 1.0, 1.0], data="synthetic")]
+    summaries = summarize(runs)
+    assert len(draw.training_curves(summaries).axes) == 4  # a row of two panels per data set
+    assert len(draw.accuracy_vs_depth(summaries).axes) == 4
+    assert len(draw.gradient_profile(summaries).axes) == 3
+    assert any(line.startswith("Digits: plain-56 ends at 4×") for line in findings(summaries))
+
+
+def test_report_json_stays_valid_with_non_finite_numbers():
+    run = fake_run("plain", 20, [float("nan")], [float("nan"), 1.0, float("inf")], test_acc=None)
+    document = report_json(summarize([run]), [], [])
+    text = json.dumps(document, allow_nan=False)  # raises on NaN or inf
+    entry = json.loads(text)["runs"][0]
+    assert entry["final_train_loss"] is None and entry["grad_norm_first_step"] == [None, 1.0, None]
+
+
+def test_a_diverged_run_has_no_final_loss_and_is_named():
+    runs = [
+        fake_run("resnet", 56, [2.0, 1.5], [1.0, 1.0, 1.0], norm="none", status="diverged"),
+        fake_run("plain", 56, [2.3, 2.3], [1.0, 1.0, 1.0], norm="none"),
+    ]
+    summaries = summarize(runs)
+    diverged = next(s for s in summaries if s.arch == "resnet")
+    assert diverged.final_train_loss is None  # not the last good epoch's 1.5
+    assert "resnet-56 diverged (its loss became non-finite) after 2 finished epochs." in findings(
+        summaries
+    )
+
+
+def test_a_run_that_skipped_most_steps_did_not_train():
+    runs = [
+        fake_run("resnet", 56, [900.0], [1e6, 1e5, 1e3], skipped_steps=79),
+        fake_run("resnet", 20, [0.5], [1.0, 1.0, 1.0], skipped_steps=2),
+    ]
+    summaries = summarize(runs)
+    assert [s.final_train_loss for s in summaries] == [0.5, None]
+    lines = findings(summaries)
+    assert (
+        "resnet-56 had a non-finite loss at 79 of 129 steps and skipped them: it did not train."
+        in lines
+    )
+    assert "resnet-20 had a non-finite loss at 2 of 52 steps and skipped them." in lines
