@@ -1,0 +1,106 @@
+"""`resdeep uncertainty [IMAGES...]`: MC-dropout calibration, error and OOD detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from resdeep.console import console
+from resdeep.errors import UsageError
+
+
+def uncertainty(
+    images: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Images to score; without any, the run's data set split is scored."),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Checkpoint file or run directory (default: the latest run's best.pt)."),
+    ] = None,
+    samples: Annotated[
+        int, typer.Option("--samples", "-T", help="Stochastic forward passes T.")
+    ] = 32,
+    split: Annotated[str, typer.Option(help="In-distribution split: test or val.")] = "test",
+    ood_data: Annotated[
+        str | None,
+        typer.Option(
+            help="Out-of-distribution set: noise, heldout (classes the run left out), "
+            "svhn, cifar10, cifar100, mnist, fashion_mnist."
+        ),
+    ] = None,
+    bins: Annotated[int, typer.Option(help="Equal-width confidence bins for ECE.")] = 15,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the numbers as JSON here.")
+    ] = None,
+    save_probs: Annotated[
+        Path | None,
+        typer.Option(help="Write probs (N,T,C), labels and deterministic_probs to this .npz."),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write reliability and entropy PNGs into this folder.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the dropout masks (and noise images).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """MC dropout (Gal & Ghahramani 2016): dropout on at test time, batch norm in eval mode.
+
+    Without images: the run's data set split, deterministic vs MC dropout side by side.
+
+    With --ood-data: how well the uncertainty flags inputs from another distribution.
+
+    With images: each one's top classes, mean probability ± std over the samples.
+    """
+    # Imported here: torchmetrics alone adds seconds to every other command's start-up.
+    import torch
+
+    from resdeep.checkpoint import load_checkpoint
+    from resdeep.runs import latest_checkpoint
+    from resdeep.train.device import resolve_device
+    from resdeep.uncertainty import evaluate, plots, report
+    from resdeep.uncertainty.data import SPLITS, check_ood_name
+    from resdeep.uncertainty.sampling import require_dropout
+
+    if samples < 1:
+        raise UsageError(f"--samples must be at least 1, got {samples}")
+    if bins < 1:
+        raise UsageError(f"--bins must be at least 1, got {bins}")
+    if split not in SPLITS:
+        raise UsageError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if ood_data is not None:
+        check_ood_name(ood_data)
+    if images and (ood_data is not None or plot is not None):
+        raise UsageError("--ood-data and --plot score a data set; drop them when giving images")
+
+    model, info = load_checkpoint(
+        checkpoint if checkpoint is not None else latest_checkpoint(),
+        device=resolve_device(device),
+    )
+    require_dropout(model, str(info.path))
+
+    if images:
+        result = evaluate.evaluate_images(model, info, images, samples=samples, seed=seed)
+        console.print(report.images_table(result.summary))
+        labels = torch.full((len(images),), -1, dtype=torch.int64)  # unknown
+        ood = None
+    else:
+        result = evaluate.evaluate_dataset(
+            model, info, split=split, samples=samples, seed=seed, bins=bins, ood_data=ood_data
+        )
+        console.print(report.dataset_table(result.summary))
+        if result.ood is not None:
+            console.print(report.ood_table(result.summary))
+        labels, ood = result.labels, result.ood
+        if plot is not None:
+            for path in plots.save_plots(
+                plot, result.predictions, labels, bins, ood=ood, ood_name=ood_data
+            ):
+                console.print(f"wrote {path}")
+    if json_path is not None:
+        report.write_json(result.summary, json_path)
+        console.print(f"wrote {json_path}")
+    if save_probs is not None:
+        report.save_probs(save_probs, result.predictions, labels, ood)
+        console.print(f"wrote {save_probs}")

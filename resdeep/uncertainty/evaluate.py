@@ -1,0 +1,218 @@
+"""Score a checkpoint: on its data set (with an optional OOD set), or on a few images.
+
+The summaries are computed from the float32 probabilities that `--save-probs` writes, cast to
+float64, so anyone can recompute every reported number from that file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resdeep.checkpoint import CheckpointInfo
+from resdeep.data import normalize
+from resdeep.images import load_image
+from resdeep.models import ConvNet
+from resdeep.uncertainty import metrics
+from resdeep.uncertainty.data import in_distribution, ood_images
+from resdeep.uncertainty.sampling import DEFAULT_BATCH_ROWS, Predictions, mc_predict
+
+SCORES = ("max_prob", "entropy", "mutual_information")
+
+
+def uncertainty_scores(samples: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    """Per-input uncertainty (higher = less sure) from (N, T, C) samples.
+
+    Mutual information is None for a single pass (T = 1), where it is 0 for every input.
+    """
+    return {
+        "max_prob": 1.0 - metrics.mean_probs(samples).max(dim=1).values,
+        "entropy": metrics.predictive_entropy(samples),
+        "mutual_information": (
+            metrics.mutual_information(samples) if samples.shape[1] > 1 else None
+        ),
+    }
+
+
+def prediction_summary(samples: torch.Tensor, labels: torch.Tensor, bins: int) -> dict[str, Any]:
+    """Calibration, uncertainty and misclassification-detection numbers for (N, T, C) samples.
+
+    A deterministic pass is the case T = 1.
+    """
+    probs = metrics.mean_probs(samples)  # (N, C)
+    wrong = probs.argmax(dim=1) != labels
+    scores = uncertainty_scores(samples)
+    return {
+        "accuracy": metrics.accuracy(probs, labels),
+        "nll": metrics.nll(probs, labels),
+        "brier": metrics.brier(probs, labels),
+        "ece": metrics.expected_calibration_error(probs, labels, bins),
+        "mean_predictive_entropy": metrics.predictive_entropy(samples).mean().item(),
+        "mean_expected_entropy": metrics.expected_entropy(samples).mean().item(),
+        "mean_mutual_information": metrics.mutual_information(samples).mean().item(),
+        "auroc_misclassification": {
+            name: None if score is None else metrics.auroc(score, wrong)
+            for name, score in scores.items()
+        },
+        "aurc": {
+            name: None if score is None else metrics.aurc(score, wrong)
+            for name, score in scores.items()
+        },
+    }
+
+
+def ood_summary(in_samples: torch.Tensor, ood_samples: torch.Tensor) -> dict[str, Any]:
+    """AUROC, AUPR (OOD as the positive class) and FPR at 95 % TPR, per uncertainty score."""
+    is_ood = torch.cat(
+        [
+            torch.zeros(len(in_samples), dtype=torch.bool),
+            torch.ones(len(ood_samples), dtype=torch.bool),
+        ]
+    )
+    in_scores, ood_scores = uncertainty_scores(in_samples), uncertainty_scores(ood_samples)
+    summary = {}
+    for name in SCORES:
+        if in_scores[name] is None:
+            continue
+        score = torch.cat([in_scores[name], ood_scores[name]])
+        summary[name] = {
+            "auroc": metrics.auroc(score, is_ood),
+            "aupr": metrics.average_precision(score, is_ood),
+            "fpr_at_95_tpr": metrics.fpr_at_tpr(score, is_ood, 0.95),
+        }
+    return summary
+
+
+def _as_float64(predictions: Predictions) -> tuple[torch.Tensor, torch.Tensor]:
+    """(deterministic as (N, 1, C), samples (N, T, C)), float64 copies of the float32 probs."""
+    return predictions.deterministic.double().unsqueeze(1), predictions.samples.double()
+
+
+@dataclass
+class DatasetEvaluation:
+    summary: dict[str, Any]  # the JSON document
+    labels: torch.Tensor  # (N,) int64
+    predictions: Predictions  # in-distribution
+    ood: Predictions | None = None
+
+
+def summarize_dataset(
+    predictions: Predictions,
+    labels: torch.Tensor,
+    *,
+    bins: int,
+    ood: Predictions | None = None,
+    ood_name: str | None = None,
+) -> dict[str, Any]:
+    """The JSON document of data-set mode, from probabilities alone."""
+    deterministic, samples = _as_float64(predictions)
+    summary: dict[str, Any] = {
+        "n": len(labels),
+        "samples": samples.shape[1],
+        "bins": bins,
+        "deterministic": prediction_summary(deterministic, labels, bins),
+        "mc_dropout": prediction_summary(samples, labels, bins),
+    }
+    if ood is not None:
+        ood_deterministic, ood_samples = _as_float64(ood)
+        summary["ood"] = {
+            "data": ood_name,
+            "n": len(ood_samples),
+            "deterministic": ood_summary(deterministic, ood_deterministic),
+            "mc_dropout": ood_summary(samples, ood_samples),
+        }
+    return summary
+
+
+def evaluate_dataset(
+    model: ConvNet,
+    info: CheckpointInfo,
+    *,
+    split: str = "test",
+    samples: int = 32,
+    seed: int = 0,
+    bins: int = 15,
+    ood_data: str | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> DatasetEvaluation:
+    """MC dropout on the run's `split`, and on OOD set `ood_data` when given."""
+    data = in_distribution(info, split)
+    inputs = normalize(data.images, info.mean, info.std)
+    predictions = mc_predict(model, inputs, samples=samples, seed=seed, batch_rows=batch_rows)
+    ood = None
+    if ood_data is not None:
+        ood_uint8 = ood_images(ood_data, info, split=split, count=len(data), seed=seed)
+        ood_inputs = normalize(ood_uint8, info.mean, info.std)
+        # Its own seed stream: the in-distribution numbers do not change when an OOD set is added.
+        ood = mc_predict(model, ood_inputs, samples=samples, seed=seed + 1, batch_rows=batch_rows)
+    summary = {
+        "checkpoint": str(info.path),
+        "data": info.data_name,
+        "split": split,
+        "seed": seed,
+        **summarize_dataset(predictions, data.labels, bins=bins, ood=ood, ood_name=ood_data),
+    }
+    return DatasetEvaluation(summary, data.labels, predictions, ood)
+
+
+@dataclass
+class ImageEvaluation:
+    summary: dict[str, Any]  # the JSON document
+    predictions: Predictions
+    originals: list[Any]  # what load_image returned beside the tensor, for display
+
+
+def summarize_images(
+    predictions: Predictions, paths: list[str], classes: list[str], top: int = 3
+) -> dict[str, Any]:
+    """Per image: the top classes by mean probability (± std over samples), predictive
+    entropy, mutual information and variation ratio."""
+    samples = predictions.samples.double()  # (N, T, C)
+    mean, std = samples.mean(dim=1), samples.std(dim=1, correction=0)
+    entropy = metrics.predictive_entropy(samples)
+    information = metrics.mutual_information(samples)
+    variation = metrics.variation_ratio(samples)
+    images = []
+    for index, path in enumerate(paths):
+        best = mean[index].argsort(descending=True)[: min(top, mean.shape[1])]
+        images.append(
+            {
+                "path": path,
+                "top": [
+                    {
+                        "class": classes[c],
+                        "probability": mean[index, c].item(),
+                        "std": std[index, c].item(),
+                    }
+                    for c in best.tolist()
+                ],
+                "deterministic_class": classes[int(predictions.deterministic[index].argmax())],
+                "predictive_entropy": entropy[index].item(),
+                "mutual_information": information[index].item(),
+                "variation_ratio": variation[index].item(),
+            }
+        )
+    return {"samples": samples.shape[1], "images": images}
+
+
+def evaluate_images(
+    model: ConvNet,
+    info: CheckpointInfo,
+    paths: list[Path],
+    *,
+    samples: int = 32,
+    seed: int = 0,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> ImageEvaluation:
+    loaded = [load_image(path, info) for path in paths]
+    inputs = torch.cat([tensor for tensor, _ in loaded])  # (N, C, H, W), normalised
+    predictions = mc_predict(model, inputs, samples=samples, seed=seed, batch_rows=batch_rows)
+    summary = {
+        "checkpoint": str(info.path),
+        "seed": seed,
+        **summarize_images(predictions, [str(p) for p in paths], info.classes),
+    }
+    return ImageEvaluation(summary, predictions, [original for _, original in loaded])

@@ -1,0 +1,134 @@
+"""PNG figures: reliability diagrams and entropy histograms.
+
+matplotlib's object API (Figure, not pyplot) renders with Agg and keeps no global state, so it
+works without a display and leaks no figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+
+from resdeep.errors import ResdeepError
+from resdeep.uncertainty import metrics
+from resdeep.uncertainty.sampling import Predictions
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=100)
+    except OSError as error:
+        raise ResdeepError(f"cannot write {path}: {error.strerror or error}") from error
+    return path
+
+
+def reliability_diagram(
+    predictions: Predictions, labels: torch.Tensor, bins: int, path: Path
+) -> Path:
+    """Accuracy against confidence per bin, deterministic and MC dropout side by side."""
+    figure = Figure(figsize=(9, 4.2), layout="constrained")
+    axes = figure.subplots(1, 2, sharey=True)
+    samples = predictions.samples.double()
+    panels = (
+        ("deterministic", predictions.deterministic.double()),
+        (f"MC dropout (T={samples.shape[1]})", metrics.mean_probs(samples)),
+    )
+    width = 1.0 / bins
+    centres = (torch.arange(bins, dtype=torch.float64) + 0.5) * width
+    for axis, (title, probs) in zip(axes, panels, strict=True):
+        confidence, accuracy, count = metrics.reliability_bins(probs, labels, bins)
+        filled = count > 0
+        ece = metrics.expected_calibration_error(probs, labels, bins)
+        axis.bar(
+            centres[filled], accuracy[filled], width=width, edgecolor="black", label="accuracy"
+        )
+        # The gap as a hatched outline from accuracy to mean confidence: readable both ways.
+        axis.bar(
+            centres[filled],
+            (confidence - accuracy).abs()[filled],
+            bottom=torch.minimum(confidence, accuracy)[filled],
+            width=width,
+            fill=False,
+            hatch="//",
+            edgecolor="tab:red",
+            label="gap to mean confidence",
+        )
+        axis.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+        axis.set(
+            title=f"{title}: ECE {ece:.4f}",
+            xlabel="confidence (max probability)",
+            xlim=(0, 1),
+            ylim=(0, 1),
+        )
+        axis.set_aspect("equal")
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(loc="upper left")
+    return _save(figure, path)
+
+
+def _histograms(
+    groups: list[tuple[str, torch.Tensor]], xlabel: str, title: str, path: Path
+) -> Path:
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axis = figure.subplots()
+    top = max(float(values.max()) for _, values in groups if len(values)) or 1.0
+    edges = torch.linspace(0, top, 31).tolist()
+    for label, values in groups:
+        if len(values):
+            axis.hist(values.numpy(), bins=edges, alpha=0.55, density=True, label=label)
+    axis.set(xlabel=xlabel, ylabel="density", title=title)
+    axis.legend()
+    return _save(figure, path)
+
+
+def entropy_correct_vs_wrong(predictions: Predictions, labels: torch.Tensor, path: Path) -> Path:
+    samples = predictions.samples.double()
+    entropy = metrics.predictive_entropy(samples)
+    correct = metrics.mean_probs(samples).argmax(dim=1) == labels
+    return _histograms(
+        [
+            (f"correct ({int(correct.sum())})", entropy[correct]),
+            (f"wrong ({int((~correct).sum())})", entropy[~correct]),
+        ],
+        "predictive entropy H[p̄] (nats)",
+        f"MC dropout (T={samples.shape[1]}): correct vs wrong",
+        path,
+    )
+
+
+def entropy_in_vs_ood(
+    predictions: Predictions, ood: Predictions, ood_name: str, path: Path
+) -> Path:
+    inside = metrics.predictive_entropy(predictions.samples.double())
+    outside = metrics.predictive_entropy(ood.samples.double())
+    return _histograms(
+        [(f"in distribution ({len(inside)})", inside), (f"{ood_name} ({len(outside)})", outside)],
+        "predictive entropy H[p̄] (nats)",
+        f"MC dropout (T={predictions.samples.shape[1]}): in vs out of distribution",
+        path,
+    )
+
+
+def save_plots(
+    directory: Path,
+    predictions: Predictions,
+    labels: torch.Tensor,
+    bins: int,
+    ood: Predictions | None = None,
+    ood_name: str | None = None,
+) -> list[Path]:
+    """Every figure of data-set mode into `directory`; returns the files written."""
+    written = [
+        reliability_diagram(predictions, labels, bins, directory / "reliability.png"),
+        entropy_correct_vs_wrong(predictions, labels, directory / "entropy_correct_vs_wrong.png"),
+    ]
+    if ood is not None:
+        written.append(
+            entropy_in_vs_ood(
+                predictions, ood, ood_name or "OOD", directory / "entropy_in_vs_ood.png"
+            )
+        )
+    return written

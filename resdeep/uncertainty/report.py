@@ -1,0 +1,123 @@
+"""What the command shows and writes: rich tables, the JSON document, the probabilities file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.table import Table
+
+from resdeep.errors import ResdeepError
+from resdeep.io import save_json_atomic
+from resdeep.uncertainty.sampling import Predictions
+
+SCORE_LABELS = {"max_prob": "max prob", "entropy": "entropy", "mutual_information": "MI"}
+
+
+def _number(value: float | None, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def dataset_table(summary: dict[str, Any]) -> Table:
+    """Deterministic and MC dropout side by side, one metric a row."""
+    deterministic, mc = summary["deterministic"], summary["mc_dropout"]
+    table = Table(
+        title=f"{summary['data']} {summary['split']}: {summary['n']} images, "
+        f"T = {summary['samples']} samples"
+    )
+    table.add_column("metric")
+    table.add_column("deterministic", justify="right")
+    table.add_column(f"MC dropout (T={summary['samples']})", justify="right")
+    rows = [
+        ("accuracy", "accuracy"),
+        ("NLL", "nll"),
+        ("Brier", "brier"),
+        (f"ECE ({summary['bins']} bins)", "ece"),
+        ("mean predictive entropy", "mean_predictive_entropy"),
+        ("mean expected entropy", "mean_expected_entropy"),
+        ("mean mutual information", "mean_mutual_information"),
+    ]
+    for label, key in rows:
+        table.add_row(label, _number(deterministic[key]), _number(mc[key]))
+    for section, title in (("auroc_misclassification", "AUROC error"), ("aurc", "AURC")):
+        for score, label in SCORE_LABELS.items():
+            table.add_row(
+                f"{title} ({label})",
+                _number(deterministic[section][score]),
+                _number(mc[section][score]),
+            )
+    return table
+
+
+def ood_table(summary: dict[str, Any]) -> Table:
+    """In-distribution vs the OOD set: AUROC, AUPR and FPR at 95 % TPR per score."""
+    ood = summary["ood"]
+    table = Table(
+        title=f"OOD detection: {summary['data']} {summary['split']} ({summary['n']}) "
+        f"vs {ood['data']} ({ood['n']})"
+    )
+    for column in ("passes", "score", "AUROC", "AUPR", "FPR@95%TPR"):
+        table.add_column(column, justify="left" if column in ("passes", "score") else "right")
+    for passes, section in (("deterministic", "deterministic"), ("MC dropout", "mc_dropout")):
+        for score, values in ood[section].items():
+            table.add_row(
+                passes,
+                SCORE_LABELS[score],
+                _number(values["auroc"]),
+                _number(values["aupr"]),
+                _number(values["fpr_at_95_tpr"]),
+            )
+    return table
+
+
+def images_table(summary: dict[str, Any]) -> Table:
+    """Per image: top classes with mean probability ± std over the samples, and uncertainty."""
+    table = Table(title=f"MC dropout, T = {summary['samples']} samples")
+    for column in ("image", "top classes (mean ± std)", "entropy", "MI", "variation ratio"):
+        table.add_column(column, justify="left" if column.startswith(("image", "top")) else "right")
+    for image in summary["images"]:
+        top = "  ".join(
+            f"{entry['class']} {entry['probability']:.3f} ± {entry['std']:.3f}"
+            for entry in image["top"]
+        )
+        table.add_row(
+            Path(image["path"]).name,
+            top,
+            f"{image['predictive_entropy']:.4f}",
+            f"{image['mutual_information']:.4f}",
+            f"{image['variation_ratio']:.3f}",
+        )
+    return table
+
+
+def write_json(summary: dict[str, Any], path: Path) -> None:
+    try:
+        save_json_atomic(summary, path)
+    except OSError as error:
+        raise ResdeepError(f"cannot write {path}: {error.strerror or error}") from error
+
+
+def save_probs(
+    path: Path,
+    predictions: Predictions,
+    labels: torch.Tensor,
+    ood: Predictions | None = None,
+) -> None:
+    """`.npz` with probs (N, T, C) float32, labels (N,) int64 (-1: unknown), deterministic_probs
+    (N, C) float32, and ood_probs / ood_deterministic_probs in OOD mode."""
+    arrays = {
+        "probs": predictions.samples.numpy().astype(np.float32),
+        "labels": labels.numpy().astype(np.int64),
+        "deterministic_probs": predictions.deterministic.numpy().astype(np.float32),
+    }
+    if ood is not None:
+        arrays["ood_probs"] = ood.samples.numpy().astype(np.float32)
+        arrays["ood_deterministic_probs"] = ood.deterministic.numpy().astype(np.float32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as stream:  # a stream, so numpy does not append ".npz" to the name
+            np.savez(stream, **arrays)
+    except OSError as error:
+        raise ResdeepError(f"cannot write {path}: {error.strerror or error}") from error
