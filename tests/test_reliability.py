@@ -320,3 +320,11 @@ def test_io_error_is_a_resdeep_error(tmp_path):
     target.write_text("x")
     with pytest.raises(ResdeepError):
         save_torch_atomic({"a": torch.ones(1)}, target / "last.pt")
+
+
+def test_directory_without_images_is_refused(cli, tmp_path, train_run):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli("cam", str(empty), "--checkpoint", str(train_run()), "--out", str(tmp_path / "o"))
+    assert result.returncode == 1 and "no image files" in result.stderr
+    assert "Traceback" not in result.stderr
