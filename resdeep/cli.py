@@ -7,9 +7,13 @@ import sys
 
 import typer
 
+from resdeep.commands.bench import bench
+from resdeep.commands.cam import cam
 from resdeep.commands.models import models
+from resdeep.commands.report import report
 from resdeep.commands.runs import runs
 from resdeep.commands.train import train
+from resdeep.commands.uncertainty import uncertainty
 from resdeep.errors import ResdeepError
 
 app = typer.Typer(
@@ -21,6 +25,10 @@ app = typer.Typer(
 )
 app.command()(models)
 app.command()(runs)
+app.command()(bench)
+app.command()(report)
+app.command()(uncertainty)
+app.command()(cam)
 # Hydra parses train's arguments itself, --help included.
 app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

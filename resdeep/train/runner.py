@@ -475,7 +475,9 @@ def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
 
 def _use_channels_last(setting: str, device: torch.device) -> bool:
     if setting == "auto":
-        return device.type == "cuda"  # faster for cuDNN convolutions; not measured faster on CPU
+        # Faster with cuDNN and with oneDNN on CPU: `resdeep bench` measured 1.28x for fp32
+        # ResNet-20 training on 2 AVX-512 cores (channels_last_speedup).
+        return True
     return setting.lower() in ("true", "1", "yes")
 
 

@@ -1,0 +1,14 @@
+"""`resdeep bench`: resdeep's loop and analysis tools timed side by side with bare PyTorch."""
+
+from resdeep.bench.results import BenchResult
+from resdeep.bench.suite import FULL, QUICK, REQUIRED_NAMES, BenchReport, Sizes, run_suite
+
+__all__ = [
+    "FULL",
+    "QUICK",
+    "REQUIRED_NAMES",
+    "BenchReport",
+    "BenchResult",
+    "Sizes",
+    "run_suite",
+]

@@ -1,0 +1,72 @@
+"""`resdeep bench`: the performance suite, as a table and a JSON list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from resdeep.console import console
+from resdeep.errors import UsageError
+
+# Above this share of a window spent waiting for a CPU held by other processes, say so.
+NOISY_CPU_WAIT = 0.1
+
+
+def bench(
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="Smoke test: toy sizes, one window each (not performance)."),
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    json_path: Annotated[
+        Path, typer.Option("--json", help="Write the results here as a JSON list.")
+    ] = Path("bench.json"),
+    repeats: Annotated[
+        int | None,
+        typer.Option(help="Timed windows per variant (default: 7; 1 with --quick)."),
+    ] = None,
+) -> None:
+    """Time resdeep's training loop and analysis tools against bare PyTorch, side by side.
+
+    Variants run interleaved (A, B, A, B, ...) after warm-up, in one process on one device.
+    Each number is the median over rounds of a ratio (or a time) taken within one round.
+    """
+    # Imported here: torch and Hydra would slow every other command's start-up.
+    from resdeep.bench import FULL, QUICK, run_suite
+    from resdeep.io import save_json_atomic
+    from resdeep.train.device import resolve_device
+
+    if repeats is not None and repeats < 1:
+        raise UsageError(f"--repeats must be at least 1, got {repeats}")
+    target = resolve_device(device)
+    report = run_suite(
+        target,
+        QUICK if quick else FULL,
+        repeats=repeats,
+        on_stage=lambda message: console.print(f"[dim]· {message}[/dim]"),
+    )
+    save_json_atomic(report.records(), json_path)
+
+    context = report.context
+    table = Table(title=f"resdeep bench — {context['device_name']} ({target})")
+    for column in ("benchmark", "value", "unit", "goal", "met", "what"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    for r in report.results:
+        value = "not measured" if r.value is None else f"{r.value:.3g}"
+        met = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[r.met]
+        what = r.what if r.value is not None else f"{r.what} ({r.detail.get('error', '')})"
+        table.add_row(r.name, value, r.unit, r.goal or "-", met, what)
+    console.print(table)
+    if not quick and (context["cpu_wait_worst"] or 0.0) > NOISY_CPU_WAIT:
+        console.print(
+            f"[yellow]other processes held the CPU for up to {context['cpu_wait_worst']:.0%} "
+            "of a variant's timed windows: rerun on a quieter machine for firm numbers[/yellow]"
+        )
+    console.print(
+        f"{len(report.results)} benchmarks in {context['wall_time_s']:.0f} s, "
+        f"{context['repeats']} timed windows each, {context['threads']} threads, load average "
+        f"{context['load_average_1m']} → {context['load_average_1m_end']}; written to {json_path}"
+    )

@@ -1,0 +1,42 @@
+"""resdeep bench: the --quick smoke test through the real CLI. Benchmarks are never timed asserts:
+this checks that every path runs and the JSON says what was measured, where."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from resdeep.bench import REQUIRED_NAMES
+
+
+def test_quick_bench_writes_every_required_benchmark_as_json(cli, tmp_path):
+    out = tmp_path / "bench.json"
+    result = cli("bench", "--quick", "--device", "cpu", "--json", str(out), timeout=90)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "train_throughput_ratio_resnet20" in result.stdout  # the table
+
+    records = json.loads(out.read_text())
+    assert isinstance(records, list)
+    by_name = {record["name"]: record for record in records}
+    assert len(by_name) == len(records)  # names are unique
+    assert set(REQUIRED_NAMES) <= set(by_name)
+    for record in records:
+        assert {"name", "value", "unit", "goal", "met", "what", "context"} <= set(record)
+        value = record["value"]
+        if value is None:  # not measured must say why (--quick skips torch.compile)
+            assert record["detail"]["error"]
+        else:
+            assert isinstance(value, int | float) and math.isfinite(value)
+        assert record["goal"] is None or record["goal"].split()[0] in (">=", "<=")
+        context = record["context"]
+        assert context["device"] == "cpu" and context["quick"] is True
+        for key in ("device_name", "torch", "threads", "repeats"):
+            assert context[key]
+    # The training loops and tools were really timed, not skipped.
+    for name in ("train_throughput_ratio_resnet110", "mc_dropout_head_cost_ratio_t32"):
+        assert by_name[name]["value"] > 0
+
+
+def test_bench_rejects_a_bad_repeat_count(cli):
+    result = cli("bench", "--quick", "--repeats", "0")
+    assert result.returncode == 2 and "--repeats" in result.stderr
