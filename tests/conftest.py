@@ -55,3 +55,14 @@ def train_run(tmp_path_factory):
         return cache[key]
 
     return train
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    """The real CLI entry point in this process: (exit code, stdout, stderr)."""
+    from resdeep.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return exited.value.code or 0, captured.out, captured.err

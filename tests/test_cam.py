@@ -22,11 +22,11 @@ from resdeep.cam.evaluate import THRESHOLD_GRID, average_drop, increase_in_confi
 from resdeep.cam.localize import box_iou, centred_box, largest_component_box
 from resdeep.cam.methods import cam, gradcam, gradcam_plus_plus, scorecam, scorecam_masks
 from resdeep.checkpoint import load_checkpoint
-from resdeep.cli import main
 from resdeep.data import build_data, normalize
 from resdeep.errors import ResdeepError, UsageError
 from resdeep.images import load_image
 from resdeep.models import ConvNet, build_model
+from tests.conftest import run_main
 
 # ---------------------------------------------------------------- methods on hand-made tensors
 
@@ -333,15 +333,6 @@ def test_cli_mixed_good_and_bad_files_then_gradcam_matches_cam(cli, train_run, t
         [raw] = out.glob(f"{stem}_gradcam_*.npy")
         correlation = np.corrcoef(maps[stem].ravel(), np.load(raw).ravel())[0, 1]
         assert correlation > 0.99
-
-
-def run_main(capsys, *args: str) -> tuple[int, str, str]:
-    """The real CLI entry point in this process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return exited.value.code or 0, captured.out, captured.err
 
 
 def test_cli_errors_are_one_line(capsys, train_run, tmp_path):

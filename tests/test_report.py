@@ -12,13 +12,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from resdeep.cli import main
 from resdeep.models import build_model, weight_layers
 from resdeep.report import build_report, default_out_dir, findings, summarize
 from resdeep.report import figures as draw
 from resdeep.report.document import report_json
 from resdeep.report.reading import GradNorms, RunData, read_run
 from resdeep.train.app import CONFIG_DIR
+from tests.conftest import run_main
 
 FIGURES = ("training_curves.png", "gradient_profile.png", "accuracy_vs_depth.png")
 
@@ -29,15 +29,6 @@ def two_runs(train_run) -> tuple[Path, Path]:
     plain = train_run("model=plain", "trainer.dense_first_epoch=true", epochs=1)
     resnet = train_run()
     return plain, resnet
-
-
-def run_main(capsys, *args: str) -> tuple[int, str, str]:
-    """The real entry point in-process: exit status, stdout, stderr."""
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return exited.value.code or 0, captured.out, captured.err
 
 
 def test_report_on_real_runs(capsys, two_runs, tmp_path):
