@@ -153,15 +153,16 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 # ---- divergence -------------------------------------------------------------------------
 
+# A plain net without batch norm at an absurd learning rate overflows within a few steps.
+DIVERGING = ("model=plain", "model.norm=none", "optim.lr=1e6")
+
 
 def test_nan_loss_stops_the_run_and_says_so(cli, tmp_path):
     run_dir = tmp_path / "run"
     result = cli(
         "train",
         *FAST,
-        "model=plain",
-        "model.norm=none",
-        "optim.lr=1e6",
+        *DIVERGING,
         "trainer.epochs=2",
         "trainer.log_every=2",
         f"hydra.run.dir={run_dir}",
@@ -176,9 +177,7 @@ def test_nan_loss_can_skip_steps_instead(cli, tmp_path):
     result = cli(
         "train",
         *FAST,
-        "model=plain",
-        "model.norm=none",
-        "optim.lr=1e6",
+        *DIVERGING,
         "trainer.epochs=1",
         "trainer.on_nan=skip",
         f"hydra.run.dir={run_dir}",

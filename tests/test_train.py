@@ -13,10 +13,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.overrides import TorchFunctionMode
 
 from resdeep.checkpoint import load_checkpoint
-from resdeep.models import build_model
+from resdeep.models import build_model, weight_layers
 from resdeep.train.app import CONFIG_DIR
 from resdeep.train.grad_norms import GradNormTracker
 from resdeep.train.optim import lr_multiplier
+from resdeep.train.progress import TrainingProgress
+from resdeep.train.runner import build_training
 from tests.conftest import FAST, REPO
 
 METRIC_KEYS = {
@@ -186,13 +188,40 @@ def test_grad_norms_need_no_per_layer_host_sync(depth):
         norms = tracker.compute()
     assert counter.count == 0
     assert norms.shape == (depth,)
-    expected = torch.stack(
-        [
-            m.weight.grad.norm()
-            for _, m in __import__("resdeep.models", fromlist=["x"]).weight_layers(model)
-        ]
-    )
+    expected = torch.stack([m.weight.grad.norm() for _, m in weight_layers(model)])
     torch.testing.assert_close(norms, expected)
+
+
+def _host_syncs_of_a_logged_epoch(depth: int, run_dir: Path) -> int:
+    """Host syncs of one real training epoch that logs gradient norms at every step."""
+    overrides = [o for o in FAST if not o.startswith("model.depth")]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            [
+                *overrides,
+                f"model.depth={depth}",
+                "model=plain",
+                "trainer.epochs=1",
+                "trainer.log_every=1",
+            ],
+        )
+    loop = build_training(cfg, run_dir).loop
+    with (
+        TrainingProgress(loop.settings.total_steps, 0, "lines") as progress,
+        HostSyncCounter() as counter,
+    ):
+        loop.train_epoch(1, progress)
+    loop.close()
+    assert len(event_tags(run_dir).Tags()["scalars"]) > depth  # every layer was logged
+    return counter.count
+
+
+def test_logging_grad_norms_costs_the_same_host_syncs_at_any_depth(tmp_path):
+    shallow = _host_syncs_of_a_logged_epoch(8, tmp_path / "shallow")
+    deep = _host_syncs_of_a_logged_epoch(56, tmp_path / "deep")
+    assert shallow == deep  # per log point, not per layer
+    assert deep <= 5 * 10 + 5  # ten steps, a handful of reads each
 
 
 def test_lr_schedules():

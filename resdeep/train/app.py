@@ -24,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from resdeep.console import route_logging_through_rich
 from resdeep.errors import ResdeepError, UsageError
 from resdeep.train.distributed import World, launched_world
-from resdeep.train.validation import validate
+from resdeep.train.validation import refuse_existing_run, validate
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -85,11 +85,10 @@ def with_resume_overrides(args: list[str]) -> list[str]:
     if not resume or resume in ("null", "None") or "-m" in args or "--multirun" in args:
         return args
     target = Path(resume)
-    run_dir = (
-        target.parent.parent if target.is_file() and target.parent.name == "checkpoints" else target
-    )
-    if target.is_file() and target.parent.name != "checkpoints":
-        run_dir = target.parent
+    # A run dir, RUN/checkpoints/last.pt, or a checkpoint file lying in its run dir.
+    run_dir = target.parent if target.is_file() else target
+    if run_dir.name == "checkpoints":
+        run_dir = run_dir.parent
     saved = run_dir / ".hydra" / "overrides.yaml"
     recorded: list[str] = []
     if saved.is_file():
@@ -176,12 +175,7 @@ def check_run_dir(run_dir: Path, resuming: bool) -> None:
         existing = existing.parent
     if not os.access(existing, os.W_OK):
         raise UsageError(f"cannot write to {existing}: pick a writable hydra.run.dir")
-    requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
-    if (run_dir / "checkpoints" / "last.pt").exists() and not resuming and not requeued:
-        raise UsageError(
-            f"{run_dir} already holds a run; continue it with trainer.resume={run_dir} "
-            "or pick another hydra.run.dir"
-        )
+    refuse_existing_run(run_dir, resuming)
 
 
 def launch(args: list[str]) -> None:

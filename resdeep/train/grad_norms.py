@@ -24,10 +24,3 @@ class GradNormTracker:
         """Norms on the model's device, shape (layers,); zero for a layer without a gradient."""
         grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self._weights]
         return torch.stack(torch._foreach_norm(grads)).float()
-
-
-def grad_norms_by_layer(model: nn.Module) -> dict[str, float]:
-    """Convenience for analysis code: {layer name: gradient norm} after a backward pass."""
-    tracker = GradNormTracker(model)
-    norms = tracker.compute().cpu().tolist()
-    return dict(zip(tracker.layer_names, norms, strict=True))

@@ -73,6 +73,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     totals: torch.Tensor | None = None
+    count = 0
     for images, labels in batches:
         with autocast():
             logits = model(images)
@@ -80,14 +81,14 @@ def evaluate(
             [
                 F.cross_entropy(logits.float(), labels, reduction="sum"),
                 (logits.argmax(dim=1) == labels).sum().float(),
-                torch.tensor(float(labels.numel()), device=labels.device),
             ]
         )
         totals = batch if totals is None else totals + batch
+        count += labels.numel()  # known on the host: no tensor per batch for it
     model.train(was_training)
     if totals is None:
         return float("nan"), float("nan")
-    loss_sum, correct, count = totals.tolist()
+    loss_sum, correct = totals.tolist()
     return loss_sum / count, correct / count
 
 

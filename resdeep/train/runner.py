@@ -26,7 +26,7 @@ from resdeep.train.interrupts import StopRequest
 from resdeep.train.loop import LoopSettings, LoopState, TrainingLoop, evaluate
 from resdeep.train.optim import build_optimizer, lr_multiplier
 from resdeep.train.tensorboard import TensorBoardLogger
-from resdeep.train.validation import validate
+from resdeep.train.validation import refuse_existing_run, slurm_requeued, validate
 
 log = logging.getLogger("resdeep.train")
 
@@ -132,16 +132,11 @@ def resume_target(trainer: DictConfig, run_dir: Path) -> Path | None:
     """
     resume = trainer.get("resume")
     existing = run_dir / "checkpoints" / "last.pt"
-    requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
-    if resume == "auto" or (resume is None and requeued):
+    if resume == "auto" or (resume is None and slurm_requeued()):
         return existing if existing.exists() else None
     if resume:
         return resolve_checkpoint_path(resume, "last.pt")
-    if existing.exists():
-        raise UsageError(
-            f"{run_dir} already holds a run; continue it with trainer.resume={run_dir} "
-            "or pick another hydra.run.dir"
-        )
+    refuse_existing_run(run_dir, resuming=False)
     return None
 
 
@@ -220,7 +215,6 @@ class Training:
     loop: TrainingLoop
     model: torch.nn.Module
     test_loader: DeviceLoader
-    summary: dict[str, Any]
     hparams: dict[str, Any]
 
 
@@ -401,7 +395,7 @@ def build_training(
         "seed": int(cfg.seed),
         "epochs": epochs,
     }
-    return Training(loop, model, test_loader, summary, hparams)
+    return Training(loop, model, test_loader, hparams)
 
 
 def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
 from resdeep.errors import UsageError
@@ -19,6 +22,20 @@ INTEGER_KEYS = (
 )
 NUMBER_KEYS = ("model.dropout", "optim.lr", "optim.weight_decay")
 CHOICES = {"trainer.on_nan": ("stop", "skip"), "trainer.progress": ("auto", "bar", "lines")}
+
+
+def slurm_requeued() -> bool:
+    """A SLURM job started again after preemption or a time limit (submitit requeues it)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
+
+
+def refuse_existing_run(run_dir: Path, resuming: bool) -> None:
+    """A run dir that already holds a checkpoint is never trained into again unless resumed."""
+    if (run_dir / "checkpoints" / "last.pt").exists() and not resuming and not slurm_requeued():
+        raise UsageError(
+            f"{run_dir} already holds a run; continue it with trainer.resume={run_dir} "
+            "or pick another hydra.run.dir"
+        )
 
 
 def validate(cfg: DictConfig) -> None:
