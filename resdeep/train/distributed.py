@@ -94,6 +94,14 @@ def join_process_group(world: World, device_type: str) -> None:
         torch.cuda.set_device(world.local_rank)
 
 
+def leave_process_group(finished: bool) -> None:
+    """Leave together: a rank exiting while a peer still talks to it can abort that peer."""
+    if dist.is_initialized():
+        if finished:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -120,13 +128,15 @@ def _worker(
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     world = World(rank=local_rank, world_size=world_size, local_rank=local_rank)
     join_process_group(world, device_type)
+    finished = False
     try:
         target(*args, world)
+        finished = True
     except ResdeepError as error:
         errors.put((type(error).__name__, error.exit_code, str(error)))
         raise SystemExit(error.exit_code) from error
     finally:
-        dist.destroy_process_group()
+        leave_process_group(finished)
 
 
 def spawn(target: Callable[..., Any], args: tuple, nprocs: int, device_type: str) -> None:

@@ -183,9 +183,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
         return read_metrics(run_dir)
     world = world or World()
-    if world.distributed:
-        distributed.join_process_group(world, resolve_device(str(cfg.trainer.device)).type)
-    return train(cfg, run_dir, world)
+    if not world.distributed:
+        return train(cfg, run_dir, world)
+    distributed.join_process_group(world, resolve_device(str(cfg.trainer.device)).type)
+    finished = False
+    try:
+        metrics = train(cfg, run_dir, world)
+        finished = True
+        return metrics
+    finally:
+        distributed.leave_process_group(finished)
 
 
 def _train_in_worker(container: dict, run_dir: str, world: World) -> None:
