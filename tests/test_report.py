@@ -9,15 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from PIL import Image
 
 from resdeep.models import build_model, weight_layers
-from resdeep.report import build_report, default_out_dir, findings, summarize
+from resdeep.report import build_report, default_out_dir, findings, group_runs, summarize
 from resdeep.report import figures as draw
-from resdeep.report.document import report_json
-from resdeep.report.reading import GradNorms, RunData, read_run
+from resdeep.report.analysis import comparisons
+from resdeep.report.document import report_json, table_rows
+from resdeep.report.spread import Spread, compare
+from resdeep.report.reading import GradNorms, RunData, StepCurve, read_run
 from resdeep.train.app import CONFIG_DIR
+from resdeep.train.optim import lr_multiplier
 from tests.conftest import run_main
 
 FIGURES = ("training_curves.png", "gradient_profile.png", "accuracy_vs_depth.png")
@@ -67,11 +72,13 @@ def test_report_on_real_runs(capsys, two_runs, tmp_path):
     assert (runs["plain"]["first_step"], runs["plain"]["last_step"]) == (1, 10)
     assert (runs["resnet"]["first_step"], runs["resnet"]["last_step"]) == (10, 20)
 
-    # The findings quote the runs' own numbers.
+    # The findings quote the runs' own numbers, and say that one seed has no spread.
     plain_loss, resnet_loss = runs["plain"]["final_train_loss"], runs["resnet"]["final_train_loss"]
     comparison = next(f for f in report["findings"] if f.startswith("At depth 8"))
-    assert f"{plain_loss:#.3g} vs {resnet_loss:#.3g}" in comparison
-    assert f"{plain_loss / resnet_loss:.2g}×" in comparison
+    assert f"training loss {plain_loss:#.3g} vs {resnet_loss:#.3g}" in comparison
+    assert f"({plain_loss / resnet_loss:.2g}×)" in comparison
+    assert comparison.endswith("single seed: no spread.")
+    assert [group["seeds"] for group in report["groups"]] == [[0], [0]]
     ratio = runs["plain"]["grad_norm_first_step"][0] / runs["plain"]["grad_norm_first_step"][-1]
     assert any(f"plain-8 {ratio:.2g}× at step 1" in f for f in report["findings"])
 
@@ -125,12 +132,38 @@ def compose_preset(name: str, *overrides: str):
         )
 
 
-def test_depth_study_preset_sweeps_plain_and_resnet_on_one_recipe():
-    cfg = compose_preset("depth_study", "model=plain")
+def test_depth_study_preset_sweeps_depth_arch_and_seed_on_one_recipe():
+    cfg = compose_preset("depth_study")
     assert cfg.hydra.mode.name == "MULTIRUN"
-    assert dict(cfg.hydra.sweeper.params) == {"model": "plain,resnet", "model.depth": "20,56,110"}
-    assert cfg.data.name == "digits" and cfg.model.arch == "plain" and cfg.seed == 0
-    assert cfg.trainer.dense_first_epoch and cfg.trainer.epochs == 3
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")  # jobs in parallel processes
+    axes = {key: str(value).split(",") for key, value in cfg.hydra.sweeper.params.items()}
+    assert set(axes["model"]) == {"plain", "resnet"}
+    assert {"20", "56", "110"} <= set(axes["model.depth"]) and len(axes["seed"]) >= 2
+    # Depth and the shortcut are the only variables: every job trains on the same recipe.
+    recipes = set()
+    for arch in axes["model"]:
+        for depth in axes["model.depth"]:
+            job = compose_preset("depth_study", f"model={arch}", f"model.depth={depth}")
+            assert (job.model.arch, job.model.depth) == (arch, int(depth))
+            recipe = {
+                key: OmegaConf.to_container(job[key], resolve=True)
+                for key in ("data", "optim", "schedule", "trainer")
+            }
+            recipes.add(yaml.safe_dump(recipe))
+    assert len(recipes) == 1
+    # The paper's warm-up: a small constant rate first, then the base rate.
+    schedule = cfg.schedule
+    multiplier = lr_multiplier(
+        schedule.name,
+        total_steps=400,
+        base_lr=cfg.optim.lr,
+        warmup_steps=schedule.warmup_steps,
+        warmup_lr=schedule.warmup_lr,
+        warmup=schedule.warmup,
+    )
+    assert schedule.warmup_steps > 0
+    assert multiplier(0) == multiplier(schedule.warmup_steps - 1) < 0.5
+    assert multiplier(schedule.warmup_steps) == pytest.approx(1.0)
     assert compose_preset("depth_study", "data=cifar10").data.name == "cifar10"
 
 
@@ -141,6 +174,7 @@ def test_init_study_preset_crosses_init_and_norm_at_depth_56():
         "model": "plain,resnet",
         "model.init": "xavier,kaiming,default",
         "model.norm": "batch,none",
+        "seed": "0,1,2",
     }
 
 
@@ -158,26 +192,41 @@ def fake_run(
     test_acc: float | None = 0.9,
     status: str = "completed",
     skipped_steps: int = 0,
+    seed: int | None = 0,
+    train_error: float = 0.5,
 ) -> RunData:
     history = [
-        {"epoch": i + 1, "train_loss": loss, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.5}
+        {
+            "epoch": i + 1,
+            "step": 25 * (i + 1),
+            "train_loss": loss,
+            "train_acc": 1 - train_error,
+            "val_loss": 1.0,
+            "val_acc": 0.5,
+        }
         for i, loss in enumerate(losses)
     ]
     norms = np.array([grads, [g * 2 for g in grads]])
     names = [f"layer{i}" for i in range(len(grads))]
     return RunData(
-        run_dir=Path(f"/runs/{arch}{depth}"),
+        run_dir=Path(f"/runs/{arch}{depth}_{seed}"),
         data=data,
         arch=arch,
         depth=depth,
         init="xavier",
         norm=norm,
         status=status,
+        seed=seed,
         history=history,
         steps=50,
         skipped_steps=skipped_steps,
         test_acc=test_acc,
         grads=GradNorms(steps=[1, 50], layer_names=names, norms=norms),
+        curve=StepCurve(
+            steps=[1, 2, 3, 25, 50],
+            loss=[2.3, 2.2, 2.0, *losses[-1:] * 2],
+            acc=[0.1, 0.2, 0.3, *[1 - train_error] * 2],
+        ),
     )
 
 
@@ -190,16 +239,135 @@ def depth_sweep() -> list[RunData]:
     ]
 
 
+def seeded(arch: str, depth: int, errors: list[float], **kwargs) -> list[RunData]:
+    """One run per seed, the n-th with training error errors[n] and loss 4x that."""
+    return [
+        fake_run(arch, depth, [4 * error], [1.0, 1.0, 1.0], seed=seed, train_error=error, **kwargs)
+        for seed, error in enumerate(errors)
+    ]
+
+
+def seeded_sweep() -> list[RunData]:
+    return [
+        *seeded("plain", 20, [0.010, 0.020, 0.015]),
+        *seeded("plain", 56, [0.60, 0.62, 0.58]),
+        *seeded("resnet", 20, [0.005, 0.003, 0.007]),
+        *seeded("resnet", 56, [0.006, 0.004, 0.012]),
+    ]
+
+
+def test_runs_that_differ_only_in_seed_are_one_group_with_mean_and_std():
+    groups = group_runs(summarize(seeded_sweep()))
+    assert [(g.label, g.seeds) for g in groups] == [
+        ("plain-20", [0, 1, 2]),
+        ("plain-56", [0, 1, 2]),
+        ("resnet-20", [0, 1, 2]),
+        ("resnet-56", [0, 1, 2]),
+    ]
+    plain56 = groups[1]
+    assert plain56.train_error.mean == pytest.approx(0.60)
+    assert plain56.train_error.std == pytest.approx(0.02)  # sample std (n - 1)
+    assert plain56.train_loss.mean == pytest.approx(2.40) and plain56.train_error.n == 3
+    row = table_rows(groups)[1]
+    assert row[:3] == ["plain-56", "digits", "0, 1, 2"]
+    assert row[6] == "60.0 ± 2.0 %"
+
+
+def test_a_difference_is_called_only_when_it_exceeds_the_seed_spread():
+    lines = findings(summarize(seeded_sweep()))
+    assert (
+        "plain-56 vs plain-20: deeper is worse; training error 60.0 ± 2.0 % vs 1.5 ± 0.5 %, "
+        "training loss 2.40 ± 0.08 vs 0.0600 ± 0.02 (40×); mean ± std over 3 seeds." in lines
+    )
+    # resnet-56's mean error is higher (0.73 vs 0.50 %), but inside the seeds' spread.
+    assert (
+        "resnet-56 vs resnet-20: no clear difference; training error 0.7 ± 0.4 % vs 0.5 ± 0.2 %, "
+        "training loss 0.0293 ± 0.017 vs 0.0200 ± 0.008 (1.5×); mean ± std over 3 seeds." in lines
+    )
+    assert any(
+        line.startswith("At depth 56, plain-56 vs resnet-56: plain is worse;") for line in lines
+    )
+    assert any(
+        # 1.5 ± 0.5 % vs 0.5 ± 0.2 %: three seeds leave the two intervals overlapping.
+        line.startswith("At depth 20, plain-20 vs resnet-20: no clear difference;")
+        for line in lines
+    )
+    verdicts = {
+        (c.kind, c.subject, c.reference): c.verdict
+        for c in comparisons(group_runs(summarize(seeded_sweep())))
+    }
+    assert verdicts == {
+        ("depth", "plain-56", "plain-20"): "higher",
+        ("depth", "resnet-56", "resnet-20"): "unclear",
+        ("architecture", "plain-20", "resnet-20"): "unclear",
+        ("architecture", "plain-56", "resnet-56"): "higher",
+    }
+
+
+def test_overlapping_intervals_are_no_clear_difference_whatever_the_means():
+    a, b = Spread.of([0.01, 0.05, 0.03]), Spread.of([0.02, 0.04, 0.06])
+    assert a.mean < b.mean and compare(a, b) == compare(b, a) == "unclear"
+    low, high = Spread.of([1.0, 2.0, 3.0]).interval()
+    half = 4.302653 / 3**0.5  # Student t, 2 degrees of freedom, 97.5 %
+    assert (low, high) == (pytest.approx(2 - half), pytest.approx(2 + half))
+    assert compare(Spread.of([10.0, 11.0, 12.0]), Spread.of([1.0, 2.0, 3.0])) == "higher"
+    assert compare(Spread.of([]), a) is None and Spread.of([float("nan")]).n == 0
+
+
+def test_single_seed_comparisons_are_labelled_as_such():
+    runs = [*seeded("plain", 20, [0.01]), *seeded("plain", 56, [0.6])]
+    lines = findings(summarize(runs))
+    assert (
+        "plain-56 vs plain-20: deeper is worse; training error 60.0 % vs 1.0 %, training loss "
+        "2.40 vs 0.0400 (60×); single seed: no spread." in lines
+    )
+    groups = group_runs(summarize(runs))
+    assert [c.single_seed for c in comparisons(groups)] == [True]
+
+
+def test_findings_give_gradient_ranges_over_the_seeds():
+    runs = [
+        fake_run("plain", 56, [2.3], [1e-14, 3e-14, 2e-13], norm="none", seed=0),
+        fake_run("plain", 56, [2.3], [1e-15, 3e-14, 5e-13], norm="none", seed=1),
+        fake_run("resnet", 56, [0.5], [0.05, 0.4, 1.3], norm="none", seed=0),
+        fake_run("resnet", 56, [0.5], [0.02, 0.4, 2.0], norm="none", seed=1),
+    ]
+    lines = findings(summarize(runs))
+    assert (
+        "plain-56's gradients vanished by step 1 in 2 of 2 seeds: all 3 layers below 1e-8 "
+        "(first layer 1e-15 to 1e-14, largest 2e-13 to 5e-13); resnet-56's span 0.02 to 2 at "
+        "step 1." in lines
+    )
+
+
+def test_figures_draw_seed_bands_and_error_bars():
+    groups = group_runs(summarize(seeded_sweep()))
+    curves = draw.training_curves(groups)
+    loss_axis, error_axis, val_axis = curves.axes
+    assert loss_axis.get_yscale() == "log" and "step" in error_axis.get_xlabel()
+    assert len(error_axis.lines) == 4  # one mean line per group
+    assert len(error_axis.collections) >= 4  # its seed bands (and the epoch dots)
+    assert len(val_axis.lines) == 4
+    bars = draw.accuracy_vs_depth(groups)
+    assert len(bars.axes) == 3
+    assert all(len(axis.containers) == 2 for axis in bars.axes)  # plain and resnet error bars
+    errors = bars.axes[0].containers[0]
+    assert errors.has_yerr
+
+
+def test_smoothing_averages_neighbours_within_the_half_width():
+    steps = np.array([1.0, 2.0, 3.0, 10.0])
+    smoothed = draw.smooth(steps, np.array([[1.0, 2.0, 3.0, 10.0]]), halfwidth=1)
+    assert smoothed.tolist() == [[1.5, 2.0, 2.5, 10.0]]
+
+
 def test_findings_compare_depths_and_architectures_with_the_numbers():
     lines = findings(summarize(depth_sweep()))
     assert (
-        "plain-56 ends at 4× the training loss of plain-20 (2.00 vs 0.500); "
-        "resnet-56 ends at 0.3× the training loss of resnet-20 (0.120 vs 0.400): "
-        "deeper is worse for plain, deeper is no worse for resnet." in lines
+        "plain-56 vs plain-20: no clear difference; training error 50.0 % vs 50.0 %, "
+        "training loss 2.00 vs 0.500 (4×); single seed: no spread." in lines
     )
-    assert any(
-        line.startswith("At depth 56, plain-56's final training loss is 17×") for line in lines
-    )
+    assert any(line.startswith("At depth 56, plain-56 vs resnet-56:") for line in lines)
     assert any("plain-56 400× at step 1, 400× at step 50" in line for line in lines)
 
 
@@ -218,7 +386,7 @@ def test_findings_call_vanished_gradients_by_their_size():
 
 
 def test_gradient_profile_has_one_panel_per_depth():
-    figure = draw.gradient_profile(summarize(depth_sweep()))
+    figure = draw.gradient_profile(group_runs(summarize(depth_sweep())))
     assert [axis.get_title() for axis in figure.axes] == ["depth 20", "depth 56"]
     assert all(len(axis.lines) == 4 for axis in figure.axes)  # plain and resnet, first and last
 
@@ -226,15 +394,17 @@ def test_gradient_profile_has_one_panel_per_depth():
 def test_mixed_data_sets_are_grouped():
     runs = [*depth_sweep(), fake_run("plain", 20, [1.0], [1.0, 1.0, 1.0], data="synthetic")]
     summaries = summarize(runs)
-    assert len(draw.training_curves(summaries).axes) == 4  # a row of two panels per data set
-    assert len(draw.accuracy_vs_depth(summaries).axes) == 4
-    assert len(draw.gradient_profile(summaries).axes) == 3
-    assert any(line.startswith("Digits: plain-56 ends at 4×") for line in findings(summaries))
+    groups = group_runs(summaries)
+    assert len(draw.training_curves(groups).axes) == 6  # a row of three panels per data set
+    assert len(draw.accuracy_vs_depth(groups).axes) == 6
+    assert len(draw.gradient_profile(groups).axes) == 3
+    assert any(line.startswith("Digits: plain-56 vs plain-20:") for line in findings(summaries))
 
 
 def test_report_json_stays_valid_with_non_finite_numbers():
     run = fake_run("plain", 20, [float("nan")], [float("nan"), 1.0, float("inf")], test_acc=None)
-    document = report_json(summarize([run]), [], [])
+    summaries = summarize([run])
+    document = report_json(summaries, group_runs(summaries), [], [], [])
     text = json.dumps(document, allow_nan=False)  # raises on NaN or inf
     entry = json.loads(text)["runs"][0]
     assert entry["final_train_loss"] is None and entry["grad_norm_first_step"] == [None, 1.0, None]

@@ -39,10 +39,12 @@ def report(
     """
     out_dir = out if out is not None else default_out_dir(paths)
     result = build_report(paths, out_dir, html=html)
-    table = Table(title=f"{len(result.summaries)} runs")
+    table = Table(title=f"{len(result.summaries)} runs in {len(result.groups)} settings")
     for header in TABLE_HEADERS:
-        table.add_column(header, justify="left" if header in ("run", "data", "status") else "right")
-    for row in table_rows(result.summaries):
+        table.add_column(
+            header, justify="left" if header in ("run", "data", "seeds", "status") else "right"
+        )
+    for row in table_rows(result.groups):
         table.add_row(*(escape(cell) for cell in row))
     console.print(table)
     for finding in result.findings:

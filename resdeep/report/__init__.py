@@ -4,17 +4,19 @@ reading (files -> numbers) -> analysis (numbers -> summaries and findings) -> fi
 document (-> PNG, Markdown, HTML, JSON); `build` runs the chain.
 """
 
-from resdeep.report.analysis import RunSummary, findings, summarize
+from resdeep.report.analysis import RunGroup, RunSummary, findings, group_runs, summarize
 from resdeep.report.build import Report, build_report, default_out_dir
 from resdeep.report.reading import RunData, read_runs
 
 __all__ = [
     "Report",
     "RunData",
+    "RunGroup",
     "RunSummary",
     "build_report",
     "default_out_dir",
     "findings",
+    "group_runs",
     "read_runs",
     "summarize",
 ]

@@ -1,7 +1,10 @@
 """The numbers a report states, computed from runs: pure functions, no files, no figures.
 
-Every finding is a sentence built from the runs' own numbers, so the same code describes a
-digits sweep where plain-56 fails to train and a CIFAR sweep where it merely trails.
+Runs that differ only in their seed form a group; every comparison is between groups, on the
+mean over their seeds, and only says "worse" or "better" when the difference exceeds the seed
+spread (resdeep.report.spread). Every finding is a sentence built from the runs' own numbers, so
+the same code describes a digits sweep where plain-56 fails to train and a CIFAR sweep where it
+merely trails.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from resdeep.report.reading import RunData
+from resdeep.report.spread import Spread, compare, format_spread, single_seed
 
 # A layer whose gradient norm is below this has stopped learning: with lr ~0.1 the step is
 # ~1e-9, under float32's resolution (eps 1.2e-7) of weights of magnitude ~0.01 and above.
@@ -25,8 +29,8 @@ VANISHED = 1e-8
 class RunSummary:
     """One run reduced to what the report shows.
 
-    `label` is unique within its data set ("plain-56 (xavier, no BN)"); `name` drops what the
-    findings already say in their prefix ("plain-56").
+    `label` names the run's group, unique within its data set ("plain-56 (xavier, no BN)");
+    `name` drops what the findings already say in their prefix ("plain-56").
     """
 
     label: str
@@ -36,6 +40,7 @@ class RunSummary:
     depth: int
     init: str
     norm: str
+    seed: int | None
     status: str
     epochs: int
     skipped_steps: int  # non-finite steps the run skipped instead of stopping
@@ -54,20 +59,77 @@ class RunSummary:
         """What must match for two runs to be compared on depth or architecture alone."""
         return (self.data, self.init, self.norm)
 
+    @property
+    def run_label(self) -> str:
+        """The label with the seed: unique per run."""
+        return self.label + (f", seed {self.seed}" if self.seed is not None else "")
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """Runs that differ only in their seed, and their numbers as mean and spread."""
+
+    label: str
+    name: str
+    data: str
+    arch: str
+    depth: int
+    init: str
+    norm: str
+    runs: list[RunSummary]  # in seed order
+    train_loss: Spread
+    train_error: Spread
+    test_acc: Spread
+
+    @property
+    def setting(self) -> tuple[str, str, str]:
+        return (self.data, self.init, self.norm)
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return [run.seed for run in self.runs]
+
+    @property
+    def first(self) -> RunSummary:
+        """The run a single-run figure (the heatmap) shows: the lowest seed."""
+        return self.runs[0]
+
 
 def summarize(runs: Sequence[RunData]) -> list[RunSummary]:
-    """Summaries in a stable order: data set, init, norm, arch, depth."""
+    """Summaries in a stable order: data set, init, norm, arch, depth, seed."""
     varying = {key for key in ("init", "norm") if len({getattr(r, key) for r in runs}) > 1}
-    summaries: list[RunSummary] = []
-    seen: dict[tuple[str, str], int] = {}
-    for run in sorted(runs, key=lambda r: (r.data, r.init, r.norm, r.arch, r.depth)):
-        label = run_label(run.arch, run.depth, run.init, run.norm, varying)
-        # Labels are unique per data set (the table and the findings name the data set apart).
-        count = seen[run.data, label] = seen.get((run.data, label), 0) + 1
-        # The same settings twice (another seed, say): keep both, told apart.
-        suffix = f" #{count}" if count > 1 else ""
-        summaries.append(_summary(run, label + suffix, f"{run.arch}-{run.depth}{suffix}"))
-    return summaries
+    ordered = sorted(
+        runs,
+        key=lambda r: (r.data, r.init, r.norm, r.arch, r.depth, r.seed is None, r.seed or 0),
+    )
+    return [
+        _summary(run, run_label(run.arch, run.depth, run.init, run.norm, varying))
+        for run in ordered
+    ]
+
+
+def group_runs(summaries: Sequence[RunSummary]) -> list[RunGroup]:
+    """Runs with the same data, arch, depth, init and norm become one group (seeds apart)."""
+    groups = []
+    for _, members in groupby(summaries, key=lambda s: (*s.setting, s.arch, s.depth)):
+        runs = list(members)
+        first = runs[0]
+        groups.append(
+            RunGroup(
+                label=first.label,
+                name=first.name,
+                data=first.data,
+                arch=first.arch,
+                depth=first.depth,
+                init=first.init,
+                norm=first.norm,
+                runs=runs,
+                train_loss=Spread.of(s.final_train_loss for s in runs),
+                train_error=Spread.of(s.final_train_error for s in runs),
+                test_acc=Spread.of(s.test_acc for s in runs),
+            )
+        )
+    return groups
 
 
 def run_label(arch: str, depth: int, init: str, norm: str, varying: Iterable[str]) -> str:
@@ -78,7 +140,7 @@ def run_label(arch: str, depth: int, init: str, norm: str, varying: Iterable[str
     return f"{arch}-{depth}" + (f" ({', '.join(extras)})" if extras else "")
 
 
-def _summary(run: RunData, label: str, name: str) -> RunSummary:
+def _summary(run: RunData, label: str) -> RunSummary:
     last = run.history[-1] if run.history else {}
     grads = run.grads
     # A diverged run's last finished epoch is not where it ended, and a run that skipped more
@@ -88,12 +150,13 @@ def _summary(run: RunData, label: str, name: str) -> RunSummary:
         last = {}
     return RunSummary(
         label=label,
-        name=name,
+        name=f"{run.arch}-{run.depth}",
         data=run.data,
         arch=run.arch,
         depth=run.depth,
         init=run.init,
         norm=run.norm,
+        seed=run.seed,
         status=run.status,
         epochs=len(run.history),
         skipped_steps=run.skipped_steps,
@@ -120,57 +183,100 @@ def vanished_layers(norms: Sequence[float]) -> int:
     return int(np.sum(np.asarray(norms, dtype=float) < VANISHED))
 
 
-def loss_ratio(deeper: RunSummary, shallower: RunSummary) -> float | None:
-    if deeper.final_train_loss is None or not shallower.final_train_loss:
-        return None
-    return deeper.final_train_loss / shallower.final_train_loss
+def seeds_note(*spreads: Spread) -> str:
+    """ "mean ± std over 3 seeds", or "single seed: no spread", for what a comparison rests on."""
+    if single_seed(*spreads):
+        return "single seed: no spread"
+    counts = sorted({spread.n for spread in spreads})
+    text = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"mean ± std over {text} seeds"
 
 
 # ---- findings ---------------------------------------------------------------------------------
 
+VERDICT_WORDS = {
+    "depth": {"higher": "deeper is worse", "lower": "deeper is better"},
+    "architecture": {"higher": "plain is worse", "lower": "plain is better"},
+}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison of two groups on training error, as report.json records it."""
+
+    kind: str  # "depth" (deeper vs shallowest of one arch) or "architecture" (plain vs residual)
+    subject: str
+    reference: str
+    verdict: str | None  # higher | lower | unclear: subject's training error vs reference's
+    single_seed: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def comparisons(groups: Sequence[RunGroup]) -> list[Comparison]:
+    """Every depth and architecture comparison the findings state, with its verdict."""
+    found = []
+    for _, members in _by_setting(groups):
+        for deeper, shallowest in _depth_pairs(members):
+            found.append(_comparison("depth", deeper, shallowest))
+        for plain, residual in _architecture_pairs(members):
+            found.append(_comparison("architecture", plain, residual))
+    return found
+
 
 def findings(summaries: Sequence[RunSummary]) -> list[str]:
-    """One-line findings, each computed from the summaries' numbers."""
-    lines = _status_findings(summaries)
-    by_setting = sorted(summaries, key=lambda s: s.setting)
-    for setting, group in groupby(by_setting, key=lambda s: s.setting):
-        runs = list(group)
-        prefix = _setting_prefix(setting, summaries)
-        lines += [prefix + line for line in _depth_findings(runs)]
-        lines += [prefix + line for line in _architecture_findings(runs)]
-        lines += [prefix + line for line in _gradient_findings(runs)]
+    """One-line findings, each computed from the runs' numbers (means over seeds)."""
+    groups = group_runs(summaries)
+    lines = _status_findings(summaries, groups)
+    for setting, members in _by_setting(groups):
+        prefix = _setting_prefix(setting, groups)
+        lines += [prefix + line for line in _depth_findings(members)]
+        lines += [prefix + line for line in _architecture_findings(members)]
+        lines += [prefix + line for line in _gradient_findings(members)]
     return [_capitalize(line) for line in lines]
 
 
-def _setting_prefix(setting: tuple[str, str, str], everything: Sequence[RunSummary]) -> str:
+def _by_setting(groups: Sequence[RunGroup]) -> list[tuple[tuple[str, str, str], list[RunGroup]]]:
+    ordered = sorted(groups, key=lambda g: g.setting)
+    return [(key, list(members)) for key, members in groupby(ordered, key=lambda g: g.setting)]
+
+
+def _setting_prefix(setting: tuple[str, str, str], everything: Sequence[RunGroup]) -> str:
     """ "digits, xavier init, without batch norm: " when the report mixes such settings."""
     data, init, norm = setting
     parts = []
-    if len({s.data for s in everything}) > 1:
+    if len({g.data for g in everything}) > 1:
         parts.append(data)
-    if len({s.init for s in everything}) > 1:
+    if len({g.init for g in everything}) > 1:
         parts.append(f"{init} init")
-    if len({s.norm for s in everything}) > 1:
+    if len({g.norm for g in everything}) > 1:
         parts.append("with batch norm" if norm == "batch" else "without batch norm")
     return (", ".join(parts) + ": ") if parts else ""
 
 
-def _status_findings(summaries: Sequence[RunSummary]) -> list[str]:
+def _status_findings(summaries: Sequence[RunSummary], groups: Sequence[RunGroup]) -> list[str]:
+    several = {g.label for g in groups if len(g.runs) > 1}
     lines = []
     for summary in summaries:
+        label = summary.run_label if summary.label in several else summary.label
         if summary.status == "diverged":
             lines.append(
-                f"{summary.label} diverged (its loss became non-finite) after {summary.epochs} "
+                f"{label} diverged (its loss became non-finite) after {summary.epochs} "
                 "finished epochs."
             )
         if summary.skipped_steps:
             taken = summary.run.steps
             lines.append(
-                f"{summary.label} had a non-finite loss at {summary.skipped_steps} of "
+                f"{label} had a non-finite loss at {summary.skipped_steps} of "
                 f"{summary.skipped_steps + taken} steps and skipped them"
                 + (": it did not train." if summary.final_train_loss is None else ".")
             )
-    running = [s.label for s in summaries if s.status in ("running", "interrupted")]
+    running = [
+        s.run_label if s.label in several else s.label
+        for s in summaries
+        if s.status in ("running", "interrupted")
+    ]
     if running:
         lines.append(
             f"{len(running)} of {len(summaries)} runs have not finished "
@@ -179,120 +285,176 @@ def _status_findings(summaries: Sequence[RunSummary]) -> list[str]:
     return lines
 
 
-def _depth_findings(runs: list[RunSummary]) -> list[str]:
-    """Per deeper depth: how each architecture's final training loss compares with its shallowest."""
-    by_arch = {arch: sorted(g, key=lambda s: s.depth) for arch, g in _group(runs, "arch")}
-    depths = sorted({s.depth for s in runs})
-    lines = []
-    for depth in depths[1:]:
-        parts, worse, better = [], [], []
-        for arch, ladder in by_arch.items():
-            deeper = next((s for s in ladder if s.depth == depth), None)
-            shallowest = ladder[0]
-            ratio = loss_ratio(deeper, shallowest) if deeper and shallowest is not deeper else None
-            if ratio is None:
-                continue
-            parts.append(
-                f"{deeper.name} ends at {_times(ratio)} the training loss of {shallowest.name} "
-                f"({_num(deeper.final_train_loss)} vs {_num(shallowest.final_train_loss)})"
-            )
-            (worse if ratio > 1 else better).append(arch)
-        if not parts:
-            continue
-        verdict = [
-            f"{label} for {' and '.join(archs)}"
-            for label, archs in (("deeper is worse", worse), ("deeper is no worse", better))
-            if archs
-        ]
-        lines.append("; ".join(parts) + f": {', '.join(verdict)}.")
-    return lines
+def _depth_pairs(groups: list[RunGroup]) -> list[tuple[RunGroup, RunGroup]]:
+    """(deeper, shallowest) of each architecture, for every deeper depth with a training error."""
+    pairs = []
+    for _, ladder in _group(groups, "arch"):
+        ladder = [g for g in sorted(ladder, key=lambda g: g.depth) if g.train_error.n]
+        pairs += [(deeper, ladder[0]) for deeper in ladder[1:]]
+    return sorted(pairs, key=lambda pair: (pair[0].depth, pair[0].arch))
 
 
-def _architecture_findings(runs: list[RunSummary]) -> list[str]:
-    """At each depth with a plain and a residual run: their training losses and test accuracies."""
-    lines = []
-    for depth, group in _group(runs, "depth"):
-        by_arch = {s.arch: s for s in group}
+def _architecture_pairs(groups: list[RunGroup]) -> list[tuple[RunGroup, RunGroup]]:
+    pairs = []
+    for _, at_depth in _group(groups, "depth"):
+        by_arch = {g.arch: g for g in at_depth}
         plain = by_arch.get("plain")
         for arch in ("resnet", "preact"):
             residual = by_arch.get(arch)
-            if plain is None or residual is None:
-                continue
-            ratio = loss_ratio(plain, residual)
-            if ratio is None:
-                continue
-            line = (
-                f"at depth {depth}, {plain.name}'s final training loss is {_times(ratio)} "
-                f"{residual.name}'s ({_num(plain.final_train_loss)} vs "
-                f"{_num(residual.final_train_loss)})"
-            )
-            if plain.test_acc is not None and residual.test_acc is not None:
-                line += f"; test accuracy {plain.test_acc:.1%} vs {residual.test_acc:.1%}"
-            lines.append(line + ".")
+            if plain and residual and plain.train_error.n and residual.train_error.n:
+                pairs.append((plain, residual))
+    return pairs
+
+
+def _comparison(kind: str, subject: RunGroup, reference: RunGroup) -> Comparison:
+    return Comparison(
+        kind=kind,
+        subject=subject.label,
+        reference=reference.label,
+        verdict=compare(subject.train_error, reference.train_error),
+        single_seed=single_seed(subject.train_error, reference.train_error),
+    )
+
+
+def _verdict_text(kind: str, comparison: Comparison) -> str:
+    if comparison.verdict in (None, "unclear"):
+        text = "no clear difference"
+    else:
+        text = VERDICT_WORDS[kind][comparison.verdict]
+    return text  # a single-seed comparison says so in its closing note
+
+
+def _numbers(a: RunGroup, b: RunGroup) -> str:
+    """Training error and loss of two groups, side by side, with the loss ratio."""
+    text = (
+        f"training error {format_spread(a.train_error, percent=True)} vs "
+        f"{format_spread(b.train_error, percent=True)}"
+    )
+    if a.train_loss.mean is not None and b.train_loss.mean:
+        text += (
+            f", training loss {format_spread(a.train_loss)} vs {format_spread(b.train_loss)} "
+            f"({_times(a.train_loss.mean / b.train_loss.mean)})"
+        )
+    return text
+
+
+def _depth_findings(groups: list[RunGroup]) -> list[str]:
+    """Per architecture and deeper depth: its final training error against the shallowest's."""
+    lines = []
+    for deeper, shallowest in _depth_pairs(groups):
+        comparison = _comparison("depth", deeper, shallowest)
+        lines.append(
+            f"{deeper.name} vs {shallowest.name}: {_verdict_text('depth', comparison)}; "
+            f"{_numbers(deeper, shallowest)}; "
+            f"{seeds_note(deeper.train_error, shallowest.train_error)}."
+        )
     return lines
 
 
-def _gradient_findings(runs: list[RunSummary]) -> list[str]:
-    """Per depth: vanished gradients (at the first or the last logged step) set against the
-    other architectures at that step, then each run's first/last-layer ratio."""
+def _architecture_findings(groups: list[RunGroup]) -> list[str]:
+    """At each depth with a plain and a residual group: training error, loss and test accuracy."""
     lines = []
-    for depth, group in _group([s for s in runs if s.grad_norm_first_step], "depth"):
+    for plain, residual in _architecture_pairs(groups):
+        comparison = _comparison("architecture", plain, residual)
+        line = (
+            f"at depth {plain.depth}, {plain.name} vs {residual.name}: "
+            f"{_verdict_text('architecture', comparison)}; {_numbers(plain, residual)}"
+        )
+        if plain.test_acc.n and residual.test_acc.n:
+            line += (
+                f"; test accuracy {format_spread(plain.test_acc, percent=True)} vs "
+                f"{format_spread(residual.test_acc, percent=True)}"
+            )
+        lines.append(line + f"; {seeds_note(plain.train_error, residual.train_error)}.")
+    return lines
+
+
+def _gradient_findings(groups: list[RunGroup]) -> list[str]:
+    """Per depth: vanished gradients (at the first or the last logged step) set against the
+    other architectures at that step, then each group's first/last-layer ratio. Numbers are
+    ranges over the seeds."""
+    lines = []
+    with_grads = [g for g in groups if all(run.grad_norm_first_step for run in g.runs)]
+    for depth, at_depth in _group(with_grads, "depth"):
         for moment in ("first", "last"):
-            lines += _vanished_findings(group, moment)
+            lines += _vanished_findings(at_depth, moment)
         ratios = []
-        for summary in sorted(group, key=lambda s: s.arch):
-            first = grad_ratio(summary.grad_norm_first_step)
-            last = grad_ratio(summary.grad_norm_last_step)
-            if first is None:
+        for group in sorted(at_depth, key=lambda g: g.arch):
+            first = [grad_ratio(run.grad_norm_first_step) for run in group.runs]
+            last = [grad_ratio(run.grad_norm_last_step) for run in group.runs]
+            if any(value is None for value in first):
                 continue
-            text = f"{summary.name} {_times(first)} at step {summary.first_step}"
-            if last is not None and summary.last_step != summary.first_step:
-                text += f", {_times(last)} at step {summary.last_step}"
+            text = f"{group.name} {_times_range(first)} at step {group.first.first_step}"
+            if all(value is not None for value in last) and (
+                group.first.last_step != group.first.first_step
+            ):
+                text += f", {_times_range(last)} at step {group.first.last_step}"
             ratios.append(text)
         if ratios:
             lines.append(
-                f"depth {depth}, first-layer / last-layer gradient norm: " + "; ".join(ratios) + "."
+                f"depth {depth}, first-layer / last-layer gradient norm"
+                f"{_over_seeds(at_depth)}: " + "; ".join(ratios) + "."
             )
     return lines
 
 
-def _vanished_findings(group: list[RunSummary], moment: str) -> list[str]:
-    """Runs with layers below VANISHED at their `moment` ("first" or "last") logged step.
+def _vanished_findings(groups: list[RunGroup], moment: str) -> list[str]:
+    """Groups with layers below VANISHED at their `moment` ("first" or "last") logged step, in
+    any seed.
 
-    At the last step only runs whose gradients were fine at the first step are named: that their
-    gradients died during training is news, that dead ones stayed dead is not.
+    At the last step only groups whose gradients were fine at the first step are named: that
+    their gradients died during training is news, that dead ones stayed dead is not.
     """
     judged = [
-        s
-        for s in group
+        g
+        for g in groups
         if moment == "first"
-        or (s.last_step != s.first_step and not vanished_layers(s.grad_norm_first_step))
+        or (
+            g.first.last_step != g.first.first_step
+            and not any(vanished_layers(run.grad_norm_first_step) for run in g.runs)
+        )
     ]
-    vanished = [s for s in judged if vanished_layers(_norms_at(s, moment)[1])]
-    flowing = [s for s in judged if s not in vanished]
+    vanished = [g for g in judged if any(vanished_layers(_norms_at(r, moment)) for r in g.runs)]
+    flowing = [g for g in judged if g not in vanished]
     lines = []
-    for summary in vanished:
-        step, norms = _norms_at(summary, moment)
-        count = vanished_layers(norms)
-        scope = f"all {count}" if count == len(norms) else f"{count} of {len(norms)}"
+    for group in vanished:
+        norms = [_norms_at(run, moment) for run in group.runs]
+        counts = [vanished_layers(n) for n in norms]
+        hit = sum(count > 0 for count in counts)
+        layers = len(norms[0])
+        low, high = min(counts), max(counts)
+        if low == high == layers:
+            scope = f"all {layers}"
+        else:
+            scope = f"{low if low == high else f'{low}-{high}'} of {layers}"
+        seeds = f" in {hit} of {len(counts)} seeds" if len(counts) > 1 else ""
         contrast = "".join(
-            f"; {other.name}'s span {_sci(float(np.nanmin(other_norms)))} to "
-            f"{_sci(float(np.nanmax(other_norms)))} at step {other_step}"
+            f"; {other.name}'s span "
+            f"{_sci(min(float(np.nanmin(_norms_at(r, moment))) for r in other.runs))} to "
+            f"{_sci(max(float(np.nanmax(_norms_at(r, moment))) for r in other.runs))} "
+            f"at step {_step_at(other.first, moment)}"
             for other in flowing
-            for other_step, other_norms in [_norms_at(other, moment)]
         )
         lines.append(
-            f"{summary.name}'s gradients vanished by step {step}: {scope} layers below "
-            f"{_sci(VANISHED)} (first layer {_sci(norms[0])}, largest "
-            f"{_sci(float(np.nanmax(norms)))}){contrast}."
+            f"{group.name}'s gradients vanished by step {_step_at(group.first, moment)}{seeds}: "
+            f"{scope} layers below {_sci(VANISHED)} (first layer "
+            f"{_sci_range([n[0] for n in norms])}, largest "
+            f"{_sci_range([float(np.nanmax(n)) for n in norms])}){contrast}."
         )
     return lines
 
 
-def _norms_at(summary: RunSummary, moment: str) -> tuple[int | None, list[float]]:
-    if moment == "first":
-        return summary.first_step, summary.grad_norm_first_step
-    return summary.last_step, summary.grad_norm_last_step
+def _norms_at(summary: RunSummary, moment: str) -> list[float]:
+    return summary.grad_norm_first_step if moment == "first" else summary.grad_norm_last_step
+
+
+def _step_at(summary: RunSummary, moment: str) -> int | None:
+    return summary.first_step if moment == "first" else summary.last_step
+
+
+def _over_seeds(groups: Sequence[RunGroup]) -> str:
+    most = max(len(g.runs) for g in groups)
+    return f" (range over {most} seeds)" if most > 1 else ""
 
 
 # ---- small helpers ----------------------------------------------------------------------------
@@ -318,10 +480,6 @@ def _times(ratio: float) -> str:
     return f"{ratio:.2g}×" if 0.01 <= ratio < 100 else f"{_sci(ratio)}×"
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:#.3g}"
-
-
 def _sci(value: float) -> str:
     """1.2e-14 for the tiny and huge, 0.0523 for the ordinary."""
     if value == 0 or 1e-3 <= abs(value) < 1e4:
@@ -335,3 +493,14 @@ def _capitalize(text: str) -> str:
     if text.startswith(("plain", "resnet", "preact")):
         return text
     return text[:1].upper() + text[1:]
+
+
+def _times_range(ratios: Sequence[float | None]) -> str:
+    values = [v for v in ratios if v is not None]
+    low, high = min(values), max(values)
+    return _times(low) if _times(low) == _times(high) else f"{_times(low)}-{_times(high)}"
+
+
+def _sci_range(values: Sequence[float]) -> str:
+    low, high = _sci(min(values)), _sci(max(values))
+    return low if low == high else f"{low} to {high}"

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from resdeep.io import save_json_atomic
 from resdeep.report import figures as draw
-from resdeep.report.analysis import RunSummary, findings, summarize
+from resdeep.report.analysis import (
+    RunGroup,
+    RunSummary,
+    comparisons,
+    findings,
+    group_runs,
+    summarize,
+)
 from resdeep.report.document import FigureFile, html_page, markdown, report_json
 from resdeep.report.reading import holds_run, read_runs
 
@@ -21,6 +28,7 @@ TITLE = "Plain vs residual networks: depth and gradient flow"
 class Report:
     out_dir: Path
     summaries: list[RunSummary]
+    groups: list[RunGroup]
     findings: list[str]
     files: list[Path]
 
@@ -35,41 +43,50 @@ def default_out_dir(paths: Sequence[Path]) -> Path:
 
 def build_report(paths: Sequence[Path], out_dir: Path, html: bool = False) -> Report:
     summaries = summarize(read_runs(list(paths)))
+    groups = group_runs(summaries)
     lines = findings(summaries)
     out_dir.mkdir(parents=True, exist_ok=True)
     figure_files = [
         FigureFile(
-            "Training curves (He et al. 2015, Fig. 6 layout)",
-            draw.save_figure(draw.training_curves(summaries), out_dir / "training_curves.png"),
+            "Training curves over steps (He et al. 2015, Fig. 6 layout)",
+            draw.save_figure(draw.training_curves(groups), out_dir / "training_curves.png"),
         ),
         FigureFile(
             "Gradient norm by layer, first and last logged step",
-            draw.save_figure(draw.gradient_profile(summaries), out_dir / "gradient_profile.png"),
+            draw.save_figure(draw.gradient_profile(groups), out_dir / "gradient_profile.png"),
         ),
         FigureFile(
-            "Final training loss and test accuracy against depth",
-            draw.save_figure(draw.accuracy_vs_depth(summaries), out_dir / "accuracy_vs_depth.png"),
+            "Final training error, training loss and test accuracy against depth",
+            draw.save_figure(draw.accuracy_vs_depth(groups), out_dir / "accuracy_vs_depth.png"),
         ),
     ]
     mixed_data = len({s.data for s in summaries}) > 1
-    for summary in summaries:
+    # One heatmap per group, of its lowest seed: the seeds' maps look alike, and a sweep of
+    # 18 runs should not bury its figures under 18 heatmaps.
+    for group in groups:
+        summary = group.first
         if summary.run.grads is not None:
             name = f"{summary.label} {summary.data}" if mixed_data else summary.label
             path = out_dir / f"gradient_heatmap_{_slug(name)}.png"
             figure_files.append(
                 FigureFile(
-                    f"Gradient heatmap: {summary.label}",
+                    f"Gradient heatmap: {summary.run_label}",
                     draw.save_figure(draw.gradient_heatmap(summary), path),
                 )
             )
     written = [figure.path for figure in figure_files]
-    save_json_atomic(report_json(summaries, lines, figure_files), out_dir / "report.json")
-    (out_dir / "report.md").write_text(markdown(TITLE, summaries, lines, figure_files))
+    save_json_atomic(
+        report_json(summaries, groups, comparisons(groups), lines, figure_files),
+        out_dir / "report.json",
+    )
+    (out_dir / "report.md").write_text(markdown(TITLE, groups, lines, figure_files))
     written += [out_dir / "report.json", out_dir / "report.md"]
     if html:
-        (out_dir / "report.html").write_text(html_page(TITLE, summaries, lines, figure_files))
+        (out_dir / "report.html").write_text(html_page(TITLE, groups, lines, figure_files))
         written.append(out_dir / "report.html")
-    return Report(out_dir=out_dir, summaries=summaries, findings=lines, files=written)
+    return Report(
+        out_dir=out_dir, summaries=summaries, groups=groups, findings=lines, files=written
+    )
 
 
 def _slug(label: str) -> str:

@@ -9,16 +9,18 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resdeep.report.analysis import RunSummary, grad_ratio
+from resdeep.report.analysis import Comparison, RunGroup, RunSummary, grad_ratio
+from resdeep.report.spread import format_spread
 
 TABLE_HEADERS = (
     "run",
     "data",
+    "seeds",
     "status",
     "epochs",
     "final train loss",
@@ -39,6 +41,7 @@ def run_entry(summary: RunSummary) -> dict[str, Any]:
     """One run of report.json; non-finite numbers become null so the file stays valid JSON."""
     return {
         "label": summary.label,
+        "seed": summary.seed,
         "run_dir": str(summary.run.run_dir),
         "data": summary.data,
         "arch": summary.arch,
@@ -62,46 +65,75 @@ def run_entry(summary: RunSummary) -> dict[str, Any]:
     }
 
 
+def group_entry(group: RunGroup) -> dict[str, Any]:
+    """One group of report.json: the mean, standard deviation and count over its seeds."""
+    return {
+        "label": group.label,
+        "data": group.data,
+        "arch": group.arch,
+        "depth": group.depth,
+        "init": group.init,
+        "norm": group.norm,
+        "seeds": group.seeds,
+        **{
+            name: {"mean": spread.mean, "std": spread.std, "n": spread.n}
+            for name, spread in (
+                ("final_train_loss", group.train_loss),
+                ("final_train_error", group.train_error),
+                ("test_acc", group.test_acc),
+            )
+        },
+    }
+
+
 def report_json(
-    summaries: Sequence[RunSummary], findings: Sequence[str], figures: Sequence[FigureFile]
+    summaries: Sequence[RunSummary],
+    groups: Sequence[RunGroup],
+    comparisons: Sequence[Comparison],
+    findings: Sequence[str],
+    figures: Sequence[FigureFile],
 ) -> dict[str, Any]:
     return {
         "runs": [run_entry(s) for s in summaries],
+        "groups": [group_entry(g) for g in groups],
+        "comparisons": [c.as_dict() for c in comparisons],
         "findings": list(findings),
         "figures": [figure.path.name for figure in figures],
     }
 
 
-def table_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
-    """The results table as text cells, shared by report.md, report.html and the terminal."""
+def table_rows(groups: Sequence[RunGroup]) -> list[list[str]]:
+    """The results table as text cells, one row per group (mean ± std over its seeds), shared
+    by report.md, report.html and the terminal."""
     return [
         [
-            s.label,
-            s.data,
-            s.status + (f", {s.skipped_steps} steps skipped" if s.skipped_steps else ""),
-            str(s.epochs),
-            _fixed(s.final_train_loss, ".4f"),
-            _fixed(s.final_train_error, ".1%"),
-            _fixed(s.test_acc, ".1%"),
-            _ratio(grad_ratio(s.grad_norm_first_step), s.first_step),
-            _ratio(grad_ratio(s.grad_norm_last_step), s.last_step),
+            g.label,
+            g.data,
+            ", ".join("?" if seed is None else str(seed) for seed in g.seeds),
+            _statuses(g.runs),
+            _span(str(s.epochs) for s in g.runs),
+            format_spread(g.train_loss),
+            format_spread(g.train_error, percent=True),
+            format_spread(g.test_acc, percent=True),
+            _ratios([grad_ratio(s.grad_norm_first_step) for s in g.runs], g.first.first_step),
+            _ratios([grad_ratio(s.grad_norm_last_step) for s in g.runs], g.first.last_step),
         ]
-        for s in summaries
+        for g in groups
     ]
 
 
 def markdown(
     title: str,
-    summaries: Sequence[RunSummary],
+    groups: Sequence[RunGroup],
     findings: Sequence[str],
     figures: Sequence[FigureFile],
 ) -> str:
-    lines = [f"# {title}", "", _overview(summaries), "", "## Findings", ""]
+    lines = [f"# {title}", "", _overview(groups), "", "## Findings", ""]
     lines += [f"- {finding}" for finding in findings] or ["- (no comparable runs yet)"]
     lines += ["", "## Results", ""]
     lines.append("| " + " | ".join(TABLE_HEADERS) + " |")
     lines.append("|" + "|".join("---" for _ in TABLE_HEADERS) + "|")
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(summaries)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(groups)]
     lines += ["", "## Figures", ""]
     for figure in figures:
         lines += [f"### {figure.title}", "", f"![{figure.title}]({figure.path.name})", ""]
@@ -110,7 +142,7 @@ def markdown(
 
 def html_page(
     title: str,
-    summaries: Sequence[RunSummary],
+    groups: Sequence[RunGroup],
     findings: Sequence[str],
     figures: Sequence[FigureFile],
 ) -> str:
@@ -119,7 +151,7 @@ def html_page(
     head = "".join(f"<th>{esc(h)}</th>" for h in TABLE_HEADERS)
     rows = "".join(
         "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>"
-        for row in table_rows(summaries)
+        for row in table_rows(groups)
     )
     items = "".join(f"<li>{esc(f)}</li>" for f in findings) or "<li>(no comparable runs yet)</li>"
     images = "".join(
@@ -130,7 +162,7 @@ def html_page(
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{esc(title)}</h1><p>{esc(_overview(summaries))}</p>"
+        f"<h1>{esc(title)}</h1><p>{esc(_overview(groups))}</p>"
         f"<h2>Findings</h2><ul>{items}</ul>"
         f"<h2>Results</h2><table><tr>{head}</tr>{rows}</table>"
         f"<h2>Figures</h2>{images}</body></html>\n"
@@ -144,12 +176,19 @@ _CSS = (
 )
 
 
-def _overview(summaries: Sequence[RunSummary]) -> str:
-    data = sorted({s.data for s in summaries})
-    finished = sum(s.status == "completed" for s in summaries)
+def _overview(groups: Sequence[RunGroup]) -> str:
+    runs = [run for group in groups for run in group.runs]
+    data = sorted({g.data for g in groups})
+    finished = sum(run.status == "completed" for run in runs)
+    seeds = sorted({len(g.runs) for g in groups})
+    per_group = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
     return (
-        f"{len(summaries)} runs on {', '.join(data)} ({finished} completed). Gradient ratios are "
-        "the first layer's gradient norm over the last layer's, at the first and last logged step."
+        f"{len(runs)} runs on {', '.join(data)} ({finished} completed), {len(groups)} settings "
+        f"with {per_group} seed{'s' if seeds[-1] > 1 else ''} each: numbers are mean ± standard "
+        "deviation over the seeds, and a finding calls one setting worse than another only when "
+        "their 95 % confidence intervals do not overlap. Gradient ratios are the first layer's "
+        "gradient norm over the last layer's, at the first and last logged step (range over "
+        "the seeds)."
     )
 
 
@@ -157,12 +196,32 @@ def _json_number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _fixed(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def _statuses(runs: Sequence[RunSummary]) -> str:
+    """ "completed", or "2 completed, 1 diverged", with skipped steps added up."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.status] = counts.get(run.status, 0) + 1
+    text = (
+        next(iter(counts))
+        if len(counts) == 1
+        else ", ".join(f"{count} {status}" for status, count in counts.items())
+    )
+    skipped = sum(run.skipped_steps for run in runs)
+    return text + (f", {skipped} steps skipped" if skipped else "")
 
 
-def _ratio(value: float | None, step: int | None) -> str:
-    if value is None:
+def _span(values: Iterable[str]) -> str:
+    distinct = list(dict.fromkeys(values))
+    return distinct[0] if len(distinct) == 1 else f"{distinct[0]}-{distinct[-1]}"
+
+
+def _ratios(values: Sequence[float | None], step: int | None) -> str:
+    finite = [v for v in values if v is not None]
+    if not finite:
         return "-"
-    shown = f"{value:.3g}" if value < 1e4 else f"{value:.2e}"
+    shown = _span(_ratio_text(v) for v in sorted(finite))
     return f"{shown} (step {step})"
+
+
+def _ratio_text(value: float) -> str:
+    return f"{value:.3g}" if value < 1e4 else f"{value:.2e}"

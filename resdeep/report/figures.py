@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from resdeep.report.analysis import RunSummary
+from resdeep.report.analysis import RunGroup, RunSummary
 
 DPI = 110  # sharp enough to read layer ticks, small enough to keep each PNG well under 250 KB
 ARCH_LINESTYLE = {"plain": "--", "resnet": "-", "preact": ":"}  # He et al. Fig. 6: plain dashed
@@ -30,70 +30,175 @@ def save_figure(figure: Figure, path: Path) -> Path:
     return path
 
 
-def training_curves(summaries: Sequence[RunSummary]) -> Figure:
-    """Training loss and error against epoch: one row per data set, one colour per depth."""
-    by_data = _by_data(summaries)
-    figure = Figure(figsize=(11, 3.8 * len(by_data)), layout="constrained")
-    axes = figure.subplots(len(by_data), 2, squeeze=False)
-    for (data, runs), (loss_axis, error_axis) in zip(by_data, axes, strict=True):
-        colors = _variant_colors(runs)
-        for summary in runs:
-            history = summary.run.history
-            epochs = [entry["epoch"] for entry in history]
-            style = {
-                "color": colors[_variant(summary)],
-                "linestyle": ARCH_LINESTYLE.get(summary.arch, "-."),
-                "label": summary.label,
-            }
-            loss_axis.plot(epochs, [entry["train_loss"] for entry in history], **style)
-            error_axis.plot(epochs, [100 * (1 - entry["train_acc"]) for entry in history], **style)
+def training_curves(groups: Sequence[RunGroup]) -> Figure:
+    """Training loss, training error and validation error against optimizer steps, as in He et
+    al.'s Fig. 6: one row per data set, colour for depth, dashed plain and solid residual.
+
+    Lines are the mean over a group's seeds of the logged training numbers (each already a mean
+    over the steps since the previous log point), lightly smoothed; the band is ± one standard
+    deviation over the seeds; dots mark the epoch means.
+    """
+    by_data = _by_data(groups)
+    figure = Figure(figsize=(15, 4.0 * len(by_data)), layout="constrained")
+    axes = figure.subplots(len(by_data), 3, squeeze=False)
+    for (data, members), (loss_axis, error_axis, val_axis) in zip(by_data, axes, strict=True):
+        colors = _variant_colors(members)
         loss_axis.set_yscale("log")  # residual losses fall by decades; plain ones may not move
+        for group in members:
+            style = {
+                "color": colors[_variant(group)],
+                "linestyle": ARCH_LINESTYLE.get(group.arch, "-."),
+            }
+            label = group.label + (f" ({len(group.runs)} seeds)" if len(group.runs) > 1 else "")
+            curves = _step_curves(group)
+            if curves is not None:
+                steps, losses, errors = curves
+                _mean_band(loss_axis, steps, losses, style)
+                _mean_band(error_axis, steps, errors, style, label=label)
+            epochs = _epoch_points(group)
+            if epochs is not None:
+                steps, losses, errors, val_errors = epochs
+                dots = {"color": style["color"], "s": 9, "zorder": 3}
+                loss_axis.scatter(steps, losses.mean(axis=0), **dots)
+                error_axis.scatter(steps, errors.mean(axis=0), **dots)
+                _mean_band(val_axis, steps, val_errors, {**style, "marker": "o", "markersize": 3})
         loss_axis.set_ylabel("training loss")
         error_axis.set_ylabel("training error (%)")
-        for axis, what in ((loss_axis, "loss"), (error_axis, "error")):
-            axis.set_xlabel("epoch")
-            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-            axis.set_title(f"{data}: training {what} (plain dashed, residual solid)")
+        val_axis.set_ylabel("validation error (%)")
+        for axis, what in (
+            (loss_axis, "training loss"),
+            (error_axis, "training error"),
+            (val_axis, "validation error (epoch ends)"),
+        ):
+            axis.set_xlabel("optimizer step")
+            axis.set_title(f"{data}: {what}")
             axis.grid(alpha=0.3)
-        error_axis.legend(fontsize="small", ncols=2 if len(runs) > 6 else 1)
+        for axis in (error_axis, val_axis):
+            axis.set_ylim(bottom=0)
+        if error_axis.lines:
+            error_axis.legend(fontsize="small", ncols=2 if len(members) > 6 else 1)
+    figure.suptitle("plain dashed, residual solid; mean over seeds, band ± 1 std")
     return figure
 
 
-def gradient_profile(summaries: Sequence[RunSummary]) -> Figure:
+def smooth(steps: np.ndarray, values: np.ndarray, halfwidth: float) -> np.ndarray:
+    """Mean of the values logged within ± `halfwidth` steps of each step: light smoothing that
+    treats a dense first epoch and sparser later logging alike. values: (..., len(steps))."""
+    near = np.abs(steps[:, None] - steps[None, :]) <= halfwidth  # (S, S)
+    return (values @ near.T) / near.sum(axis=1)
+
+
+def _step_curves(group: RunGroup) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(steps, smoothed losses (seeds, S), smoothed errors in % (seeds, S)) on the steps every
+    seed logged, or None when no run logged training scalars."""
+    curves = [run.run.curve for run in group.runs if run.run.curve and run.run.curve.steps]
+    if not curves:
+        return None
+    common = sorted(set.intersection(*(set(curve.steps) for curve in curves)))
+    if not common:
+        return None
+    steps = np.asarray(common, dtype=float)
+    losses, errors = [], []
+    for curve in curves:
+        index = {step: i for i, step in enumerate(curve.steps)}
+        rows = [index[step] for step in common]
+        losses.append(np.asarray(curve.loss)[rows])
+        errors.append(100 * (1 - np.asarray(curve.acc)[rows]))
+    halfwidth = max(1.0, steps[-1] / 80)
+    return (
+        steps,
+        smooth(steps, np.array(losses), halfwidth),
+        smooth(steps, np.array(errors), halfwidth),
+    )
+
+
+def _epoch_points(group: RunGroup) -> tuple[np.ndarray, ...] | None:
+    """(steps, train losses, train errors %, validation errors %) at the epochs every seed
+    finished, each (seeds, epochs) but the steps."""
+    histories = [run.run.history for run in group.runs if run.run.history]
+    if not histories:
+        return None
+    count = min(len(history) for history in histories)
+    steps = np.array([entry.get("step", entry["epoch"]) for entry in histories[0][:count]])
+
+    def column(key: str) -> np.ndarray:
+        return np.array([[float(entry[key]) for entry in h[:count]] for h in histories])
+
+    return (
+        steps.astype(float),
+        column("train_loss"),
+        100 * (1 - column("train_acc")),
+        100 * (1 - column("val_acc")),
+    )
+
+
+def _mean_band(
+    axis: Axes, steps: np.ndarray, values: np.ndarray, style: dict, label: str | None = None
+) -> None:
+    """The mean over seeds (rows) as a line, ± one standard deviation as a band."""
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(values, axis=0)
+    axis.plot(steps, mean, label=label, **style)
+    if len(values) > 1:
+        spread = np.nanstd(values, axis=0, ddof=1)
+        low = mean - spread
+        if axis.get_yscale() == "log":
+            low = np.maximum(low, mean / 10)  # a band through zero has no place on a log axis
+        axis.fill_between(steps, low, mean + spread, color=style["color"], alpha=0.15, lw=0)
+
+
+def gradient_profile(groups: Sequence[RunGroup]) -> Figure:
     """log10 gradient norm by layer, first logged step and last, one panel per depth.
 
     A panel holds every architecture at one depth (and init and norm, when those vary), so
-    plain and residual nets are compared like for like.
+    plain and residual nets are compared like for like. Lines are the mean of log10 norms over
+    a group's seeds, the band their range.
     """
     panels = [
-        (data, variant, list(group))
-        for data, runs in _by_data(summaries)
-        for variant, group in groupby(
-            sorted((s for s in runs if s.grad_norm_first_step), key=_variant), key=_variant
+        (data, variant, list(members))
+        for data, runs in _by_data(groups)
+        for variant, members in groupby(
+            sorted((g for g in runs if all(r.grad_norm_first_step for r in g.runs)), key=_variant),
+            key=_variant,
         )
     ]
     figure, axes = _panel_grid(len(panels), panel_size=(4.6, 3.4))
-    mixed_data = len({s.data for s in summaries}) > 1
-    for axis, (data, variant, runs) in zip(axes, panels, strict=True):
-        for summary in sorted(runs, key=lambda s: s.arch):
-            color = ARCH_COLOR.get(summary.arch, "tab:gray")
-            layers = np.arange(1, len(summary.grad_norm_first_step) + 1)
-            axis.plot(
-                layers,
-                _log10(summary.grad_norm_first_step),
-                color=color,
-                linestyle=":",
-                alpha=0.8,
-                label=f"{summary.arch}, step {summary.first_step}",
-            )
-            if summary.last_step != summary.first_step:
+    mixed_data = len({g.data for g in groups}) > 1
+    for axis, (data, variant, members) in zip(axes, panels, strict=True):
+        for group in sorted(members, key=lambda g: g.arch):
+            color = ARCH_COLOR.get(group.arch, "tab:gray")
+            first, last = group.first.first_step, group.first.last_step
+            moments = [("first", first, ":")] + ([("last", last, "-")] if last != first else [])
+            for moment, step, linestyle in moments:
+                profiles = np.array(
+                    [
+                        _log10(
+                            r.grad_norm_first_step if moment == "first" else r.grad_norm_last_step
+                        )
+                        for r in group.runs
+                    ]
+                )
+                layers = np.arange(1, profiles.shape[1] + 1)
                 axis.plot(
                     layers,
-                    _log10(summary.grad_norm_last_step),
+                    profiles.mean(axis=0),
                     color=color,
-                    label=f"{summary.arch}, step {summary.last_step}",
+                    linestyle=linestyle,
+                    alpha=0.8 if moment == "first" else 1.0,
+                    label=f"{group.arch}, step {step}",
                 )
-        axis.set_title(_variant_title(variant, summaries) + (f" [{data}]" if mixed_data else ""))
+                if len(profiles) > 1:
+                    axis.fill_between(
+                        layers,
+                        profiles.min(axis=0),
+                        profiles.max(axis=0),
+                        color=color,
+                        alpha=0.12,
+                        lw=0,
+                    )
+        seeds = max(len(g.runs) for g in members)
+        title = _variant_title(variant, groups) + (f" [{data}]" if mixed_data else "")
+        axis.set_title(title + (f", {seeds} seeds" if seeds > 1 else ""))
         axis.set_xlabel("layer (input → output)")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel("log10 gradient norm")
@@ -121,46 +226,60 @@ def gradient_heatmap(summary: RunSummary) -> Figure:
     figure.colorbar(image, ax=axis, label="log10 gradient norm")
     axis.set_xlabel("step")
     axis.set_ylabel("layer (input at the bottom)")
-    axis.set_title(f"{summary.label} on {summary.data}: gradient norm by layer and step")
+    axis.set_title(f"{summary.run_label} on {summary.data}: gradient norm by layer and step")
     return figure
 
 
-def accuracy_vs_depth(summaries: Sequence[RunSummary]) -> Figure:
-    """Final training loss and test accuracy against depth, one line per architecture (and per
-    init and norm, when those vary)."""
-    by_data = _by_data(summaries)
-    figure = Figure(figsize=(10, 3.6 * len(by_data)), layout="constrained")
-    axes = figure.subplots(len(by_data), 2, squeeze=False)
-    for (data, runs), (loss_axis, accuracy_axis) in zip(by_data, axes, strict=True):
-        series = [list(g) for _, g in groupby(sorted(runs, key=_series), key=_series)]
+def accuracy_vs_depth(groups: Sequence[RunGroup]) -> Figure:
+    """Final training error, final training loss and test accuracy against depth, one line per
+    architecture (and per init and norm, when those vary); error bars are ± one standard
+    deviation over the seeds."""
+    by_data = _by_data(groups)
+    figure = Figure(figsize=(14, 3.8 * len(by_data)), layout="constrained")
+    axes = figure.subplots(len(by_data), 3, squeeze=False)
+    for (data, members), row in zip(by_data, axes, strict=True):
+        error_axis, loss_axis, accuracy_axis = row
+        series = [list(g) for _, g in groupby(sorted(members, key=_series), key=_series)]
         # One colour per arch, unless init or norm vary too: then one per line, the arch told by
         # the line style and marker.
-        per_series = len(series) > len({s.arch for s in runs})
+        per_series = len(series) > len({g.arch for g in members})
         palette = colormaps["tab20"] if per_series else None
-        for index, group in enumerate(series):
-            line = sorted(group, key=lambda s: s.depth)
+        for index, line in enumerate(series):
+            line = sorted(line, key=lambda g: g.depth)
             arch = line[0].arch
             style = {
                 "color": palette(index % 20) if palette else ARCH_COLOR.get(arch, "tab:gray"),
                 "linestyle": ARCH_LINESTYLE.get(arch, "-."),
                 "marker": ARCH_MARKER.get(arch, "o"),
+                "capsize": 3,
                 "label": line[0].label.replace(f"-{line[0].depth}", "", 1),
             }
-            losses = [(s.depth, s.final_train_loss) for s in line if s.final_train_loss is not None]
-            accuracies = [(s.depth, 100 * s.test_acc) for s in line if s.test_acc is not None]
-            for axis, points in ((loss_axis, losses), (accuracy_axis, accuracies)):
+            for axis, attribute, scale in (
+                (error_axis, "train_error", 100),
+                (loss_axis, "train_loss", 1),
+                (accuracy_axis, "test_acc", 100),
+            ):
+                points = [
+                    (g.depth, scale * spread.mean, scale * (spread.std or 0.0))
+                    for g in line
+                    for spread in [getattr(g, attribute)]
+                    if spread.mean is not None
+                ]
                 if points:
-                    axis.plot(*zip(*points, strict=True), **style)
+                    depths, means, stds = zip(*points, strict=True)
+                    axis.errorbar(depths, means, yerr=stds, **style)
         loss_axis.set_yscale("log")
+        error_axis.set_ylabel("final training error (%)")
         loss_axis.set_ylabel("final training loss")
         accuracy_axis.set_ylabel("test accuracy (%)")
-        for axis in (loss_axis, accuracy_axis):
+        seeds = max(len(g.runs) for g in members)
+        for axis in row:
             axis.set_xlabel("depth (weight layers)")
-            axis.set_xticks(sorted({s.depth for s in runs}))
-            axis.set_title(data)
+            axis.set_xticks(sorted({g.depth for g in members}))
+            axis.set_title(data + (f", mean ± std over {seeds} seeds" if seeds > 1 else ""))
             axis.grid(alpha=0.3)
-        if accuracy_axis.lines or loss_axis.lines:
-            (accuracy_axis if accuracy_axis.lines else loss_axis).legend(
+        if any(axis.lines or axis.containers for axis in row):
+            error_axis.legend(
                 fontsize="x-small" if per_series else "small", ncols=2 if len(series) > 6 else 1
             )
     return figure
@@ -169,22 +288,22 @@ def accuracy_vs_depth(summaries: Sequence[RunSummary]) -> Figure:
 # ---- helpers ----------------------------------------------------------------------------------
 
 
-def _by_data(summaries: Sequence[RunSummary]) -> list[tuple[str, list[RunSummary]]]:
+def _by_data(summaries: Sequence[RunGroup]) -> list[tuple[str, list[RunGroup]]]:
     ordered = sorted(summaries, key=lambda s: s.data)
     return [(data, list(group)) for data, group in groupby(ordered, key=lambda s: s.data)]
 
 
-def _variant(summary: RunSummary) -> tuple[int, str, str]:
+def _variant(summary: RunGroup) -> tuple[int, str, str]:
     """What a panel or a colour stands for: everything the report varies except the arch."""
     return (summary.depth, summary.init, summary.norm)
 
 
-def _series(summary: RunSummary) -> tuple[str, str, str]:
+def _series(summary: RunGroup) -> tuple[str, str, str]:
     """What a line across depths stands for: everything but the depth."""
     return (summary.arch, summary.init, summary.norm)
 
 
-def _variant_colors(runs: Sequence[RunSummary]) -> dict[tuple[int, str, str], tuple]:
+def _variant_colors(runs: Sequence[RunGroup]) -> dict[tuple[int, str, str], tuple]:
     """Shallow to deep along one colour map, so colour reads as depth."""
     variants = sorted({_variant(s) for s in runs})
     cmap = colormaps["viridis"]
@@ -192,7 +311,7 @@ def _variant_colors(runs: Sequence[RunSummary]) -> dict[tuple[int, str, str], tu
     return {variant: cmap(x) for variant, x in zip(variants, spread, strict=True)}
 
 
-def _variant_title(variant: tuple[int, str, str], everything: Sequence[RunSummary]) -> str:
+def _variant_title(variant: tuple[int, str, str], everything: Sequence[RunGroup]) -> str:
     depth, init, norm = variant
     parts = [f"depth {depth}"]
     if len({s.init for s in everything}) > 1:

@@ -33,6 +33,16 @@ class GradNorms:
     norms: np.ndarray  # (len(steps), len(layer_names)); NaN where a layer lacks that step
 
 
+@dataclass(frozen=True)
+class StepCurve:
+    """Training loss and accuracy at each logged step (each a mean over the steps since the
+    previous log point), from the run's `train/loss` and `train/acc` scalars."""
+
+    steps: list[int]
+    loss: list[float]
+    acc: list[float]
+
+
 @dataclass
 class RunData:
     """One run as numbers: what the analysis and the figures need, nothing of the files."""
@@ -44,11 +54,13 @@ class RunData:
     init: str
     norm: str
     status: str
+    seed: int | None = None
     history: list[dict[str, float]] = field(default_factory=list)  # one dict per finished epoch
     steps: int = 0  # optimizer steps taken
     skipped_steps: int = 0  # steps dropped for a non-finite loss (trainer.on_nan=skip)
     test_acc: float | None = None
     grads: GradNorms | None = None
+    curve: StepCurve | None = None
 
 
 def holds_run(path: Path) -> bool:
@@ -79,6 +91,8 @@ def read_run(run_dir: Path) -> RunData:
     metrics = read_metrics(run_dir)
     model = config.get("model", {})
     test_acc = metrics.get("test_acc")
+    seed = config.get("seed")
+    events = _load_events(run_dir)
     return RunData(
         run_dir=run_dir,
         data=str(metrics.get("data") or config.get("data", {}).get("name", "unknown")),
@@ -88,11 +102,13 @@ def read_run(run_dir: Path) -> RunData:
         norm=str(metrics.get("norm") or model.get("norm", "unknown")),
         # No metrics.json yet means the first epoch is still running.
         status=str(metrics.get("status", "running")),
+        seed=int(seed) if isinstance(seed, int) else None,
         history=list(metrics.get("history", [])),
         steps=int(metrics.get("steps") or 0),
         skipped_steps=int(metrics.get("skipped_steps") or 0),
         test_acc=float(test_acc) if isinstance(test_acc, int | float) else None,
-        grads=read_grad_norms(run_dir, model),
+        grads=read_grad_norms(events, model),
+        curve=read_step_curve(events),
     )
 
 
@@ -100,8 +116,8 @@ def read_runs(paths: list[Path]) -> list[RunData]:
     return [read_run(run_dir) for run_dir in discover_run_dirs(paths)]
 
 
-def read_grad_norms(run_dir: Path, model_config: dict[str, Any]) -> GradNorms | None:
-    """The `grad_norm/<layer>` scalars of a run's event files, or None when it logged none."""
+def _load_events(run_dir: Path) -> Any:
+    """Every scalar of the run's TensorBoard event files, read once."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     # 0 keeps every scalar event (the default samples 10,000); images are not needed at all.
@@ -109,6 +125,23 @@ def read_grad_norms(run_dir: Path, model_config: dict[str, Any]) -> GradNorms | 
         str(run_dir), size_guidance={"scalars": 0, "images": 1, "tensors": 1, "histograms": 1}
     )
     accumulator.Reload()
+    return accumulator
+
+
+def read_step_curve(accumulator: Any) -> StepCurve | None:
+    """`train/loss` and `train/acc` at every logged step, or None when the run logged none."""
+    tags = accumulator.Tags()["scalars"]
+    if "train/loss" not in tags or "train/acc" not in tags:
+        return None
+    # A dict per tag: a resumed run that re-logs a step keeps the later value.
+    loss = {event.step: event.value for event in accumulator.Scalars("train/loss")}
+    acc = {event.step: event.value for event in accumulator.Scalars("train/acc")}
+    steps = sorted(loss.keys() & acc.keys())
+    return StepCurve(steps=steps, loss=[loss[s] for s in steps], acc=[acc[s] for s in steps])
+
+
+def read_grad_norms(accumulator: Any, model_config: dict[str, Any]) -> GradNorms | None:
+    """The `grad_norm/<layer>` scalars of a run's event files, or None when it logged none."""
     tags = [t for t in accumulator.Tags()["scalars"] if t.startswith(GRAD_NORM_PREFIX)]
     if not tags:
         return None
