@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,cluster]'
 	touch $(STAMP)
 
-# The depth study on digits, offline on CPU: plain vs residual at depth 20, 56 and 110, then the
-# report (figures, findings) in the sweep directory.
+# The depth study on digits, offline on CPU: plain vs residual at depth 20, 56 and 110, three
+# seeds each, jobs in parallel (one per core), then the report (figures, findings with mean ± std
+# over the seeds) in the sweep directory.
 DEMO_DIR := runs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 demo: $(STAMP)
 	$(BIN)/resdeep train -m experiment=depth_study hydra.sweep.dir=$(DEMO_DIR)

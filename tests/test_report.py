@@ -19,8 +19,8 @@ from resdeep.report import build_report, default_out_dir, findings, group_runs, 
 from resdeep.report import figures as draw
 from resdeep.report.analysis import comparisons
 from resdeep.report.document import report_json, table_rows
-from resdeep.report.spread import Spread, compare
 from resdeep.report.reading import GradNorms, RunData, StepCurve, read_run
+from resdeep.report.spread import Spread, compare
 from resdeep.train.app import CONFIG_DIR
 from resdeep.train.optim import lr_multiplier
 from tests.conftest import run_main

@@ -35,13 +35,14 @@ class ConvNet(nn.Module):
 
 def build_stages(
     net: nn.Module,
-    make_block: Callable[[int, int, int], nn.Module],
+    make_block: Callable[[int, int, int, bool], nn.Module],
     blocks_per_stage: int,
     expansion: int = 1,
 ) -> int:
     """Add `stage1..3` of `blocks_per_stage` blocks each to `net`; returns the output channels.
 
-    `make_block(in_channels, width, stride)` builds one block. Stride 2 opens stages 2 and 3.
+    `make_block(in_channels, width, stride, first)` builds one block; `first` marks the block
+    that opens its stage. Stride 2 opens stages 2 and 3.
     Modules are named `stageS.blockB` so gradient-norm tags stay readable and stable.
     """
     channels = STAGE_WIDTHS[0]
@@ -49,7 +50,7 @@ def build_stages(
         blocks = OrderedDict()
         for block_index in range(1, blocks_per_stage + 1):
             stride = 2 if stage_index > 1 and block_index == 1 else 1
-            blocks[f"block{block_index}"] = make_block(channels, width, stride)
+            blocks[f"block{block_index}"] = make_block(channels, width, stride, block_index == 1)
             channels = width * expansion
         net.add_module(f"stage{stage_index}", nn.Sequential(blocks))
     return channels

@@ -14,7 +14,15 @@ import torch
 from torch import nn
 
 from resdeep.models.base import STAGE_WIDTHS, ConvNet, build_stages
-from resdeep.models.layers import Norm, Shortcut, conv3x3, dropout_layer, make_shortcut, norm_layer
+from resdeep.models.layers import (
+    Norm,
+    Shortcut,
+    ShortcutPad,
+    conv3x3,
+    dropout_layer,
+    make_shortcut,
+    norm_layer,
+)
 
 
 class BasicBlock(nn.Module):
@@ -28,6 +36,7 @@ class BasicBlock(nn.Module):
         stride: int = 1,
         residual: bool = True,
         shortcut: Shortcut = "A",
+        shortcut_pad: ShortcutPad = "after",
         norm: Norm = "batch",
         dropout: float = 0.0,
     ) -> None:
@@ -41,7 +50,9 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.residual = residual
         if residual:
-            self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, norm)
+            self.shortcut = make_shortcut(
+                shortcut, in_channels, out_channels, stride, norm, shortcut_pad
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -67,6 +78,7 @@ class CifarResNet(ConvNet):
         in_channels: int = 3,
         num_classes: int = 10,
         shortcut: Shortcut = "A",
+        shortcut_pad: ShortcutPad = "after",
         norm: Norm = "batch",
         dropout: float = 0.0,
         dropout_at: str = "head",
@@ -82,12 +94,13 @@ class CifarResNet(ConvNet):
         )
         channels = build_stages(
             self,
-            lambda in_channels, width, stride: BasicBlock(
+            lambda in_channels, width, stride, first: BasicBlock(
                 in_channels,
                 width,
                 stride=stride,
                 residual=residual,
                 shortcut=shortcut,
+                shortcut_pad=shortcut_pad,
                 norm=norm,
                 dropout=block_dropout,
             ),

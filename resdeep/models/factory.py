@@ -7,7 +7,7 @@ from typing import Literal
 from resdeep.models.base import ConvNet
 from resdeep.models.cifar_resnet import CifarResNet
 from resdeep.models.init import INIT_SCHEMES, InitScheme, init_weights
-from resdeep.models.layers import Norm, Shortcut
+from resdeep.models.layers import SHORTCUT_PADS, Norm, Shortcut, ShortcutPad
 from resdeep.models.preact import PreActResNet
 
 Arch = Literal["plain", "resnet", "preact"]
@@ -48,20 +48,36 @@ def build_model(
     block: str = "basic",
     in_channels: int = 3,
     num_classes: int = 10,
-    shortcut: Shortcut = "A",
+    shortcut: Shortcut | None = None,
+    shortcut_pad: ShortcutPad = "after",
     init: InitScheme = "kaiming",
     norm: Norm = "batch",
     zero_init_residual: bool = False,
     dropout: float = 0.0,
     dropout_at: str = "head",
 ) -> ConvNet:
-    """Build `arch` at `depth`. Plain and resnet use basic blocks; preact takes either."""
+    """Build `arch` at `depth`. Plain and resnet use basic blocks; preact takes either.
+
+    `shortcut=None` picks the papers' choice: A (parameter-free) for basic blocks, B (projection)
+    for bottleneck units.
+    """
+    if shortcut is None:
+        shortcut = "B" if block == "bottleneck" else "A"
     if arch not in ARCHITECTURES:
         raise ModelConfigError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     if arch != "preact" and block != "basic":
         raise ModelConfigError(f"{arch} uses basic blocks; bottleneck needs arch=preact")
     if shortcut not in ("A", "B"):
         raise ModelConfigError(f"unknown shortcut {shortcut!r}; choose 'A' or 'B'")
+    if shortcut_pad not in SHORTCUT_PADS:
+        raise ModelConfigError(
+            f"unknown shortcut_pad {shortcut_pad!r}; choose one of {', '.join(SHORTCUT_PADS)}"
+        )
+    if block == "bottleneck" and shortcut != "B":
+        raise ModelConfigError(
+            "bottleneck units project where the shape changes: use model.shortcut=B "
+            "(option A exists for basic blocks only)"
+        )
     if norm not in ("batch", "none"):
         raise ModelConfigError(f"unknown norm {norm!r}; choose 'batch' or 'none'")
     if init not in INIT_SCHEMES:
@@ -87,8 +103,8 @@ def build_model(
         dropout_at=dropout_at,
     )
     if arch == "preact":
-        model: ConvNet = PreActResNet(block=block, **common)
+        model: ConvNet = PreActResNet(block=block, shortcut_pad=shortcut_pad, **common)
     else:
-        model = CifarResNet(residual=arch == "resnet", **common)
+        model = CifarResNet(residual=arch == "resnet", shortcut_pad=shortcut_pad, **common)
     init_weights(model, init, zero_init_residual=zero_init_residual)
     return model

@@ -10,6 +10,11 @@ from torch import nn
 
 Norm = Literal["batch", "none"]
 Shortcut = Literal["A", "B"]
+# Where option A's zero channels go: after the identity channels (fb.resnet.torch, the paper's
+# authors' Torch code) or half before and half after (akamaster/pytorch_resnet_cifar10). The
+# same family of functions with another channel order: a checkpoint loads only with its own.
+ShortcutPad = Literal["after", "both"]
+SHORTCUT_PADS: tuple[str, ...] = ("after", "both")
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
@@ -39,17 +44,22 @@ class ShortcutA(nn.Module):
     """He et al. 2015 option A: parameter-free shortcut for a change of shape.
 
     Subsample by 2 and zero-pad the new channels, so plain and residual nets have identical
-    parameter counts.
+    parameter counts. `pad` says where the zeros go (see ShortcutPad).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, pad: ShortcutPad = "after"
+    ) -> None:
         super().__init__()
+        if pad not in SHORTCUT_PADS:
+            raise ValueError(f"unknown shortcut_pad {pad!r}; choose 'after' or 'both'")
         self.stride = stride
-        self.extra_channels = out_channels - in_channels
+        extra = out_channels - in_channels
+        self.channel_padding = (0, extra) if pad == "after" else (extra // 2, extra - extra // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :, :: self.stride, :: self.stride]
-        return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))  # pads the channel dimension
+        return F.pad(x, (0, 0, 0, 0, *self.channel_padding))  # pads the channel dimension
 
 
 class ShortcutB(nn.Module):
@@ -65,13 +75,18 @@ class ShortcutB(nn.Module):
 
 
 def make_shortcut(
-    shortcut: Shortcut, in_channels: int, out_channels: int, stride: int, norm: Norm
+    shortcut: Shortcut,
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    norm: Norm,
+    pad: ShortcutPad = "after",
 ) -> nn.Module:
     """Identity when shapes match; option A or B otherwise."""
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
     if shortcut == "A":
-        return ShortcutA(in_channels, out_channels, stride)
+        return ShortcutA(in_channels, out_channels, stride, pad)
     if shortcut == "B":
         return ShortcutB(in_channels, out_channels, stride, norm)
     raise ValueError(f"unknown shortcut {shortcut!r}; choose 'A' or 'B'")

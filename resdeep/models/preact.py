@@ -5,6 +5,13 @@ Each unit is BN-ReLU-conv, so the shortcut path stays a pure identity from input
 Basic units (two 3x3) give depth 6n + 2; bottleneck units [1x1, 3x3, 1x1 x4] give depth 9n + 2
 (164: n = 18; 200: n = 22). The net ends with BN-ReLU before pooling, since the last unit's
 output is not activated.
+
+Two details follow the authors' CIFAR code (resnet-1k-layers `resnet-pre-act.lua`,
+fb.resnet.torch `preresnet.lua`), which the paper's appendix describes: the unit that opens a
+stage applies its BN-ReLU *before* splitting into the two paths, so its shortcut (identity,
+option A or a projection) sees the activated input ("right after conv1 and before splitting
+into two paths" for the first unit); and a bottleneck unit puts the stage's stride on its first
+1x1 conv (and on the projection), not on the 3x3.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from resdeep.models.layers import (
     Norm,
     Shortcut,
     ShortcutA,
+    ShortcutPad,
     conv1x1,
     conv3x3,
     dropout_layer,
@@ -32,7 +40,11 @@ Block = Literal["basic", "bottleneck"]
 
 
 def preact_shortcut(
-    shortcut: Shortcut, in_channels: int, out_channels: int, stride: int
+    shortcut: Shortcut,
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    pad: ShortcutPad = "after",
 ) -> nn.Module:
     """Identity when shapes match; else option A, or a bare 1x1 projection (option B).
 
@@ -42,7 +54,7 @@ def preact_shortcut(
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
     if shortcut == "A":
-        return ShortcutA(in_channels, out_channels, stride)
+        return ShortcutA(in_channels, out_channels, stride, pad)
     if shortcut == "B":
         return nn.Sequential(OrderedDict(conv=conv1x1(in_channels, out_channels, stride)))
     raise ValueError(f"unknown shortcut {shortcut!r}; choose 'A' or 'B'")
@@ -57,7 +69,9 @@ class PreActBasicBlock(nn.Module):
         width: int,
         *,
         stride: int = 1,
+        first: bool = False,
         shortcut: Shortcut = "A",
+        shortcut_pad: ShortcutPad = "after",
         norm: Norm = "batch",
         dropout: float = 0.0,
     ) -> None:
@@ -69,14 +83,14 @@ class PreActBasicBlock(nn.Module):
         self.dropout = dropout_layer(dropout)
         self.conv2 = conv3x3(width, width, bias=bias)
         self.relu = nn.ReLU(inplace=False)
-        self.shortcut = preact_shortcut(shortcut, in_channels, width, stride)
-        self.projects = not isinstance(self.shortcut, nn.Identity)
+        self.shortcut = preact_shortcut(shortcut, in_channels, width, stride, shortcut_pad)
+        # The unit opening a stage, and any unit whose shape changes, shares its BN-ReLU with the
+        # shortcut (the authors' 'both_preact'); the others keep the raw input on the identity.
+        self.shares_preactivation = first or not isinstance(self.shortcut, nn.Identity)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         preact = self.relu(self.bn1(x))
-        # When the shape changes the shortcut also takes the activated input (He et al. 2016,
-        # appendix), so the raw input is never projected.
-        identity = self.shortcut(preact) if self.projects else x
+        identity = self.shortcut(preact if self.shares_preactivation else x)
         out = self.conv1(preact)
         out = self.conv2(self.dropout(self.relu(self.bn2(out))))
         return out + identity
@@ -96,28 +110,34 @@ class PreActBottleneck(nn.Module):
         width: int,
         *,
         stride: int = 1,
+        first: bool = False,
         shortcut: Shortcut = "B",
         norm: Norm = "batch",
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if shortcut != "B":
+            # The paper and the authors' code project wherever a bottleneck unit changes shape;
+            # a zero-padded shortcut for 16 -> 64 channels is not a network anyone published.
+            raise ValueError("bottleneck units need shortcut B (a 1x1 projection); got A")
         bias = norm == "none"
         out_channels = width * self.expansion
         self.bn1 = norm_layer(norm, in_channels)
-        self.conv1 = conv1x1(in_channels, width, bias=bias)
+        # The stage's stride sits on the first 1x1 conv, as in the authors' CIFAR code.
+        self.conv1 = conv1x1(in_channels, width, stride, bias=bias)
         self.bn2 = norm_layer(norm, width)
-        self.conv2 = conv3x3(width, width, stride, bias=bias)
+        self.conv2 = conv3x3(width, width, bias=bias)
         self.bn3 = norm_layer(norm, width)
         self.dropout = dropout_layer(dropout)
         self.conv3 = conv1x1(width, out_channels, bias=bias)
         self.relu = nn.ReLU(inplace=False)
         # The paper projects wherever the shape changes (channels x4 at every stage entry).
         self.shortcut = preact_shortcut("B", in_channels, out_channels, stride)
-        self.projects = not isinstance(self.shortcut, nn.Identity)
+        self.shares_preactivation = first or not isinstance(self.shortcut, nn.Identity)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         preact = self.relu(self.bn1(x))
-        identity = self.shortcut(preact) if self.projects else x
+        identity = self.shortcut(preact if self.shares_preactivation else x)
         out = self.conv1(preact)
         out = self.conv2(self.relu(self.bn2(out)))
         out = self.conv3(self.dropout(self.relu(self.bn3(out))))
@@ -135,24 +155,29 @@ class PreActResNet(ConvNet):
         block: Block = "bottleneck",
         in_channels: int = 3,
         num_classes: int = 10,
-        shortcut: Shortcut = "A",
+        shortcut: Shortcut = "B",
+        shortcut_pad: ShortcutPad = "after",
         norm: Norm = "batch",
         dropout: float = 0.0,
         dropout_at: str = "head",
     ) -> None:
         super().__init__()
         block_type = PreActBottleneck if block == "bottleneck" else PreActBasicBlock
+        # Option A's channel order only exists for basic units (bottlenecks always project).
+        pad_option = {"shortcut_pad": shortcut_pad} if block_type is PreActBasicBlock else {}
         block_dropout = dropout if dropout_at == "blocks" else 0.0
         self.stem = nn.Sequential(
             OrderedDict(conv=conv3x3(in_channels, STAGE_WIDTHS[0], bias=norm == "none"))
         )
         channels = build_stages(
             self,
-            lambda in_channels, width, stride: block_type(
+            lambda in_channels, width, stride, first: block_type(
                 in_channels,
                 width,
                 stride=stride,
+                first=first,
                 shortcut=shortcut,
+                **pad_option,
                 norm=norm,
                 dropout=block_dropout,
             ),

@@ -35,6 +35,7 @@ MODEL_KEYS = (
     "depth",
     "block",
     "shortcut",
+    "shortcut_pad",
     "init",
     "norm",
     "zero_init_residual",
@@ -380,7 +381,7 @@ def build_training(
     )
     log.info(
         "%s-%d on %s (%d train / %d val / %d test, %s), %s params, %d epochs = %d steps, "
-        "device %s%s",
+        "device %s%s, %d CPU thread%s",
         kwargs["arch"],
         kwargs["depth"],
         data.name,
@@ -393,6 +394,8 @@ def build_training(
         total_steps,
         device,
         f" x {world.world_size} ranks" if world.distributed else "",
+        torch.get_num_threads(),
+        "s" if torch.get_num_threads() != 1 else "",
     )
     hparams = {
         **summary,
