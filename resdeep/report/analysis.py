@@ -426,7 +426,7 @@ def _vanished_findings(groups: list[RunGroup], moment: str) -> list[str]:
         if low == high == layers:
             scope = f"all {layers}"
         else:
-            scope = f"{low if low == high else f'{low}-{high}'} of {layers}"
+            scope = f"{low if low == high else f'{low} to {high}'} of {layers}"
         seeds = f" in {hit} of {len(counts)} seeds" if len(counts) > 1 else ""
         contrast = "".join(
             f"; {other.name}'s span "
@@ -498,7 +498,7 @@ def _capitalize(text: str) -> str:
 def _times_range(ratios: Sequence[float | None]) -> str:
     values = [v for v in ratios if v is not None]
     low, high = min(values), max(values)
-    return _times(low) if _times(low) == _times(high) else f"{_times(low)}-{_times(high)}"
+    return _times(low) if _times(low) == _times(high) else f"{_times(low)} to {_times(high)}"
 
 
 def _sci_range(values: Sequence[float]) -> str:

@@ -212,7 +212,7 @@ def _statuses(runs: Sequence[RunSummary]) -> str:
 
 def _span(values: Iterable[str]) -> str:
     distinct = list(dict.fromkeys(values))
-    return distinct[0] if len(distinct) == 1 else f"{distinct[0]}-{distinct[-1]}"
+    return distinct[0] if len(distinct) == 1 else f"{distinct[0]} to {distinct[-1]}"
 
 
 def _ratios(values: Sequence[float | None], step: int | None) -> str:
