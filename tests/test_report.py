@@ -436,3 +436,16 @@ def test_a_run_that_skipped_most_steps_did_not_train():
         in lines
     )
     assert "resnet-20 had a non-finite loss at 2 of 52 steps and skipped them." in lines
+
+
+def test_failures_are_counted_over_the_seeds_of_a_setting():
+    runs = [
+        fake_run("resnet", 56, [2.0], [1.0, 1.0, 1.0], status="diverged", skipped_steps=39, seed=s)
+        for s in (0, 1, 2)
+    ]
+    lines = findings(summarize(runs))
+    assert lines[:2] == [
+        "resnet-56 diverged (its loss became non-finite) in 3 of 3 seeds after 1 finished epochs.",
+        "resnet-56 had a non-finite loss at 39 of 89 steps in 3 of 3 seeds and skipped them: "
+        "it did not train.",
+    ]

@@ -256,25 +256,30 @@ def _setting_prefix(setting: tuple[str, str, str], everything: Sequence[RunGroup
 
 
 def _status_findings(summaries: Sequence[RunSummary], groups: Sequence[RunGroup]) -> list[str]:
-    several = {g.label for g in groups if len(g.runs) > 1}
+    """Diverged runs, runs that skipped steps, and runs still going: one line per setting."""
     lines = []
-    for summary in summaries:
-        label = summary.run_label if summary.label in several else summary.label
-        if summary.status == "diverged":
+    for group in groups:
+        runs = group.runs
+        diverged = [run for run in runs if run.status == "diverged"]
+        if diverged:
             lines.append(
-                f"{label} diverged (its loss became non-finite) after {summary.epochs} "
-                "finished epochs."
+                f"{group.label} diverged (its loss became non-finite){_in_seeds(diverged, runs)} "
+                f"after {_span_text(run.epochs for run in diverged)} finished epochs."
             )
-        if summary.skipped_steps:
-            taken = summary.run.steps
+        skipping = [run for run in runs if run.skipped_steps]
+        if skipping:
+            untrained = all(run.final_train_loss is None for run in skipping)
             lines.append(
-                f"{label} had a non-finite loss at {summary.skipped_steps} of "
-                f"{summary.skipped_steps + taken} steps and skipped them"
-                + (": it did not train." if summary.final_train_loss is None else ".")
+                f"{group.label} had a non-finite loss at "
+                f"{_span_text(run.skipped_steps for run in skipping)} of "
+                f"{_span_text(run.skipped_steps + run.run.steps for run in skipping)} steps"
+                f"{_in_seeds(skipping, runs)} and skipped them"
+                + (": it did not train." if untrained else ".")
             )
     running = [
-        s.run_label if s.label in several else s.label
-        for s in summaries
+        s.run_label if len(g.runs) > 1 else s.label
+        for g in groups
+        for s in g.runs
         if s.status in ("running", "interrupted")
     ]
     if running:
@@ -283,6 +288,17 @@ def _status_findings(summaries: Sequence[RunSummary], groups: Sequence[RunGroup]
             f"({', '.join(running)}); their numbers are from what they logged so far."
         )
     return lines
+
+
+def _in_seeds(subset: Sequence[RunSummary], runs: Sequence[RunSummary] | None = None) -> str:
+    """ " in 2 of 3 seeds" for a setting with several seeds; nothing for a single run."""
+    runs = subset if runs is None else runs
+    return f" in {len(subset)} of {len(runs)} seeds" if len(runs) > 1 else ""
+
+
+def _span_text(values: Iterable[int]) -> str:
+    ordered = sorted(set(values))
+    return str(ordered[0]) if len(ordered) == 1 else f"{ordered[0]} to {ordered[-1]}"
 
 
 def _depth_pairs(groups: list[RunGroup]) -> list[tuple[RunGroup, RunGroup]]:
