@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
+from resdeep.experiment import compose_train_config
 from resdeep.models import build_model, weight_layers
 from resdeep.report import build_report, default_out_dir, findings, group_runs, summarize
 from resdeep.report import figures as draw
@@ -21,7 +21,6 @@ from resdeep.report.analysis import comparisons
 from resdeep.report.document import report_json, table_rows
 from resdeep.report.reading import GradNorms, RunData, StepCurve, read_run
 from resdeep.report.spread import Spread, compare
-from resdeep.train.app import CONFIG_DIR
 from resdeep.train.optim import lr_multiplier
 from tests.conftest import run_main
 
@@ -126,10 +125,7 @@ def test_layer_order_follows_the_network_not_the_tags(two_runs):
 
 
 def compose_preset(name: str, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(
-            "train", overrides=[f"experiment={name}", *overrides], return_hydra_config=True
-        )
+    return compose_train_config([f"experiment={name}", *overrides], hydra=True)
 
 
 def test_depth_study_preset_sweeps_depth_arch_and_seed_on_one_recipe():

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.overrides import TorchFunctionMode
 
 from resdeep.checkpoint import load_checkpoint
+from resdeep.experiment import compose_train_config
 from resdeep.models import build_model, weight_layers
-from resdeep.train.app import CONFIG_DIR
 from resdeep.train.grad_norms import GradNormTracker
 from resdeep.train.optim import lr_multiplier
 from resdeep.train.progress import TrainingProgress
@@ -195,17 +194,15 @@ def test_grad_norms_need_no_per_layer_host_sync(depth):
 def _host_syncs_of_a_logged_epoch(depth: int, run_dir: Path) -> int:
     """Host syncs of one real training epoch that logs gradient norms at every step."""
     overrides = [o for o in FAST if not o.startswith("model.depth")]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
-            "train",
-            [
-                *overrides,
-                f"model.depth={depth}",
-                "model=plain",
-                "trainer.epochs=1",
-                "trainer.log_every=1",
-            ],
-        )
+    cfg = compose_train_config(
+        [
+            *overrides,
+            f"model.depth={depth}",
+            "model=plain",
+            "trainer.epochs=1",
+            "trainer.log_every=1",
+        ]
+    )
     loop = build_training(cfg, run_dir).loop
     with (
         TrainingProgress(loop.settings.total_steps, 0, "lines") as progress,
@@ -241,8 +238,7 @@ def test_lr_schedules():
 
 @pytest.mark.parametrize("depth,warmup", [(56, 0), (110, 400)])
 def test_he2016_experiment_reproduces_the_paper_recipe(depth, warmup):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=he2016_cifar10", f"model.depth={depth}"])
+    cfg = compose_train_config(["experiment=he2016_cifar10", f"model.depth={depth}"])
     assert cfg.data.name == "cifar10" and cfg.data.val_size == 5000 and cfg.data.batch_size == 128
     assert cfg.trainer.max_steps == 64000 and cfg.trainer.epochs is None
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (

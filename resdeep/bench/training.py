@@ -8,14 +8,12 @@ import itertools
 import os
 import sys
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -23,7 +21,7 @@ from resdeep.bench.timing import Variant, WindowClock, timed
 from resdeep.console import console
 from resdeep.data import DeviceLoader
 from resdeep.data.splits import Split
-from resdeep.train.app import CONFIG_DIR
+from resdeep.experiment import compose_train_config
 from resdeep.train.loop import autocast_context
 from resdeep.train.progress import TrainingProgress
 from resdeep.train.runner import Training, build_training
@@ -32,12 +30,6 @@ NEVER = sys.maxsize  # a log_every no step count reaches: gradient norms never l
 
 # The paper's optimizer, written as a researcher would: torch's own defaults for the rest.
 BARE_SGD = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}
-
-
-def compose_training_config(overrides: Sequence[str]) -> DictConfig:
-    """The `resdeep train` configuration with these overrides, as Hydra composes it."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
 
 
 def build_bench_training(
@@ -53,7 +45,7 @@ def build_bench_training(
 ) -> Training:
     """resdeep's own objects for a ResNet on synthetic images, every other setting at its
     default: the loop, its TensorBoard logger and its gradient-norm tracker included."""
-    cfg = compose_training_config(
+    cfg = compose_train_config(
         [
             "data=synthetic",
             f"data.num_samples={num_samples}",

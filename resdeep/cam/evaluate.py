@@ -28,8 +28,7 @@ from resdeep.cam.localize import (
     centred_box,
 )
 from resdeep.cam.methods import upsample_maps
-from resdeep.checkpoint import CheckpointInfo
-from resdeep.data import DataSplits, Split, normalize
+from resdeep.data import Split, normalize
 from resdeep.errors import ResdeepError
 from resdeep.models import ConvNet
 
@@ -80,15 +79,6 @@ def average_drop(full_scores: torch.Tensor, explained_scores: torch.Tensor) -> f
 def increase_in_confidence(full_scores: torch.Tensor, explained_scores: torch.Tensor) -> float:
     """100 * fraction of images whose class probability rises when only the map is shown."""
     return 100.0 * (explained_scores > full_scores).float().mean().item()
-
-
-def checkpoint_data(info: CheckpointInfo) -> DataSplits:
-    """The checkpoint's data set rebuilt from its stored config (the same splits as training)."""
-    from omegaconf import OmegaConf
-
-    from resdeep.train.runner import load_data  # training's own config -> data mapping
-
-    return load_data(OmegaConf.create(info.config))
 
 
 def mean_box_size(boxes: torch.Tensor) -> tuple[float, float]:

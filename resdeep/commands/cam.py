@@ -16,13 +16,14 @@ from PIL import Image
 from rich.table import Table
 
 from resdeep.cam.api import class_activation_maps, evaluation_mode, find_conv_layer
-from resdeep.cam.evaluate import CamBenchmark, benchmark, checkpoint_data, mean_box_size
+from resdeep.cam.evaluate import CamBenchmark, benchmark, mean_box_size
 from resdeep.cam.localize import DEFAULT_THRESHOLD
 from resdeep.cam.methods import METHODS, upsample_maps
 from resdeep.cam.render import DEFAULT_COLORMAP, get_colormap, save_overlay
 from resdeep.checkpoint import CheckpointInfo, load_checkpoint
 from resdeep.console import console
 from resdeep.errors import ResdeepError, UsageError
+from resdeep.experiment import checkpoint_data
 from resdeep.images import image_files, load_image
 from resdeep.models import ConvNet
 from resdeep.runs import DEFAULT_RUNS_ROOT, latest_checkpoint

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import hydra
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
@@ -23,10 +22,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from resdeep.console import route_logging_through_rich
 from resdeep.errors import ResdeepError, UsageError
+from resdeep.experiment import CONFIG_DIR, compose_train_config
 from resdeep.train.distributed import World, launched_world
 from resdeep.train.validation import refuse_existing_run, validate
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 class PropagatedError(BaseException):
@@ -118,8 +116,7 @@ def agree_on_run_dir(args: list[str], world: World) -> list[str]:
     run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)
     if run_dir is None and world.is_main:
         overrides = [a for a in args if not a.startswith("-")]
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            run_dir = str(compose("train", overrides, return_hydra_config=True).hydra.run.dir)
+        run_dir = str(compose_train_config(overrides, hydra=True).hydra.run.dir)
     run_dir = world.broadcast_object(run_dir)
     extra = [f"hydra.run.dir={run_dir}"]
     if not world.is_main:
@@ -159,9 +156,8 @@ def check_overrides(args: list[str]) -> None:
     if any(a.startswith("-") for a in args):
         return
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=args, return_hydra_config=True)
-            run_dir = Path(str(cfg.hydra.run.dir))
+        cfg = compose_train_config(args, hydra=True)
+        run_dir = Path(str(cfg.hydra.run.dir))
     except (HydraException, OmegaConfBaseException) as error:
         raise UsageError(_one_line(error)) from error
     validate(cfg)

@@ -16,8 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 
 from resdeep.checkpoint import read_checkpoint, resolve_checkpoint_path, save_checkpoint
-from resdeep.data import DataSplits, DeviceLoader, build_data
+from resdeep.data import DeviceLoader
 from resdeep.errors import ResdeepError, UsageError
+from resdeep.experiment import data_from_config, model_kwargs_from_config
 from resdeep.models import ModelConfigError, build_model, count_parameters, weight_layers
 from resdeep.train import distributed
 from resdeep.train.device import resolve_device, resolve_precision
@@ -29,19 +30,6 @@ from resdeep.train.tensorboard import TensorBoardLogger
 from resdeep.train.validation import refuse_existing_run, slurm_requeued, validate
 
 log = logging.getLogger("resdeep.train")
-
-MODEL_KEYS = (
-    "arch",
-    "depth",
-    "block",
-    "shortcut",
-    "shortcut_pad",
-    "init",
-    "norm",
-    "zero_init_residual",
-    "dropout",
-    "dropout_at",
-)
 
 
 class Interrupted(ResdeepError):
@@ -63,32 +51,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
     else:
         torch.backends.cudnn.benchmark = True
-
-
-def load_data(cfg: DictConfig) -> DataSplits:
-    data = cfg.data
-    return build_data(
-        data.name,
-        root=data.get("root", "data"),
-        download=bool(data.get("download", False)),
-        val_size=data.get("val_size", 0.1),
-        image_size=data.get("image_size"),
-        classes=list(data.classes) if data.get("classes") is not None else None,
-        seed=int(data.get("seed", cfg.seed)),
-        canvas_size=int(data.get("canvas_size", 32)),
-        num_samples=int(data.get("num_samples", 512)),
-        num_classes=int(data.get("num_classes", 10)),
-        channels=int(data.get("channels", 3)),
-    )
-
-
-def model_kwargs(cfg: DictConfig, data: DataSplits) -> dict[str, Any]:
-    kwargs = {key: cfg.model[key] for key in MODEL_KEYS}
-    kwargs["dropout"] = float(kwargs["dropout"])
-    kwargs["depth"] = int(kwargs["depth"])
-    kwargs["in_channels"] = data.in_channels
-    kwargs["num_classes"] = len(data.classes)
-    return kwargs
 
 
 def plan_steps(trainer: DictConfig, steps_per_epoch: int) -> tuple[int, int]:
@@ -234,8 +196,8 @@ def build_training(
     seed_everything(int(cfg.seed), bool(trainer.get("deterministic", False)))
     device = _device_for(str(trainer.device), world)
     precision = resolve_precision(trainer.precision, device)
-    data = load_data(cfg)
-    kwargs = model_kwargs(cfg, data)
+    data = data_from_config(cfg)
+    kwargs = model_kwargs_from_config(cfg, data)
     try:
         model = build_model(**kwargs)
     except ModelConfigError as error:

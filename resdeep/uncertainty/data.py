@@ -7,13 +7,12 @@ config -> data mapping, so the test split here is the one the run was tested on.
 from __future__ import annotations
 
 import torch
-from omegaconf import OmegaConf
 
 from resdeep.checkpoint import CheckpointInfo
 from resdeep.data import DataError, Split, build_data
 from resdeep.data.splits import check_class_ids, drop_classes, resize
 from resdeep.errors import ResdeepError, UsageError
-from resdeep.train.runner import load_data
+from resdeep.experiment import checkpoint_data, data_from_config, run_config
 
 SPLITS = ("test", "val")
 TORCHVISION_OOD_SETS = ("svhn", "cifar10", "cifar100", "mnist", "fashion_mnist")
@@ -25,23 +24,11 @@ def check_ood_name(name: str) -> None:
         raise UsageError(f"unknown --ood-data {name!r}; choose one of {', '.join(OOD_SETS)}")
 
 
-def _run_config(info: CheckpointInfo):
-    if not info.config.get("data"):
-        raise ResdeepError(f"{info.path} holds no data config; cannot rebuild its data set")
-    return OmegaConf.create(info.config)
-
-
 def in_distribution(info: CheckpointInfo, split: str) -> Split:
     """The run's `split` (test or val), as the run saw it: same classes, size and val seed."""
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    images = getattr(load_data(_run_config(info)), split)
-    if tuple(images.images.shape[1:]) != tuple(info.input_shape):
-        raise ResdeepError(
-            f"the rebuilt {info.data_name} images are {tuple(images.images.shape[1:])}, "
-            f"but {info.path} expects {tuple(info.input_shape)}"
-        )
-    return images
+    return getattr(checkpoint_data(info), split)
 
 
 def ood_images(
@@ -65,7 +52,7 @@ def ood_images(
 
 
 def _heldout(info: CheckpointInfo, split: str) -> Split:
-    cfg = _run_config(info)
+    cfg = run_config(info)
     kept = cfg.data.get("classes")
     if kept is None:
         raise UsageError(
@@ -74,7 +61,7 @@ def _heldout(info: CheckpointInfo, split: str) -> Split:
         )
     kept = [int(c) for c in kept]
     cfg.data.classes = None  # the full data set, built exactly as the run built it
-    full = load_data(cfg)
+    full = data_from_config(cfg)
     try:
         check_class_ids(kept, len(full.classes))
     except DataError as error:

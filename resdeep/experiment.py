@@ -1,0 +1,98 @@
+"""From a configuration to the objects it describes, in one place.
+
+Training builds its data set and model here, and so do the tools that read a run afterwards
+(`cam`, `uncertainty`), from the config stored in its checkpoint: a config key means the same
+thing everywhere, and the analysis tools never import the trainer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from resdeep.errors import ResdeepError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from resdeep.checkpoint import CheckpointInfo
+    from resdeep.data import DataSplits
+
+# The Hydra configs ship inside the package (resdeep/conf links to the repo's conf/).
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+
+# The model group's keys that are arguments of resdeep.models.build_model.
+MODEL_KEYS = (
+    "arch",
+    "depth",
+    "block",
+    "shortcut",
+    "shortcut_pad",
+    "init",
+    "norm",
+    "zero_init_residual",
+    "dropout",
+    "dropout_at",
+)
+
+
+def compose_train_config(overrides: Sequence[str] = (), *, hydra: bool = False) -> DictConfig:
+    """The `resdeep train` configuration with these overrides, as Hydra composes it (with the
+    `hydra` node when asked: run dir, sweeper, launcher)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def data_from_config(cfg: DictConfig) -> DataSplits:
+    """The data set a run's config describes: same splits, classes, size and seed."""
+    from resdeep.data import build_data
+
+    data = cfg.data
+    return build_data(
+        data.name,
+        root=data.get("root", "data"),
+        download=bool(data.get("download", False)),
+        val_size=data.get("val_size", 0.1),
+        image_size=data.get("image_size"),
+        classes=list(data.classes) if data.get("classes") is not None else None,
+        seed=int(data.get("seed", cfg.seed)),
+        canvas_size=int(data.get("canvas_size", 32)),
+        num_samples=int(data.get("num_samples", 512)),
+        num_classes=int(data.get("num_classes", 10)),
+        channels=int(data.get("channels", 3)),
+    )
+
+
+def model_kwargs_from_config(cfg: DictConfig, data: DataSplits) -> dict[str, Any]:
+    """Keyword arguments of build_model: the model group, plus channels and classes of `data`."""
+    kwargs = {key: cfg.model[key] for key in MODEL_KEYS if key in cfg.model}
+    kwargs["dropout"] = float(kwargs["dropout"])
+    kwargs["depth"] = int(kwargs["depth"])
+    kwargs["in_channels"] = data.in_channels
+    kwargs["num_classes"] = len(data.classes)
+    return kwargs
+
+
+def run_config(info: CheckpointInfo) -> DictConfig:
+    """The resolved config a checkpoint was trained with."""
+    from omegaconf import OmegaConf
+
+    if not info.config.get("data"):
+        raise ResdeepError(f"{info.path} holds no data config; cannot rebuild its data set")
+    return OmegaConf.create(info.config)
+
+
+def checkpoint_data(info: CheckpointInfo) -> DataSplits:
+    """A checkpoint's data set rebuilt from its stored config, checked against the input shape
+    the model was trained on (a data set that changed since would feed it the wrong images)."""
+    data = data_from_config(run_config(info))
+    shape = (data.in_channels, data.image_size, data.image_size)
+    if tuple(shape) != tuple(info.input_shape):
+        raise ResdeepError(
+            f"the rebuilt {info.data_name} images are {shape}, "
+            f"but {info.path} expects {tuple(info.input_shape)}"
+        )
+    return data
