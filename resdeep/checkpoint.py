@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from resdeep.errors import ResdeepError
+from resdeep.errors import ResdeepError, first_line
 from resdeep.io import save_torch_atomic
 from resdeep.models import ConvNet, ModelConfigError, build_model
 
@@ -77,9 +77,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except pickle.UnpicklingError as error:
         # The weights-only unpickler refuses globals it does not know: the file wants to build
         # arbitrary objects (or run code) and is never opened further.
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ResdeepError(
-            f"refusing to load {path}: it is not a plain-tensor checkpoint ({first_line})"
+            f"refusing to load {path}: it is not a plain-tensor checkpoint ({first_line(error)})"
         ) from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         raise ResdeepError(f"cannot read {path}: truncated or not a PyTorch checkpoint") from error

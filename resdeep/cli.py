@@ -14,7 +14,7 @@ from resdeep.commands.report import report
 from resdeep.commands.runs import runs
 from resdeep.commands.train import train
 from resdeep.commands.uncertainty import uncertainty
-from resdeep.errors import ResdeepError
+from resdeep.errors import ResdeepError, first_line
 
 app = typer.Typer(
     name="resdeep",
@@ -37,8 +37,7 @@ app.command(
 
 
 def _report(message: str, exit_code: int) -> None:
-    first_line = message.strip().splitlines()[0] if message.strip() else "failed"
-    sys.stderr.write(f"error: {first_line}\n")
+    sys.stderr.write(f"error: {first_line(message, 'failed')}\n")
     sys.exit(exit_code)
 
 

@@ -13,3 +13,9 @@ class UsageError(ResdeepError):
     """Bad arguments or configuration."""
 
     exit_code = 2
+
+
+def first_line(error: BaseException | str, default: str = "") -> str:
+    """The first non-blank line of an error (or message): what a one-line report shows."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else default

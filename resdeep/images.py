@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from resdeep.data import normalize
-from resdeep.errors import ResdeepError
+from resdeep.data.imagefolder import IMAGE_SUFFIXES
+from resdeep.errors import ResdeepError, first_line
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Decoding allocates width * height * channels bytes before any check can run; 100 megapixels
 # is a 300 MB RGB image, beyond any photo worth explaining and short of exhausting memory.
 MAX_PIXELS = 100_000_000
@@ -75,7 +75,7 @@ def read_image(path: str | Path) -> Image.Image:
     except Exception as error:
         # PIL reports truncated data as OSError, and corrupt data in a file's header or EXIF
         # block as SyntaxError, ValueError, struct.error and more; any of them is one bad file.
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error, type(error).__name__)
         raise ResdeepError(f"{path}: cannot read the image ({reason})") from error
     return image
 

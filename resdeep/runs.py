@@ -10,6 +10,9 @@ from typing import Any
 from resdeep.errors import ResdeepError
 
 DEFAULT_RUNS_ROOT = Path("runs")
+# TensorBoard tag of each layer's gradient norm: `grad_norm/<layer name>`, written by training,
+# read by `resdeep report`.
+GRAD_NORM_PREFIX = "grad_norm/"
 
 
 @dataclass

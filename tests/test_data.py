@@ -368,7 +368,9 @@ def test_imagefolder_single_tree_is_split_and_resized(tmp_path: Path) -> None:
     colors = {"cat": (255, 0, 0), "dog": (0, 255, 0), "emu": (0, 0, 255)}
     for name, color in colors.items():
         for index in range(5):
-            write_png(tmp_path / name / f"{index}.png", (20 + index, 30), color)
+            # Every suffix `resdeep cam` reads is training data too (.tif was once skipped here).
+            suffix = (".png", ".tif", ".tiff", ".bmp", ".gif")[index]  # lossless formats
+            write_png(tmp_path / name / f"{index}{suffix}", (20 + index, 30), color)
     (tmp_path / "cat" / "notes.txt").write_text("not an image")
     data = build_data("imagefolder", root=str(tmp_path), image_size=16, val_size=2)
     assert data.classes == ["cat", "dog", "emu"]

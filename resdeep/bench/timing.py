@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from resdeep.errors import first_line
+
 
 def synchronize(device: torch.device) -> None:
     """Wait for queued device work, so a clock read covers it (a no-op on CPU)."""
@@ -99,7 +101,7 @@ def interleaved(variants: list[Variant], schedule: Schedule) -> Measured:
         try:
             seconds = min(variant.run(1) for _ in range(schedule.warmup))
         except Exception as error:  # reported per variant; the rest still run
-            failures[variant.name] = f"{type(error).__name__}: {_first_line(error)}"
+            failures[variant.name] = f"{type(error).__name__}: {first_line(error)}"
             continue
         cap = min(schedule.max_units, variant.max_units or schedule.max_units)
         units[variant.name] = max(1, min(cap, round(schedule.window_s / seconds)))
@@ -145,11 +147,6 @@ def cpu_wait_s() -> float | None:
         except (OSError, IndexError, ValueError):  # a thread that ended meanwhile
             continue
     return total / 1e9
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else ""
 
 
 class WindowClock:

@@ -24,7 +24,7 @@ from resdeep.cam.methods import (
     upsample_maps,
 )
 from resdeep.errors import UsageError
-from resdeep.models import ConvNet
+from resdeep.models import ConvNet, restoring_modes
 
 # Masked copies per Score-CAM forward pass: B * K copies of the input would not fit at once
 # for large batches or wide layers, and a few hundred small images keep the CPU busy.
@@ -123,13 +123,9 @@ def resolve_targets(target: Targets, logits: torch.Tensor) -> torch.Tensor:
 def evaluation_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode (batch norm uses its running statistics, dropout is off) for the duration; each
     module's own flag comes back afterwards, so a mixed state such as MC dropout survives."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
+    with restoring_modes(model):
+        model.eval()
         yield
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 @contextmanager

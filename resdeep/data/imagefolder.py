@@ -15,7 +15,8 @@ from PIL import Image, UnidentifiedImageError
 
 from resdeep.data.splits import DataError, Source, Split, carve_test
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+# Every file type resdeep reads as an image, for training data and for `resdeep cam` alike.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 GRAY_MODES = {"1", "L", "LA"}
 LAYOUT_HINT = "expected train/<class>/*.png|jpg or <class>/*.png|jpg"
 

@@ -1,6 +1,6 @@
 """Plain, residual and pre-activation residual networks for small images."""
 
-from resdeep.models.base import ConvNet
+from resdeep.models.base import ConvNet, restoring_modes
 from resdeep.models.factory import (
     ARCHITECTURES,
     BLOCKS,
@@ -31,6 +31,7 @@ __all__ = [
     "count_parameters",
     "depth_layers",
     "init_weights",
+    "restoring_modes",
     "summarize",
     "weight_layers",
 ]

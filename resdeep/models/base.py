@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -54,3 +55,15 @@ def build_stages(
             channels = width * expansion
         net.add_module(f"stage{stage_index}", nn.Sequential(blocks))
     return channels
+
+
+@contextmanager
+def restoring_modes(model: nn.Module) -> Iterator[None]:
+    """Change train/eval flags freely inside; every module's own flag comes back on exit,
+    whatever happens, so a caller's mixed state (MC dropout, say) survives."""
+    flags = [(module, module.training) for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training

@@ -63,11 +63,20 @@ class ShortcutA(nn.Module):
 
 
 class ShortcutB(nn.Module):
-    """He et al. 2015 option B: 1x1 projection (+ BN) for a change of shape."""
+    """He et al. 2015 option B: 1x1 projection (+ BN) for a change of shape.
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, norm: Norm) -> None:
+    A pre-activation unit's projection is a bare conv (`normalized=False`): its input is already
+    normalised and activated, and the next unit normalises the sum.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, norm: Norm, normalized: bool = True
+    ) -> None:
         super().__init__()
-        self.conv = conv1x1(in_channels, out_channels, stride, bias=norm == "none")
+        norm = norm if normalized else "none"
+        # Without BN after it the post-activation projection carries a bias; the bare
+        # pre-activation projection has none (He et al. 2016; the parameter counts depend on it).
+        self.conv = conv1x1(in_channels, out_channels, stride, bias=normalized and norm == "none")
         self.bn = norm_layer(norm, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,12 +90,13 @@ def make_shortcut(
     stride: int,
     norm: Norm,
     pad: ShortcutPad = "after",
+    normalized_projection: bool = True,
 ) -> nn.Module:
-    """Identity when shapes match; option A or B otherwise."""
+    """Identity when shapes match; option A or B otherwise (see ShortcutB for the BN)."""
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
     if shortcut == "A":
         return ShortcutA(in_channels, out_channels, stride, pad)
     if shortcut == "B":
-        return ShortcutB(in_channels, out_channels, stride, norm)
+        return ShortcutB(in_channels, out_channels, stride, norm, normalized_projection)
     raise ValueError(f"unknown shortcut {shortcut!r}; choose 'A' or 'B'")

@@ -26,38 +26,17 @@ from resdeep.models.base import STAGE_WIDTHS, ConvNet, build_stages
 from resdeep.models.layers import (
     Norm,
     Shortcut,
-    ShortcutA,
     ShortcutPad,
     conv1x1,
     conv3x3,
     dropout_layer,
+    make_shortcut,
     norm_layer,
 )
 
 BOTTLENECK_EXPANSION = 4
 
 Block = Literal["basic", "bottleneck"]
-
-
-def preact_shortcut(
-    shortcut: Shortcut,
-    in_channels: int,
-    out_channels: int,
-    stride: int,
-    pad: ShortcutPad = "after",
-) -> nn.Module:
-    """Identity when shapes match; else option A, or a bare 1x1 projection (option B).
-
-    The projection has no BN of its own: its input is already normalised and activated, and
-    the next unit normalises the sum.
-    """
-    if stride == 1 and in_channels == out_channels:
-        return nn.Identity()
-    if shortcut == "A":
-        return ShortcutA(in_channels, out_channels, stride, pad)
-    if shortcut == "B":
-        return nn.Sequential(OrderedDict(conv=conv1x1(in_channels, out_channels, stride)))
-    raise ValueError(f"unknown shortcut {shortcut!r}; choose 'A' or 'B'")
 
 
 class PreActBasicBlock(nn.Module):
@@ -83,7 +62,9 @@ class PreActBasicBlock(nn.Module):
         self.dropout = dropout_layer(dropout)
         self.conv2 = conv3x3(width, width, bias=bias)
         self.relu = nn.ReLU(inplace=False)
-        self.shortcut = preact_shortcut(shortcut, in_channels, width, stride, shortcut_pad)
+        self.shortcut = make_shortcut(
+            shortcut, in_channels, width, stride, norm, shortcut_pad, normalized_projection=False
+        )
         # The unit opening a stage, and any unit whose shape changes, shares its BN-ReLU with the
         # shortcut (the authors' 'both_preact'); the others keep the raw input on the identity.
         self.shares_preactivation = first or not isinstance(self.shortcut, nn.Identity)
@@ -132,7 +113,9 @@ class PreActBottleneck(nn.Module):
         self.conv3 = conv1x1(width, out_channels, bias=bias)
         self.relu = nn.ReLU(inplace=False)
         # The paper projects wherever the shape changes (channels x4 at every stage entry).
-        self.shortcut = preact_shortcut("B", in_channels, out_channels, stride)
+        self.shortcut = make_shortcut(
+            "B", in_channels, out_channels, stride, norm, normalized_projection=False
+        )
         self.shares_preactivation = first or not isinstance(self.shortcut, nn.Identity)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,11 +16,10 @@ import numpy as np
 import yaml
 
 from resdeep.errors import ResdeepError
-from resdeep.runs import find_runs, is_run_dir, read_metrics
+from resdeep.runs import GRAD_NORM_PREFIX, find_runs, is_run_dir, read_metrics
 
 log = logging.getLogger("resdeep.report")
 
-GRAD_NORM_PREFIX = "grad_norm/"  # the tag prefix resdeep.train.tensorboard writes
 EVENTS_GLOB = "events.out.tfevents.*"
 
 

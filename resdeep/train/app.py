@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from resdeep.console import route_logging_through_rich
-from resdeep.errors import ResdeepError, UsageError
+from resdeep.errors import ResdeepError, UsageError, first_line
 from resdeep.experiment import CONFIG_DIR, compose_train_config
 from resdeep.train.distributed import World, launched_world
 from resdeep.train.validation import refuse_existing_run, validate
@@ -142,7 +142,7 @@ def _one_line(error: Exception) -> str:
             break
         kept.append(line)
     if isinstance(error.__cause__, Exception) and str(error.__cause__).strip():
-        kept.append(str(error.__cause__).strip().splitlines()[0])
+        kept.append(first_line(error.__cause__))
     text = "; ".join(kept).replace(":;", ":").replace(".;", ";").replace("In 'train': ", "")
     return text or type(error).__name__
 

@@ -15,7 +15,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 from torch.utils.tensorboard.summary import hparams  # noqa: E402
 
-GRAD_NORM_PREFIX = "grad_norm/"
+from resdeep.runs import GRAD_NORM_PREFIX  # noqa: E402
 
 
 class TensorBoardLogger:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from resdeep.errors import ResdeepError
-from resdeep.models import ConvNet
+from resdeep.models import ConvNet, restoring_modes
 
 # Rows (images x samples) per forward pass: the memory budget of the batched path (and images
 # per feature pass on the head path). A resnet-20 activation on 32x32 inputs is 16x32x32 floats,
@@ -52,17 +52,13 @@ def is_head_only(model: ConvNet) -> bool:
 def dropout_sampling(model: nn.Module, sample: bool = True) -> Iterator[None]:
     """Eval mode everywhere except the nn.Dropout modules (when `sample`); every module's mode
     is restored afterwards, whatever happens inside."""
-    modes = {module: module.training for module in model.modules()}
-    try:
+    with restoring_modes(model):
         model.eval()
         if sample:
             for module in model.modules():
                 if isinstance(module, nn.Dropout):
                     module.train()
         yield
-    finally:
-        for module, training in modes.items():
-            module.training = training
 
 
 def softmax(logits: torch.Tensor) -> torch.Tensor:
