@@ -17,6 +17,7 @@ import torch
 from resdeep.errors import ResdeepError, first_line
 from resdeep.io import save_torch_atomic
 from resdeep.models import ConvNet, ModelConfigError, build_model
+from resdeep.runs import run_dir_of
 
 FORMAT = "resdeep-checkpoint"
 FORMAT_VERSION = 1
@@ -99,7 +100,7 @@ def load_checkpoint(
     except (ModelConfigError, KeyError, RuntimeError, TypeError) as error:
         raise ResdeepError(f"{path}: the stored model does not load ({error})") from error
     model.to(device).eval()
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    run_dir = run_dir_of(path)
     info = CheckpointInfo(
         path=path,
         run_dir=run_dir,

@@ -1,15 +1,21 @@
-"""Finding and summarising run directories (the contract between training and every tool)."""
+"""Run directories: the contract between training and every tool.
+
+Where a run writes (and that no two runs share a directory), how a tool finds runs, their
+metrics and checkpoints.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resdeep.errors import ResdeepError
+from resdeep.errors import ResdeepError, UsageError
 
 DEFAULT_RUNS_ROOT = Path("runs")
+CLAIM_MARKER = ".resdeep-run"  # created atomically by the run that owns the directory
 # TensorBoard tag of each layer's gradient norm: `grad_norm/<layer name>`, written by training,
 # read by `resdeep report`.
 GRAD_NORM_PREFIX = "grad_norm/"
@@ -62,3 +68,58 @@ def latest_checkpoint(root: Path = DEFAULT_RUNS_ROOT, name: str = "best.pt") -> 
             f"no checkpoint found under {root}/; train one with `resdeep train` or pass --checkpoint"
         )
     return found[-1]
+
+
+# ---- the run-dir contract: which directory a run writes, and that no two runs share one ------
+
+
+def run_dir_of(path: Path) -> Path:
+    """The run directory of a run dir, of RUN/checkpoints/last.pt, or of a checkpoint file
+    lying in its run dir."""
+    run_dir = path.parent if path.is_file() else path
+    return run_dir.parent if run_dir.name == "checkpoints" else run_dir
+
+
+def slurm_requeued() -> bool:
+    """A SLURM job started again after preemption or a time limit (submitit requeues it)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
+
+
+def refuse_existing_run(run_dir: Path, resuming: bool) -> None:
+    """A run dir that already holds a checkpoint is never trained into again unless resumed."""
+    if (run_dir / "checkpoints" / "last.pt").exists() and not resuming and not slurm_requeued():
+        raise UsageError(
+            f"{run_dir} already holds a run; continue it with trainer.resume={run_dir} "
+            "or pick another hydra.run.dir"
+        )
+
+
+def check_run_dir(run_dir: Path, resuming: bool) -> None:
+    """Refuse early, before Hydra writes anything there, a run dir that would lose data."""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK):
+        raise UsageError(f"cannot write to {existing}: pick a writable hydra.run.dir")
+    refuse_existing_run(run_dir, resuming)
+
+
+def claim_run_dir(run_dir: Path, resuming: bool) -> None:
+    """Mark `run_dir` as taken, atomically, before the run writes anything of its own there: two
+    runs never write into one directory.
+
+    Jobs started in the same second with the same settings would otherwise share the default
+    name; the second one stops with a clear message instead of mixing files.
+    """
+    marker = run_dir / CLAIM_MARKER
+    try:
+        descriptor = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        if resuming:
+            return
+        raise UsageError(
+            f"{run_dir} is already used by another run; pick another hydra.run.dir "
+            f"(or continue that run with trainer.resume={run_dir})"
+        ) from None
+    with os.fdopen(descriptor, "w") as stream:
+        stream.write(f"{os.getpid()}\n")

@@ -21,7 +21,6 @@ from resdeep.data import (
     DeviceLoader,
     Split,
     build_data,
-    build_heldout,
     denormalize,
     normalize,
 )
@@ -98,28 +97,9 @@ def test_class_subset_is_reindexed_and_heldout_returns_the_rest() -> None:
         assert torch.equal(kept.images[kept.labels == 0], every.images[every.labels == 7])
         assert torch.equal(kept.images[kept.labels == 1], every.images[every.labels == 3])
 
-    heldout = build_heldout("digits", kept_classes=[7, 3])
-    assert not set(heldout.labels.tolist()) & {3, 7}
-    assert len(heldout) + len(subset.test) == len(full.test)
-    kept_back = Split(
-        torch.cat(
-            [heldout.images, full.test.images[torch.isin(full.test.labels, torch.tensor([3, 7]))]]
-        ),
-        torch.cat(
-            [heldout.labels, full.test.labels[torch.isin(full.test.labels, torch.tensor([3, 7]))]]
-        ),
-    )
-    assert rows_as_multiset(kept_back) == rows_as_multiset(full.test)
-    heldout_val = build_heldout("digits", kept_classes=[7, 3], split="val", seed=4)
-    assert len(heldout_val) + len(build_data("digits", classes=[7, 3], seed=4).val) == len(
-        build_data("digits", seed=4).val
-    )
-
     for bad in ([], [10], [3, 3]):
         with pytest.raises(DataError):
             build_data("digits", classes=bad)
-    with pytest.raises(DataError):
-        build_heldout("digits", kept_classes=[1], split="holdout")
 
 
 def test_image_size_upscales_every_split() -> None:

@@ -312,6 +312,10 @@ def test_two_runs_never_share_a_run_dir(tmp_path):
     loser = next(err for code, err in outcomes if code == 2)
     assert "already" in loser
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+    # The loser stopped at the claim, before writing anything of its own: one event file, the
+    # winner's (an event file's name ends with the writing process's pid and a counter).
+    events = list(run_dir.glob("events.out.tfevents.*"))
+    assert len(events) == 1, events
 
 
 def test_io_error_is_a_resdeep_error(tmp_path):

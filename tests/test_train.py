@@ -109,6 +109,8 @@ def test_multirun_leaves_complete_run_dirs(cli, tmp_path):
         (("model.dropout=1.5",), 2, "dropout"),
         (("trainer.device=cuda",), 2, "GPU"),
         (("trainer.precision=16",), 2, "CUDA"),
+        (("trainer.devices=2", "trainer.on_nan=skip"), 2, "on_nan=skip works on one process"),
+        (("trainer.channels_last=maybe",), 2, "trainer.channels_last must be one of"),
     ],
 )
 def test_bad_config_gives_one_clear_line(cli, tmp_path, args, code, needle):

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 
 METHODS = ("cam", "gradcam", "gradcam++", "scorecam")
-GRADIENT_METHODS = ("gradcam", "gradcam++")
 
 
 def weighted_maps(activations: torch.Tensor, channel_weights: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Data sets as uint8 tensors, and a loader that batches and augments them on the device."""
 
-from resdeep.data.build import DATASET_NAMES, build_data, build_heldout
+from resdeep.data.build import DATASET_NAMES, build_data
 from resdeep.data.loader import DeviceLoader, denormalize, normalize
 from resdeep.data.splits import DataError, DataSplits, Split
 
@@ -11,7 +11,6 @@ __all__ = [
     "DeviceLoader",
     "Split",
     "build_data",
-    "build_heldout",
     "denormalize",
     "normalize",
 ]

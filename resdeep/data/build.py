@@ -2,13 +2,13 @@
 
 The val split is drawn from the full training pool before classes are selected, so an image's
 side of the train/val line depends only on the seed, never on which classes a run keeps; the
-images build_heldout returns are then exactly the ones build_data(classes=...) left out.
+images of the other classes (`resdeep uncertainty --ood-data heldout`) are then exactly the
+ones build_data(classes=...) left out.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from resdeep.data.digits import digits_placed_source, digits_source
 from resdeep.data.imagefolder import imagefolder_source
@@ -16,10 +16,8 @@ from resdeep.data.splits import (
     DataError,
     DataSplits,
     Source,
-    Split,
     channel_stats,
     check_class_ids,
-    drop_classes,
     keep_classes,
     resize,
     split_off,
@@ -148,20 +146,3 @@ def build_data(
         pad_crop=source.pad_crop,
         class_ids=tuple(class_ids),
     )
-
-
-def build_heldout(
-    name: str, *, kept_classes: list[int], split: str = "test", **kwargs: Any
-) -> Split:
-    """The images of `split` whose classes are NOT in kept_classes, with their original labels.
-
-    kwargs are build_data's (except `classes`), and must match the run's so the split agrees.
-    """
-    if "classes" in kwargs:
-        raise TypeError("build_heldout takes kept_classes, not classes")
-    if split not in SPLIT_NAMES:
-        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_NAMES)}")
-    full = build_data(name, **kwargs)
-    kept_classes = list(kept_classes)
-    check_class_ids(kept_classes, len(full.classes))
-    return drop_classes(getattr(full, split), kept_classes)

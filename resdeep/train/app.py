@@ -23,8 +23,9 @@ from omegaconf.errors import OmegaConfBaseException
 from resdeep.console import route_logging_through_rich
 from resdeep.errors import ResdeepError, UsageError, first_line
 from resdeep.experiment import CONFIG_DIR, compose_train_config
+from resdeep.runs import check_run_dir, run_dir_of
 from resdeep.train.distributed import World, launched_world
-from resdeep.train.validation import refuse_existing_run, validate
+from resdeep.train.validation import validate
 
 
 class PropagatedError(BaseException):
@@ -82,11 +83,7 @@ def with_resume_overrides(args: list[str]) -> list[str]:
     resume = next((a.split("=", 1)[1] for a in args if a.startswith("trainer.resume=")), None)
     if not resume or resume in ("null", "None") or "-m" in args or "--multirun" in args:
         return args
-    target = Path(resume)
-    # A run dir, RUN/checkpoints/last.pt, or a checkpoint file lying in its run dir.
-    run_dir = target.parent if target.is_file() else target
-    if run_dir.name == "checkpoints":
-        run_dir = run_dir.parent
+    run_dir = run_dir_of(Path(resume))
     saved = run_dir / ".hydra" / "overrides.yaml"
     recorded: list[str] = []
     if saved.is_file():
@@ -162,16 +159,6 @@ def check_overrides(args: list[str]) -> None:
         raise UsageError(_one_line(error)) from error
     validate(cfg)
     check_run_dir(run_dir, resuming=cfg.trainer.get("resume") is not None)
-
-
-def check_run_dir(run_dir: Path, resuming: bool) -> None:
-    """Refuse early, before Hydra writes anything there, a run dir that would lose data."""
-    existing = run_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not os.access(existing, os.W_OK):
-        raise UsageError(f"cannot write to {existing}: pick a writable hydra.run.dir")
-    refuse_existing_run(run_dir, resuming)
 
 
 def launch(args: list[str]) -> None:

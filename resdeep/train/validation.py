@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,21 +20,11 @@ INTEGER_KEYS = (
     "trainer.max_steps",
 )
 NUMBER_KEYS = ("model.dropout", "optim.lr", "optim.weight_decay")
-CHOICES = {"trainer.on_nan": ("stop", "skip"), "trainer.progress": ("auto", "bar", "lines")}
-
-
-def slurm_requeued() -> bool:
-    """A SLURM job started again after preemption or a time limit (submitit requeues it)."""
-    return int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
-
-
-def refuse_existing_run(run_dir: Path, resuming: bool) -> None:
-    """A run dir that already holds a checkpoint is never trained into again unless resumed."""
-    if (run_dir / "checkpoints" / "last.pt").exists() and not resuming and not slurm_requeued():
-        raise UsageError(
-            f"{run_dir} already holds a run; continue it with trainer.resume={run_dir} "
-            "or pick another hydra.run.dir"
-        )
+CHOICES = {
+    "trainer.on_nan": ("stop", "skip"),
+    "trainer.progress": ("auto", "bar", "lines"),
+    "trainer.channels_last": ("auto", True, False),
+}
 
 
 def validate(cfg: DictConfig) -> None:
@@ -55,7 +44,18 @@ def validate(cfg: DictConfig) -> None:
             )
     for key, choices in CHOICES.items():
         value = OmegaConf.select(cfg, key)
-        if value is not None and value not in choices:
-            raise UsageError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+        # `is`/type-exact match: 1 == True in Python, and "true" is not a boolean.
+        if value is not None and not any(
+            value == choice and type(value) is type(choice) for choice in choices
+        ):
+            allowed = ", ".join(str(c).lower() if isinstance(c, bool) else c for c in choices)
+            raise UsageError(f"{key} must be one of {allowed}; got {value!r}")
     if int(cfg.trainer.log_every) < 1:
         raise UsageError(f"trainer.log_every must be at least 1, got {cfg.trainer.log_every}")
+    ranks = max(int(cfg.trainer.devices), int(os.environ.get("WORLD_SIZE", "1")))
+    if cfg.trainer.on_nan == "skip" and ranks > 1:
+        # A rank that skips backward() leaves the others waiting in DDP's all-reduce forever.
+        raise UsageError(
+            "trainer.on_nan=skip works on one process only (a rank that skipped a step would "
+            "leave the others waiting); use trainer.on_nan=stop with several devices"
+        )

@@ -93,10 +93,7 @@ def images_table(summary: dict[str, Any]) -> Table:
 
 
 def write_json(summary: dict[str, Any], path: Path) -> None:
-    try:
-        save_json_atomic(summary, path)
-    except OSError as error:
-        raise ResdeepError(f"cannot write {path}: {error.strerror or error}") from error
+    save_json_atomic(summary, path)  # a failed write is already a one-line ResdeepError
 
 
 def save_probs(
