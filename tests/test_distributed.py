@@ -141,3 +141,33 @@ def test_requeued_slurm_job_resumes_its_run(cli, tmp_path, train_run):
     assert result.returncode == 0, result.stderr
     metrics = _metrics(run_dir)
     assert metrics["epochs"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2]
+
+
+def test_a_torchrun_rank_joins_one_group_with_resdeep_s_timeout(monkeypatch, tmp_path):
+    """The group agree_on_run_dir creates under torchrun is the job's only one: it must carry
+    resdeep's backend and timeout (it used to be created bare, so later settings never applied)."""
+    import torch.distributed as dist
+
+    from resdeep.train.app import agree_on_run_dir
+    from resdeep.train.distributed import PROCESS_GROUP_TIMEOUT, World, free_port
+
+    for key, value in dict(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", WORLD_SIZE="1"
+    ).items():
+        monkeypatch.setenv(key, value)
+    created = []
+    real_init = dist.init_process_group
+
+    def recording_init(*args, **kwargs):  # the real call, with its arguments noted
+        created.append((args, kwargs))
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(dist, "init_process_group", recording_init)
+    try:
+        args = agree_on_run_dir([f"hydra.run.dir={tmp_path}"], World())
+        assert args == [f"hydra.run.dir={tmp_path}"]
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+        assert created == [((backend,), {"timeout": PROCESS_GROUP_TIMEOUT})]
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

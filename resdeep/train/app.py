@@ -24,7 +24,7 @@ from resdeep.console import route_logging_through_rich
 from resdeep.errors import ResdeepError, UsageError, first_line
 from resdeep.experiment import CONFIG_DIR, compose_train_config
 from resdeep.runs import check_run_dir, run_dir_of
-from resdeep.train.distributed import World, launched_world
+from resdeep.train.distributed import World, join_process_group, launched_world
 from resdeep.train.validation import validate
 
 
@@ -104,12 +104,7 @@ def agree_on_run_dir(args: list[str], world: World) -> list[str]:
     Each process would otherwise resolve `${now:...}` itself and could land in a directory of
     its own. Only rank 0 writes Hydra's files and logs.
     """
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        # One group for the whole job: Gloo for these CPU objects, NCCL for CUDA tensors.
-        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+    join_process_group(world)
     run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)
     if run_dir is None and world.is_main:
         overrides = [a for a in args if not a.startswith("-")]

@@ -82,14 +82,19 @@ def launched_world() -> World | None:
     )
 
 
-def backend_for(device_type: str) -> str:
-    return "nccl" if device_type == "cuda" else "gloo"
+# Long enough for rank 0 to build a data set or write a checkpoint while the others wait.
+PROCESS_GROUP_TIMEOUT = timedelta(minutes=30)
 
 
-def join_process_group(world: World, device_type: str) -> None:
-    """Join the launcher's process group (env:// rendezvous), once per process."""
+def join_process_group(world: World, device_type: str | None = None) -> None:
+    """Join the launcher's process group (env:// rendezvous), once per process: the only place
+    a group is created, so its backend and timeout hold however the job was started.
+
+    Gloo carries CPU tensors and objects (the run dir rank 0 broadcasts), NCCL CUDA tensors.
+    """
     if not dist.is_initialized():
-        dist.init_process_group(backend_for(device_type), timeout=timedelta(minutes=30))
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend, timeout=PROCESS_GROUP_TIMEOUT)
     if device_type == "cuda":
         torch.cuda.set_device(world.local_rank)
 
