@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 
+import torch
+
 from resdeep.bench import REQUIRED_NAMES
 
 
@@ -32,6 +34,12 @@ def test_quick_bench_writes_every_required_benchmark_as_json(cli, tmp_path):
         assert context["device"] == "cpu" and context["quick"] is True
         for key in ("device_name", "torch", "threads", "repeats"):
             assert context[key]
+    # Like with like: the loop is compared with a bare loop in its own memory format (channels
+    # last where resdeep's `auto` picks it), so the ratio does not credit the format.
+    resdeep_format = "AVX512" in torch.backends.cpu.get_cpu_capability()
+    baseline = "bare_channels_last" if resdeep_format else "bare"
+    for name in ("train_throughput_ratio_resnet20", "train_throughput_ratio_resnet110"):
+        assert set(by_name[name]["detail"]) == {baseline, "resdeep_every", "resdeep_never"}
     # The training loops and tools were really timed, not skipped.
     for name in ("train_throughput_ratio_resnet110", "mc_dropout_head_cost_ratio_t32"):
         assert by_name[name]["value"] > 0
