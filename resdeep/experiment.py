@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from omegaconf import OmegaConf
+
 from resdeep.errors import ResdeepError
 
 if TYPE_CHECKING:
@@ -21,6 +23,15 @@ if TYPE_CHECKING:
 
 # The Hydra configs ship inside the package (resdeep/conf links to the repo's conf/).
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+
+
+def _at_least(value: float, threshold: float, then: object, otherwise: object) -> object:
+    return then if value >= threshold else otherwise
+
+
+# `${resdeep.at_least:${model.depth},110,400,0}`: the paper warms up only nets of depth >= 110.
+# Registered on import, so every composition (the app's, a tool's, a test's) resolves it.
+OmegaConf.register_new_resolver("resdeep.at_least", _at_least, replace=True)
 
 # The model group's keys that are arguments of resdeep.models.build_model.
 MODEL_KEYS = (
@@ -78,8 +89,6 @@ def model_kwargs_from_config(cfg: DictConfig, data: DataSplits) -> dict[str, Any
 
 def run_config(info: CheckpointInfo) -> DictConfig:
     """The resolved config a checkpoint was trained with."""
-    from omegaconf import OmegaConf
-
     if not info.config.get("data"):
         raise ResdeepError(f"{info.path} holds no data config; cannot rebuild its data set")
     return OmegaConf.create(info.config)

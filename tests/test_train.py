@@ -14,10 +14,10 @@ from torch.overrides import TorchFunctionMode
 from resdeep.checkpoint import load_checkpoint
 from resdeep.experiment import compose_train_config
 from resdeep.models import build_model, weight_layers
+from resdeep.train.build import build_training
 from resdeep.train.grad_norms import GradNormTracker
 from resdeep.train.optim import lr_multiplier
 from resdeep.train.progress import TrainingProgress
-from resdeep.train.runner import build_training
 from tests.conftest import FAST, REPO
 
 METRIC_KEYS = {

@@ -50,8 +50,8 @@ from resdeep.bench.training import (
 )
 from resdeep.data import DeviceLoader
 from resdeep.models import build_model
+from resdeep.train.build import Training
 from resdeep.train.progress import TrainingProgress
-from resdeep.train.runner import Training
 
 REQUIRED_NAMES = (
     "train_throughput_ratio_resnet20",

@@ -22,9 +22,9 @@ from resdeep.console import console
 from resdeep.data import DeviceLoader
 from resdeep.data.splits import Split
 from resdeep.experiment import compose_train_config
+from resdeep.train.build import Training, build_training
 from resdeep.train.loop import autocast_context
 from resdeep.train.progress import TrainingProgress
-from resdeep.train.runner import Training, build_training
 
 NEVER = sys.maxsize  # a log_every no step count reaches: gradient norms never logged
 
@@ -87,21 +87,11 @@ class ResdeepLoop:
         self.clock = WindowClock(self.loop.train_loader, self.loop.device)
         self.loop.train_loader = self.clock
         self.progress = progress
-        self.passes = 0
 
     def variant(self, name: str, log_every: int) -> Variant:
-        settings = self.loop.settings
-
         def run(steps: int) -> float:
-            configured = settings.log_every
-            settings.log_every = log_every
-            settings.total_steps = self.loop.state.step + steps
             self.clock.steps = steps
-            self.passes += 1
-            try:
-                self.loop.train_epoch(self.passes, self.progress)
-            finally:
-                settings.log_every = configured
+            self.loop.train_steps(steps, log_every, self.progress)
             return self.clock.window_seconds()
 
         return Variant(name, run)

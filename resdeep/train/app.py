@@ -17,7 +17,7 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from resdeep.console import route_logging_through_rich
@@ -34,14 +34,6 @@ class PropagatedError(BaseException):
     def __init__(self, error: ResdeepError) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-def _at_least(value: float, threshold: float, then: object, otherwise: object) -> object:
-    return then if value >= threshold else otherwise
-
-
-# `${resdeep.at_least:${model.depth},110,400,0}`: the paper warms up only nets of depth >= 110.
-OmegaConf.register_new_resolver("resdeep.at_least", _at_least, replace=True)
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,9 @@ from resdeep.train.grad_norms import GradNormTracker
 from resdeep.train.interrupts import StopRequest
 from resdeep.train.progress import TrainingProgress
 from resdeep.train.tensorboard import TensorBoardLogger
+
+if TYPE_CHECKING:
+    from resdeep.train.build import RunDescription
 
 log = logging.getLogger("resdeep.train")
 
@@ -93,6 +96,15 @@ def evaluate(
 
 
 class TrainingLoop:
+    """One run's training: epochs of steps, evaluation at each epoch end, checkpoints and
+    metrics.json after every epoch, TensorBoard scalars and gradient norms at log points.
+
+    A step is forward, loss, backward, (at a log point: every layer's gradient norm in one
+    grouped kernel), optimizer and schedule step; its loss and accuracy are added up on the
+    device. The host waits for the device only at log points (one copy of the window's loss,
+    accuracy and all layer norms together), at epoch ends and, with on_nan=skip, once a step.
+    """
+
     def __init__(
         self,
         *,
@@ -109,8 +121,7 @@ class TrainingLoop:
         state: LoopState,
         run_dir: Path,
         logger: TensorBoardLogger | None,
-        checkpoint_metadata: dict[str, Any],
-        metrics_extra: dict[str, Any],
+        description: RunDescription,
         world: World | None = None,
     ) -> None:
         self.model = model  # the module whose state is saved
@@ -128,8 +139,7 @@ class TrainingLoop:
         self.logger = logger  # None on every rank but the main one: only rank 0 writes
         self.world = world or World()
         self.stop = StopRequest()
-        self.checkpoint_metadata = checkpoint_metadata
-        self.metrics_extra = metrics_extra
+        self.description = description
         self.grad_norms = GradNormTracker(model)
         self.best_state: dict[str, torch.Tensor] | None = None
 
@@ -145,7 +155,7 @@ class TrainingLoop:
 
     def checkpoint_payload(self) -> dict[str, Any]:
         return {
-            **self.checkpoint_metadata,
+            **self.description.checkpoint_fields(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -160,7 +170,7 @@ class TrainingLoop:
     def latest_metrics(self) -> dict[str, Any]:
         last = self.state.history[-1] if self.state.history else {}
         return {
-            **self.metrics_extra,
+            **self.description.summary(),
             "train_loss": last.get("train_loss"),
             "train_acc": last.get("train_acc"),
             "val_loss": last.get("val_loss"),
@@ -272,7 +282,21 @@ class TrainingLoop:
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
+    def train_steps(self, steps: int, log_every: int, progress: TrainingProgress) -> None:
+        """`steps` more steps logging gradient norms every `log_every` (a benchmark's window);
+        the run's own settings are left as they were."""
+        settings = self.settings
+        saved = settings.log_every, settings.total_steps
+        settings.log_every, settings.total_steps = log_every, self.state.step + steps
+        try:
+            self.train_epoch(self.state.epoch + 1, progress)
+        finally:
+            settings.log_every, settings.total_steps = saved
+
     def train_epoch(self, epoch: int, progress: TrainingProgress) -> tuple[float, float]:
+        """One pass over this rank's shard (or up to the step budget): (mean loss, accuracy)
+        of the training batches, summed over ranks. Stops early when asked to (signal) or
+        when a logged loss is non-finite."""
         model, state = self.train_model, self.state
         model.train()
         zero = torch.zeros((), device=self.device)
