@@ -395,3 +395,28 @@ def test_cli_evaluate_writes_the_benchmark(capsys, train_run, tmp_path):
     assert status == 0, err
     result = json.loads(digits_report.read_text())
     assert result["gt_known_loc_acc"] is None and isinstance(result["average_drop"], float)
+
+
+def test_the_explain_pipeline_reports_each_input_in_order(train_run, tmp_path):
+    """The pipeline behind the command, called directly: bad inputs are results, not the end."""
+    from resdeep.cam.explain import BadInput, ExplainedImage, ExplainSettings, explain_images
+    from resdeep.checkpoint import load_checkpoint
+
+    model, info = load_checkpoint(train_run())
+    sizes = write_digit_images(tmp_path / "in")
+    (tmp_path / "in" / "notes.png").write_text("not an image\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    settings = ExplainSettings(
+        method="cam", layer=None, target_class=None, ranks=2, out=tmp_path / "out",
+        alpha=0.5, colormap="jet", save_raw=True, batch_size=2,
+    )  # fmt: skip
+    results = list(explain_images(model, info, [empty, tmp_path / "in"], settings))
+    bad = [r for r in results if isinstance(r, BadInput)]
+    good = [r for r in results if isinstance(r, ExplainedImage)]
+    assert "no image files" in bad[0].message and any("notes.png" in b.message for b in bad)
+    assert {r.path.stem: (r.height, r.width) for r in good} == sizes
+    for result in good:
+        assert len(result.maps) == 2  # the two most probable classes
+        assert result.maps[0].target == result.maps[0].predicted
+        assert all(path.is_file() for entry in result.maps for path in entry.files)

@@ -2,44 +2,32 @@
 
 from __future__ import annotations
 
-import json
-import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
-import torch
 import typer
-from PIL import Image
 from rich.table import Table
 
-from resdeep.cam.api import class_activation_maps, evaluation_mode, find_conv_layer
-from resdeep.cam.evaluate import CamBenchmark, benchmark, mean_box_size
+from resdeep.cam.api import find_conv_layer
+from resdeep.cam.evaluate import CamBenchmark
+from resdeep.cam.explain import (
+    BadInput,
+    ExplainedImage,
+    ExplainSettings,
+    benchmark_checkpoint,
+    explain_images,
+)
 from resdeep.cam.localize import DEFAULT_THRESHOLD
-from resdeep.cam.methods import METHODS, upsample_maps
-from resdeep.cam.render import DEFAULT_COLORMAP, get_colormap, save_overlay
+from resdeep.cam.methods import METHODS
+from resdeep.cam.render import DEFAULT_COLORMAP, get_colormap
 from resdeep.checkpoint import CheckpointInfo, load_checkpoint
 from resdeep.console import console
 from resdeep.errors import ResdeepError, UsageError
-from resdeep.experiment import checkpoint_data
-from resdeep.images import image_files, load_image
+from resdeep.io import save_json_atomic
 from resdeep.models import ConvNet
 from resdeep.runs import DEFAULT_RUNS_ROOT, latest_checkpoint
 from resdeep.train.device import resolve_device
-
-
-@dataclass
-class Settings:
-    method: str
-    layer: str | None
-    target_class: int | None
-    ranks: int  # maps per image: the top-k classes, or 1
-    out: Path
-    alpha: float
-    colormap: str
-    save_raw: bool
 
 
 def cam(
@@ -107,7 +95,7 @@ def cam(
 
     failures = 0
     if inputs:
-        settings = Settings(
+        settings = ExplainSettings(
             method=method,
             layer=layer,
             target_class=target_class,
@@ -116,10 +104,22 @@ def cam(
             alpha=alpha,
             colormap=colormap,
             save_raw=save_raw,
+            batch_size=batch_size,
         )
-        failures = _explain_images(model, info, inputs, settings, batch_size)
+        for item in explain_images(model, info, inputs, settings):
+            if isinstance(item, BadInput):
+                sys.stderr.write(f"error: {item.message}\n")
+                failures += 1
+            else:
+                _print_image_table(item, method)
     if evaluate:
-        _evaluate(model, info, method, layer, threshold, batch_size, json_path)
+        result, record = benchmark_checkpoint(
+            model, info, method=method, layer=layer, threshold=threshold, batch_size=batch_size
+        )
+        _print_benchmark(result, info, method)
+        if json_path is not None:
+            save_json_atomic(record, json_path)
+            console.print(f"wrote {json_path}")
     if failures:
         raise ResdeepError(f"{failures} input(s) could not be processed; see the lines above")
 
@@ -169,163 +169,22 @@ def _check_against_model(
         find_conv_layer(model, layer)
 
 
-def _expand(inputs: list[Path]) -> tuple[list[Path], list[str]]:
-    """(image paths in order, error lines for directories without images)."""
-    paths, problems = [], []
-    for item in inputs:
-        if item.is_dir():
-            found = image_files(item)
-            if not found:
-                problems.append(f"{item}: no image files in this directory")
-            paths += found
-        else:
-            paths.append(item)  # a missing or broken file gets its own line when it is read
-    return list(dict.fromkeys(paths)), problems
-
-
-def _output_stems(paths: list[Path]) -> dict[Path, str]:
-    """File stem per path; a stem seen before gets -2, -3, ... so no overlay overwrites another."""
-    seen: dict[str, int] = {}
-    stems = {}
-    for path in paths:
-        seen[path.stem] = seen.get(path.stem, 0) + 1
-        stems[path] = path.stem if seen[path.stem] == 1 else f"{path.stem}-{seen[path.stem]}"
-    return stems
-
-
-def _report_bad(message: str) -> None:
-    sys.stderr.write(f"error: {message}\n")
-
-
-def _explain_images(
-    model: ConvNet,
-    info: CheckpointInfo,
-    inputs: list[Path],
-    settings: Settings,
-    batch_size: int,
-) -> int:
-    """Write overlays for every readable image, a table each; returns the number of failures."""
-    paths, problems = _expand(inputs)
-    for problem in problems:
-        _report_bad(problem)
-    failures = len(problems)
-    stems = _output_stems(paths)
-    settings.out.mkdir(parents=True, exist_ok=True)
-    device = next(model.parameters()).device
-    for start in range(0, len(paths), batch_size):
-        loaded = []
-        for path in paths[start : start + batch_size]:
-            try:
-                tensor, image = load_image(path, info)
-            except ResdeepError as error:
-                _report_bad(str(error))
-                failures += 1
-                continue
-            loaded.append((path, tensor, image))
-        if not loaded:
-            continue
-        x = torch.cat([tensor for _, tensor, _ in loaded]).to(device)  # (B, C, H, W)
-        with torch.no_grad(), evaluation_mode(model):
-            probabilities = model(x).softmax(dim=1)  # (B, classes)
-        ranked = probabilities.argsort(dim=1, descending=True)
-        rows: list[list[list[str]]] = [[] for _ in loaded]
-        for rank in range(settings.ranks):
-            if settings.target_class is not None:
-                targets = torch.full((len(loaded),), settings.target_class, device=device)
-            else:
-                targets = ranked[:, rank]
-            output = class_activation_maps(model, x, settings.method, targets, settings.layer)
-            for index, (path, _, image) in enumerate(loaded):
-                heatmap = upsample_maps(output.maps[index : index + 1], (image.height, image.width))
-                target = int(targets[index])
-                files = _write_map(
-                    stems[path], heatmap[0].cpu().numpy(), image, target, info, settings
-                )
-                predicted = int(ranked[index, 0])
-                rows[index].append(
-                    [
-                        info.classes[predicted],
-                        f"{probabilities[index, predicted].item():.3f}",
-                        info.classes[target],
-                        f"{probabilities[index, target].item():.3f}",
-                        ", ".join(str(f) for f in files),
-                    ]
-                )
-        for (path, _, image), image_rows in zip(loaded, rows, strict=True):
-            _print_image_table(path, image, image_rows, settings.method)
-    return failures
-
-
-def _write_map(
-    stem: str,
-    heatmap: np.ndarray,
-    image: Image.Image,
-    target: int,
-    info: CheckpointInfo,
-    settings: Settings,
-) -> list[Path]:
-    class_name = re.sub(r"[^\w.-]+", "_", info.classes[target])
-    base = settings.out / f"{stem}_{settings.method}_{class_name}"
-    files = [
-        save_overlay(
-            base.with_name(base.name + ".png"), image, heatmap, settings.alpha, settings.colormap
-        )
-    ]
-    if settings.save_raw:
-        raw = base.with_name(base.name + ".npy")
-        np.save(raw, heatmap.astype(np.float32))
-        files.append(raw)
-    return files
-
-
-def _print_image_table(path: Path, image: Image.Image, rows: list[list[str]], method: str) -> None:
-    table = Table(title=f"{path} ({image.width}x{image.height}, {method})", title_justify="left")
+def _print_image_table(item: ExplainedImage, method: str) -> None:
+    table = Table(title=f"{item.path} ({item.width}x{item.height}, {method})", title_justify="left")
     table.add_column("predicted")
     table.add_column("probability", justify="right")
     table.add_column("target")
     table.add_column("target prob.", justify="right")
     table.add_column("written", overflow="fold")
-    for row in rows:
-        table.add_row(*row)
+    for entry in item.maps:
+        table.add_row(
+            entry.predicted,
+            f"{entry.predicted_probability:.3f}",
+            entry.target,
+            f"{entry.target_probability:.3f}",
+            ", ".join(str(f) for f in entry.files),
+        )
     console.print(table)
-
-
-def _evaluate(
-    model: ConvNet,
-    info: CheckpointInfo,
-    method: str,
-    layer: str | None,
-    threshold: float,
-    batch_size: int,
-    json_path: Path | None,
-) -> None:
-    data = checkpoint_data(info)
-    baseline = None if data.train.boxes is None else mean_box_size(data.train.boxes)
-    result = benchmark(
-        model,
-        data.test,
-        mean=info.mean,
-        std=info.std,
-        method=method,
-        layer=layer,
-        threshold=threshold,
-        batch_size=batch_size,
-        baseline_box=baseline,
-        val=data.val,
-    )
-    _print_benchmark(result, info, method)
-    if json_path is not None:
-        record = {
-            "checkpoint": str(info.path),
-            "data": info.data_name,
-            "split": "test",
-            "method": method,
-            "layer": layer,
-            **result.to_dict(),
-        }
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(record, indent=2) + "\n")
-        console.print(f"wrote {json_path}")
 
 
 def _print_benchmark(result: CamBenchmark, info: CheckpointInfo, method: str) -> None:
