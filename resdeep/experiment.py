@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import OmegaConf
 
 from resdeep.errors import ResdeepError
+from resdeep.schema import TrainConfig  # importing it registers the schema with Hydra
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -64,16 +65,16 @@ def data_from_config(cfg: DictConfig) -> DataSplits:
     data = cfg.data
     return build_data(
         data.name,
-        root=data.get("root", "data"),
-        download=bool(data.get("download", False)),
-        val_size=data.get("val_size", 0.1),
-        image_size=data.get("image_size"),
-        classes=list(data.classes) if data.get("classes") is not None else None,
-        seed=int(data.get("seed", cfg.seed)),
-        canvas_size=int(data.get("canvas_size", 32)),
-        num_samples=int(data.get("num_samples", 512)),
-        num_classes=int(data.get("num_classes", 10)),
-        channels=int(data.get("channels", 3)),
+        root=data.root,
+        download=bool(data.download),
+        val_size=data.val_size,
+        image_size=data.image_size,
+        classes=list(data.classes) if data.classes is not None else None,
+        seed=int(cfg.seed),
+        canvas_size=int(data.canvas_size),
+        num_samples=int(data.num_samples),
+        num_classes=int(data.num_classes),
+        channels=int(data.channels),
     )
 
 
@@ -88,10 +89,11 @@ def model_kwargs_from_config(cfg: DictConfig, data: DataSplits) -> dict[str, Any
 
 
 def run_config(info: CheckpointInfo) -> DictConfig:
-    """The resolved config a checkpoint was trained with."""
+    """The resolved config a checkpoint was trained with, on the schema: a key the run's version
+    did not have yet takes its default."""
     if not info.config.get("data"):
         raise ResdeepError(f"{info.path} holds no data config; cannot rebuild its data set")
-    return OmegaConf.create(info.config)
+    return OmegaConf.merge(OmegaConf.structured(TrainConfig), info.config)
 
 
 def checkpoint_data(info: CheckpointInfo) -> DataSplits:

@@ -18,7 +18,7 @@ from resdeep.train.build import build_training
 from resdeep.train.grad_norms import GradNormTracker
 from resdeep.train.optim import lr_multiplier
 from resdeep.train.progress import TrainingProgress
-from tests.conftest import FAST, REPO
+from tests.conftest import FAST, REPO, run_main
 
 METRIC_KEYS = {
     "train_loss",
@@ -113,11 +113,14 @@ def test_multirun_leaves_complete_run_dirs(cli, tmp_path):
         (("trainer.channels_last=maybe",), 2, "trainer.channels_last must be one of"),
     ],
 )
-def test_bad_config_gives_one_clear_line(cli, tmp_path, args, code, needle):
-    result = cli("train", "trainer.device=cpu", *args, f"hydra.run.dir={tmp_path / 'bad'}")
-    assert result.returncode == code, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
+def test_bad_config_gives_one_clear_line(capsys, tmp_path, args, code, needle):
+    # In-process through the real entry point: the Hydra app runs here, its job included.
+    status, _, stderr = run_main(
+        capsys, "train", "trainer.device=cpu", *args, f"hydra.run.dir={tmp_path / 'bad'}"
+    )
+    assert status == code, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from resdeep.errors import ResdeepError, UsageError, first_line
 from resdeep.experiment import CONFIG_DIR, compose_train_config
 from resdeep.runs import check_run_dir, run_dir_of
 from resdeep.train.distributed import World, join_process_group, launched_world
-from resdeep.train.validation import validate
+from resdeep.train.validation import unknown_key_message, validate
 
 
 class PropagatedError(BaseException):
@@ -108,8 +109,27 @@ def agree_on_run_dir(args: list[str], world: World) -> list[str]:
     return [a for a in args if not a.startswith("hydra.run.dir=")] + extra
 
 
+TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
+
+
 def _one_line(error: Exception) -> str:
-    """Hydra's multi-line composition errors, condensed: what is wrong and what is possible."""
+    """Hydra's multi-line composition errors, condensed: what is wrong and what is possible.
+
+    An unknown key gets the nearest known keys, never Hydra's advice to append it with `+`
+    (which would train with the typo ignored).
+    """
+    unknown = re.search(r"Could not override '([\w.]+)'", str(error))
+    if unknown and "not in" in f"{error} {error.__cause__}":
+        return unknown_key_message(unknown.group(1))
+    wrong_type = re.search(
+        r"override ([\w.]+)=.*?Value '(.*)' of type '\w+' could not be converted to (\w+)",
+        f"{error} {error.__cause__}",
+        re.DOTALL,
+    )
+    if wrong_type:
+        key, value, kind = wrong_type.groups()
+        wanted = TYPE_WORDS.get(kind, f"of type {kind}")
+        return f"{key} must be {wanted}, got {value!r}"
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     kept = []
     for line in lines:
@@ -145,7 +165,7 @@ def check_overrides(args: list[str]) -> None:
     except (HydraException, OmegaConfBaseException) as error:
         raise UsageError(_one_line(error)) from error
     validate(cfg)
-    check_run_dir(run_dir, resuming=cfg.trainer.get("resume") is not None)
+    check_run_dir(run_dir, resuming=cfg.trainer.resume is not None)
 
 
 def launch(args: list[str]) -> None:

@@ -112,7 +112,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 def plan_steps(trainer: DictConfig, steps_per_epoch: int) -> tuple[int, int]:
     """(epochs, total steps) from `trainer.epochs` and/or `trainer.max_steps`."""
-    epochs, max_steps = trainer.get("epochs"), trainer.get("max_steps")
+    epochs, max_steps = trainer.epochs, trainer.max_steps
     if epochs is None and max_steps is None:
         raise UsageError("set trainer.epochs or trainer.max_steps")
     if epochs is not None and int(epochs) < 1:
@@ -135,7 +135,7 @@ def per_device_batch(cfg: DictConfig, world: World) -> int:
     batch_size = int(cfg.data.batch_size)
     if batch_size < 1:
         raise UsageError(f"data.batch_size must be at least 1, got {batch_size}")
-    if not bool(cfg.trainer.get("global_batch", True)) or world.world_size == 1:
+    if not bool(cfg.trainer.global_batch) or world.world_size == 1:
         return batch_size
     if batch_size % world.world_size:
         raise UsageError(
@@ -200,7 +200,7 @@ def build_loaders(
         std=data.std,
         device=device,
         shuffle=True,
-        augment=bool(cfg.data.get("augment", True)),
+        augment=bool(cfg.data.augment),
         pad_crop=data.pad_crop,
         flip=data.flip,
         drop_last=True,
@@ -209,7 +209,7 @@ def build_loaders(
         rank=world.rank,
         world_size=world.world_size,
     )
-    eval_batch = int(cfg.trainer.get("eval_batch_size", 512))
+    eval_batch = int(cfg.trainer.eval_batch_size)
     val_loader, test_loader = (
         DeviceLoader(
             split,
@@ -233,10 +233,10 @@ def build_optimization(
         model.parameters(),
         optim_cfg.name,
         lr=float(optim_cfg.lr),
-        weight_decay=float(optim_cfg.get("weight_decay", 0.0)),
-        momentum=float(optim_cfg.get("momentum", 0.9)),
-        nesterov=bool(optim_cfg.get("nesterov", False)),
-        betas=tuple(optim_cfg.get("betas", (0.9, 0.999))),
+        weight_decay=float(optim_cfg.weight_decay),
+        momentum=float(optim_cfg.momentum),
+        nesterov=bool(optim_cfg.nesterov),
+        betas=tuple(optim_cfg.betas),
         fused=device.type == "cuda",
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -245,12 +245,12 @@ def build_optimization(
             schedule.name,
             total_steps=total_steps,
             base_lr=float(optim_cfg.lr),
-            milestones=tuple(schedule.get("milestones", (0.5, 0.75))),
-            gamma=float(schedule.get("gamma", 0.1)),
-            min_lr=float(schedule.get("min_lr", 0.0)),
-            warmup_steps=int(schedule.get("warmup_steps", 0)),
-            warmup_lr=schedule.get("warmup_lr"),
-            warmup=str(schedule.get("warmup", "constant")),
+            milestones=tuple(schedule.milestones),
+            gamma=float(schedule.gamma),
+            min_lr=float(schedule.min_lr),
+            warmup_steps=int(schedule.warmup_steps),
+            warmup_lr=schedule.warmup_lr,
+            warmup=str(schedule.warmup),
         ),
     )
     return optimizer, scheduler
@@ -285,14 +285,14 @@ def wrap_for_training(
     """The module the steps run: SyncBatchNorm, DDP and torch.compile as configured. The bare
     model stays the one whose state is saved."""
     train_model = model
-    if trainer.get("sync_bn", False) and world.distributed:
+    if trainer.sync_bn and world.distributed:
         if device.type != "cuda":
             raise UsageError("trainer.sync_bn needs CUDA devices (SyncBatchNorm is GPU-only)")
         train_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if world.distributed:
         device_ids = [device.index] if device.type == "cuda" else None
         train_model = DistributedDataParallel(train_model, device_ids=device_ids)
-    if trainer.get("compile", False):
+    if trainer.compile:
         train_model = torch.compile(train_model)
     return train_model
 
@@ -303,10 +303,10 @@ def build_training(
     """Every object of one run, from its config (and the checkpoint it resumes, if any)."""
     world = world or World()
     trainer = cfg.trainer
-    seed_everything(int(cfg.seed), bool(trainer.get("deterministic", False)))
+    seed_everything(int(cfg.seed), bool(trainer.deterministic))
     device = device_for(str(trainer.device), world)
     precision = resolve_precision(trainer.precision, device)
-    channels_last = use_channels_last(trainer.get("channels_last", "auto"), device)
+    channels_last = use_channels_last(trainer.channels_last, device)
     data = data_from_config(cfg)
     model, kwargs = build_network(cfg, data, device, channels_last)
     train_loader, val_loader, test_loader = build_loaders(cfg, data, device, world, channels_last)
@@ -349,9 +349,9 @@ def build_training(
             epochs=epochs,
             total_steps=total_steps,
             log_every=int(trainer.log_every),
-            dense_first_epoch=bool(trainer.get("dense_first_epoch", False)),
-            progress=str(trainer.get("progress", "auto")),
-            on_nan=str(trainer.get("on_nan", "stop")),
+            dense_first_epoch=bool(trainer.dense_first_epoch),
+            progress=str(trainer.progress),
+            on_nan=str(trainer.on_nan),
         ),
         state=LoopState(),
         run_dir=run_dir,

@@ -37,7 +37,7 @@ def resume_target(trainer: DictConfig, run_dir: Path) -> Path | None:
     `trainer.resume=auto` (and a SLURM requeue of a job that already checkpointed) continues
     this run dir when it holds a checkpoint; otherwise a run dir is never overwritten.
     """
-    resume = trainer.get("resume")
+    resume = trainer.resume
     existing = run_dir / "checkpoints" / "last.pt"
     if resume == "auto" or (resume is None and slurm_requeued()):
         return existing if existing.exists() else None
@@ -50,7 +50,7 @@ def resume_target(trainer: DictConfig, run_dir: Path) -> Path | None:
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train one configuration into `run_dir`; returns the final metrics."""
     validate(cfg)
-    devices = int(cfg.trainer.get("devices", 1))
+    devices = int(cfg.trainer.devices)
     if devices < 1:
         raise UsageError(f"trainer.devices must be at least 1, got {devices}")
     world = distributed.launched_world()
@@ -62,7 +62,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             )
         # Fail fast on what the workers would refuse, before paying for their start-up.
         per_device_batch(cfg, World(world_size=devices))
-        if cfg.trainer.get("sync_bn", False) and device_type != "cuda":
+        if cfg.trainer.sync_bn and device_type != "cuda":
             raise UsageError("trainer.sync_bn needs CUDA devices (SyncBatchNorm is GPU-only)")
         container = OmegaConf.to_container(cfg, resolve=True)
         distributed.spawn(_train_in_worker, (container, str(run_dir)), devices, device_type)
@@ -101,9 +101,7 @@ def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
     if world.is_main:
         # Claimed before the run writes anything of its own: a second run started into this
         # directory stops here, leaving no config or events of its own behind.
-        claim_run_dir(
-            run_dir, resuming=checkpoint is not None or cfg.trainer.get("resume") == "auto"
-        )
+        claim_run_dir(run_dir, resuming=checkpoint is not None or cfg.trainer.resume == "auto")
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     training = build_training(cfg, run_dir, world, checkpoint)
     loop, model = training.loop, training.model

@@ -1,47 +1,52 @@
-"""Config checks that need no torch: run before Hydra starts a job, and again in the job."""
+"""Config checks beyond types (the schema's, resdeep/schema.py): allowed values, ranges and
+combinations; torch-free, run before Hydra starts a job and again in the job."""
 
 from __future__ import annotations
 
+import difflib
 import os
 
 from omegaconf import DictConfig, OmegaConf
 
 from resdeep.errors import UsageError
+from resdeep.schema import TrainConfig, choices_by_key
 
-# Keys whose type a typo would break deep inside training; checked up front instead.
-INTEGER_KEYS = (
-    "seed",
-    "model.depth",
-    "data.batch_size",
-    "trainer.log_every",
-    "trainer.eval_batch_size",
-    "trainer.devices",
-    "trainer.epochs",
-    "trainer.max_steps",
-)
-NUMBER_KEYS = ("model.dropout", "optim.lr", "optim.weight_decay")
-CHOICES = {
-    "trainer.on_nan": ("stop", "skip"),
-    "trainer.progress": ("auto", "bar", "lines"),
-    "trainer.channels_last": ("auto", True, False),
-}
+CHOICES = choices_by_key()
+
+
+def schema_keys() -> list[str]:
+    """Every dotted key of the schema, e.g. "model.depth"."""
+    schema = OmegaConf.to_container(OmegaConf.structured(TrainConfig))
+    return list(_dotted(schema))
+
+
+def _dotted(node: dict, prefix: str = ""):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _dotted(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def unknown_key_message(key: str) -> str:
+    """ "unknown key model.dept; did you mean model.depth?" (the nearest schema keys)."""
+    near = difflib.get_close_matches(key, schema_keys(), n=2, cutoff=0.6)
+    if not near:
+        # "depth=56": the right leaf under another group.
+        leaf = key.rsplit(".", 1)[-1]
+        near = [k for k in schema_keys() if k.rsplit(".", 1)[-1] == leaf][:2]
+    hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    return f"unknown config key {key}{hint} (`resdeep train --cfg job` lists every key)"
 
 
 def validate(cfg: DictConfig) -> None:
-    """One clear line for a value of the wrong type or out of range."""
-    for key in INTEGER_KEYS + NUMBER_KEYS:
-        value = OmegaConf.select(cfg, key)
-        if value is None and key in ("trainer.epochs", "trainer.max_steps"):
-            continue
-        kind = int if key in INTEGER_KEYS else float
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or (kind is int and not float(value).is_integer())
-        ):
-            raise UsageError(
-                f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
-            )
+    """One clear line for a key the schema does not know (added with `+`), a value out of its
+    choices, or out of range. Types are the schema's: Hydra checks them while composing."""
+    known = set(schema_keys())
+    schema_only = {k: v for k, v in OmegaConf.to_container(cfg).items() if k != "hydra"}
+    for key in _dotted(schema_only):
+        if key not in known and not any(key.startswith(k + ".") for k in known):
+            raise UsageError(unknown_key_message(key))
     for key, choices in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         # `is`/type-exact match: 1 == True in Python, and "true" is not a boolean.

@@ -53,7 +53,7 @@ def ood_images(
 
 def _heldout(info: CheckpointInfo, split: str) -> Split:
     cfg = run_config(info)
-    kept = cfg.data.get("classes")
+    kept = cfg.data.classes
     if kept is None:
         raise UsageError(
             f"--ood-data heldout needs a run trained on a subset of classes, but {info.run_dir} "
