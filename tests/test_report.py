@@ -273,12 +273,14 @@ def test_a_difference_is_called_only_when_it_exceeds_the_seed_spread():
     lines = findings(summarize(seeded_sweep()))
     assert (
         "plain-56 vs plain-20: deeper is worse; training error 60.0 ± 2.0 % vs 1.5 ± 0.5 %, "
-        "training loss 2.40 ± 0.08 vs 0.0600 ± 0.02 (40×); mean ± std over 3 seeds." in lines
+        "training loss 2.40 ± 0.08 vs 0.0600 ± 0.02 (40×); test accuracy 90.0 ± 0.0 % vs "
+        "90.0 ± 0.0 %; mean ± std over 3 seeds." in lines
     )
     # resnet-56's mean error is higher (0.73 vs 0.50 %), but inside the seeds' spread.
     assert (
         "resnet-56 vs resnet-20: no clear difference; training error 0.7 ± 0.4 % vs 0.5 ± 0.2 %, "
-        "training loss 0.0293 ± 0.017 vs 0.0200 ± 0.008 (1.5×); mean ± std over 3 seeds." in lines
+        "training loss 0.0293 ± 0.017 vs 0.0200 ± 0.008 (1.5×); test accuracy 90.0 ± 0.0 % vs "
+        "90.0 ± 0.0 %; mean ± std over 3 seeds." in lines
     )
     assert any(
         line.startswith("At depth 56, plain-56 vs resnet-56: plain is worse;") for line in lines
@@ -315,7 +317,7 @@ def test_single_seed_comparisons_are_labelled_as_such():
     lines = findings(summarize(runs))
     assert (
         "plain-56 vs plain-20: deeper is worse; training error 60.0 % vs 1.0 %, training loss "
-        "2.40 vs 0.0400 (60×); single seed: no spread." in lines
+        "2.40 vs 0.0400 (60×); test accuracy 90.0 % vs 90.0 %; single seed: no spread." in lines
     )
     groups = group_runs(summarize(runs))
     assert [c.single_seed for c in comparisons(groups)] == [True]
@@ -361,7 +363,8 @@ def test_findings_compare_depths_and_architectures_with_the_numbers():
     lines = findings(summarize(depth_sweep()))
     assert (
         "plain-56 vs plain-20: no clear difference; training error 50.0 % vs 50.0 %, "
-        "training loss 2.00 vs 0.500 (4×); single seed: no spread." in lines
+        "training loss 2.00 vs 0.500 (4×); test accuracy 90.0 % vs 90.0 %; single seed: no spread."
+        in lines
     )
     assert any(line.startswith("At depth 56, plain-56 vs resnet-56:") for line in lines)
     assert any("plain-56 400× at step 1, 400× at step 50" in line for line in lines)

@@ -356,33 +356,34 @@ def _numbers(a: RunGroup, b: RunGroup) -> str:
 
 def _depth_findings(groups: list[RunGroup]) -> list[str]:
     """Per architecture and deeper depth: its final training error against the shallowest's."""
-    lines = []
-    for deeper, shallowest in _depth_pairs(groups):
-        comparison = _comparison("depth", deeper, shallowest)
-        lines.append(
-            f"{deeper.name} vs {shallowest.name}: {_verdict_text('depth', comparison)}; "
-            f"{_numbers(deeper, shallowest)}; "
-            f"{seeds_note(deeper.train_error, shallowest.train_error)}."
-        )
-    return lines
+    return [
+        _comparison_sentence("depth", deeper, shallowest, "")
+        for deeper, shallowest in _depth_pairs(groups)
+    ]
 
 
 def _architecture_findings(groups: list[RunGroup]) -> list[str]:
-    """At each depth with a plain and a residual group: training error, loss and test accuracy."""
-    lines = []
-    for plain, residual in _architecture_pairs(groups):
-        comparison = _comparison("architecture", plain, residual)
-        line = (
-            f"at depth {plain.depth}, {plain.name} vs {residual.name}: "
-            f"{_verdict_text('architecture', comparison)}; {_numbers(plain, residual)}"
+    """At each depth with a plain and a residual group: the plain one against the residual."""
+    return [
+        _comparison_sentence("architecture", plain, residual, f"at depth {plain.depth}, ")
+        for plain, residual in _architecture_pairs(groups)
+    ]
+
+
+def _comparison_sentence(kind: str, subject: RunGroup, reference: RunGroup, opening: str) -> str:
+    """ "plain-56 vs plain-20: deeper is worse; training error ..., training loss ...; test
+    accuracy ...; mean ± std over 3 seeds." """
+    comparison = _comparison(kind, subject, reference)
+    line = (
+        f"{opening}{subject.name} vs {reference.name}: {_verdict_text(kind, comparison)}; "
+        f"{_numbers(subject, reference)}"
+    )
+    if subject.test_acc.n and reference.test_acc.n:
+        line += (
+            f"; test accuracy {format_spread(subject.test_acc, percent=True)} vs "
+            f"{format_spread(reference.test_acc, percent=True)}"
         )
-        if plain.test_acc.n and residual.test_acc.n:
-            line += (
-                f"; test accuracy {format_spread(plain.test_acc, percent=True)} vs "
-                f"{format_spread(residual.test_acc, percent=True)}"
-            )
-        lines.append(line + f"; {seeds_note(plain.train_error, residual.train_error)}.")
-    return lines
+    return line + f"; {seeds_note(subject.train_error, reference.train_error)}."
 
 
 def _gradient_findings(groups: list[RunGroup]) -> list[str]:
