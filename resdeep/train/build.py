@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from resdeep.data import DataSplits, DeviceLoader
 from resdeep.errors import UsageError
 from resdeep.experiment import data_from_config, model_kwargs_from_config
 from resdeep.models import ConvNet, ModelConfigError, build_model, count_parameters, weight_layers
+from resdeep.train.description import RunDescription
 from resdeep.train.device import resolve_device, resolve_precision
 from resdeep.train.distributed import World
 from resdeep.train.loop import LoopSettings, LoopState, TrainingLoop
@@ -31,59 +32,6 @@ from resdeep.train.optim import build_optimizer, lr_multiplier
 from resdeep.train.tensorboard import TensorBoardLogger
 
 log = logging.getLogger("resdeep.train")
-
-
-@dataclass(frozen=True)
-class RunDescription:
-    """Everything that describes one run, once: metrics.json shows `summary()`, each
-    checkpoint carries `checkpoint_fields()`, TensorBoard's HParams tab shows `hparams()`."""
-
-    arch: str
-    depth: int
-    data: str
-    init: str
-    norm: str
-    params: int
-    device: str
-    precision: str
-    world_size: int
-    per_device_batch: int
-    optim: str
-    lr: float
-    batch_size: int
-    seed: int
-    epochs: int
-    config: dict[str, Any]
-    model_kwargs: dict[str, Any]
-    classes: list[str]
-    mean: list[float]
-    std: list[float]
-    input_shape: list[int]
-
-    SUMMARY_KEYS = (
-        "arch", "depth", "data", "init", "norm", "params", "device", "precision", "world_size",
-        "per_device_batch",
-    )  # fmt: skip
-
-    def summary(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in self.SUMMARY_KEYS}
-
-    def hparams(self) -> dict[str, Any]:
-        extra = ("optim", "lr", "batch_size", "seed", "epochs")
-        return {**self.summary(), **{key: getattr(self, key) for key in extra}}
-
-    def checkpoint_fields(self) -> dict[str, Any]:
-        """What a tool needs besides the weights (resdeep.checkpoint.CheckpointInfo)."""
-        return {
-            "config": self.config,
-            "model_kwargs": self.model_kwargs,
-            "classes": self.classes,
-            "normalization": {"mean": self.mean, "std": self.std},
-            "input_shape": self.input_shape,
-        }
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,14 +21,12 @@ from torch import nn
 
 from resdeep.checkpoint import save_checkpoint
 from resdeep.io import save_json_atomic
+from resdeep.train.description import RunDescription
 from resdeep.train.distributed import World
 from resdeep.train.grad_norms import GradNormTracker
 from resdeep.train.interrupts import StopRequest
 from resdeep.train.progress import TrainingProgress
 from resdeep.train.tensorboard import TensorBoardLogger
-
-if TYPE_CHECKING:
-    from resdeep.train.build import RunDescription
 
 log = logging.getLogger("resdeep.train")
 
