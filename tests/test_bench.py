@@ -9,6 +9,7 @@ import math
 import torch
 
 from resdeep.bench import REQUIRED_NAMES
+from tests.conftest import run_main
 
 
 def test_quick_bench_writes_every_required_benchmark_as_json(cli, tmp_path):
@@ -45,6 +46,6 @@ def test_quick_bench_writes_every_required_benchmark_as_json(cli, tmp_path):
         assert by_name[name]["value"] > 0
 
 
-def test_bench_rejects_a_bad_repeat_count(cli):
-    result = cli("bench", "--quick", "--repeats", "0")
-    assert result.returncode == 2 and "--repeats" in result.stderr
+def test_bench_rejects_a_bad_repeat_count(capsys):
+    status, _, stderr = run_main(capsys, "bench", "--quick", "--repeats", "0")
+    assert status == 2 and "--repeats" in stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import FAST
+from tests.conftest import FAST, run_main
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 
@@ -43,22 +43,28 @@ def test_two_spawned_ranks_share_one_run_dir_and_stay_in_sync(cli, tmp_path):
     assert saved["step"] == 30
 
 
-def test_uneven_batch_split_is_a_usage_error(cli, tmp_path):
-    result = cli(
-        "train", *FAST, "data.batch_size=65", "trainer.devices=2", f"hydra.run.dir={tmp_path / 'x'}"
+def test_uneven_batch_split_is_a_usage_error(capsys, tmp_path):
+    status, _, stderr = run_main(
+        capsys,
+        "train",
+        *FAST,
+        "data.batch_size=65",
+        "trainer.devices=2",
+        f"hydra.run.dir={tmp_path / 'x'}",
     )
-    assert result.returncode == 2 and "split evenly" in result.stderr
+    assert status == 2 and "split evenly" in stderr
 
 
-def test_sync_bn_on_cpu_is_refused(cli, tmp_path):
-    result = cli(
+def test_sync_bn_on_cpu_is_refused(capsys, tmp_path):
+    status, _, stderr = run_main(
+        capsys,
         "train",
         *FAST,
         "trainer.devices=2",
         "trainer.sync_bn=true",
         f"hydra.run.dir={tmp_path / 'x'}",
     )
-    assert result.returncode == 2 and "CUDA" in result.stderr
+    assert status == 2 and "CUDA" in stderr
 
 
 def test_torchrun_leaves_exactly_one_run_dir(tmp_path):
@@ -111,8 +117,9 @@ def test_hydra_launchers_run_sweeps(cli, tmp_path, launcher):
         assert (run_dir / "checkpoints" / "best.pt").is_file()
 
 
-def test_slurm_preset_composes_with_one_task_per_device(cli):
-    result = cli(
+def test_slurm_preset_composes_with_one_task_per_device(capsys):
+    status, text, stderr = run_main(
+        capsys,
         "train",
         "hydra/launcher=slurm_gpu",
         "trainer.devices=4",
@@ -121,8 +128,7 @@ def test_slurm_preset_composes_with_one_task_per_device(cli):
         "all",
         "--resolve",
     )
-    assert result.returncode == 0, result.stderr
-    text = result.stdout
+    assert status == 0, stderr
     assert "tasks_per_node: 4" in text and "gpus_per_node: 4" in text and "partition: gpu" in text
     assert "SlurmLauncher" in text
 

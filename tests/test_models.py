@@ -14,6 +14,7 @@ from resdeep.models import (
     depth_layers,
     weight_layers,
 )
+from tests.conftest import run_main
 
 PAPER_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 200: 3_186_202}
 
@@ -170,8 +171,9 @@ def test_bad_options_raise_clear_errors():
             build_model(**kwargs)
 
 
-def test_models_command_json_and_error(cli):
-    result = cli(
+def test_models_command_json_and_error(capsys):
+    status, stdout, stderr = run_main(
+        capsys,
         "models",
         "--arch",
         "plain",
@@ -180,14 +182,14 @@ def test_models_command_json_and_error(cli):
         *sum((["--depth", str(d)] for d in PAPER_PARAMS), []),
         "--json",
     )
-    assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
+    assert status == 0, stderr
+    rows = json.loads(stdout)
     assert {(r["arch"], r["depth"]): r["params"] for r in rows} == {
         (a, d): p for a in ("plain", "resnet") for d, p in PAPER_PARAMS.items()
     }
     assert all(r["weight_layers"] == r["depth"] for r in rows)
     assert set(rows[0]) == {"arch", "block", "depth", "weight_layers", "params", "macs"}
-    bad = cli("models", "--depth", "21")
-    assert bad.returncode == 2
-    assert "20" in bad.stderr and "26" in bad.stderr and "Traceback" not in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1
+    status, _, stderr = run_main(capsys, "models", "--depth", "21")
+    assert status == 2
+    assert "20" in stderr and "26" in stderr and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1

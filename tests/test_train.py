@@ -256,13 +256,13 @@ def test_he2016_experiment_reproduces_the_paper_recipe(depth, warmup):
     assert cfg.schedule.warmup_steps == warmup and cfg.schedule.warmup_lr == 0.01
 
 
-def test_hydra_flags_pass_through(cli, tmp_path):
-    job = cli("train", "model=plain", "model.depth=56", "--cfg", "job")
-    assert job.returncode == 0 and "arch: plain" in job.stdout and "depth: 56" in job.stdout
-    helped = cli("train", "--help")
-    assert helped.returncode == 0
+def test_hydra_flags_pass_through(capsys):
+    status, stdout, _ = run_main(capsys, "train", "model=plain", "model.depth=56", "--cfg", "job")
+    assert status == 0 and "arch: plain" in stdout and "depth: 56" in stdout
+    status, stdout, _ = run_main(capsys, "train", "--help")
+    assert status == 0
     for group in ("model", "data", "optim", "schedule", "trainer", "experiment"):
-        assert f"{group}:" in helped.stdout
+        assert f"{group}:" in stdout
 
 
 def test_configs_found_from_any_directory(cli, tmp_path):
@@ -272,14 +272,16 @@ def test_configs_found_from_any_directory(cli, tmp_path):
     assert len(run_dirs) == 1 and "resnet8_digits" in run_dirs[0].name
 
 
-def test_user_config_dir_adds_an_experiment(cli, tmp_path):
+def test_user_config_dir_adds_an_experiment(capsys, tmp_path):
     (tmp_path / "experiment").mkdir()
     (tmp_path / "experiment" / "mine.yaml").write_text(
         "# @package _global_\nmodel:\n  depth: 14\ntrainer:\n  epochs: 3\n"
     )
-    result = cli("train", "--config-dir", str(tmp_path), "experiment=mine", "--cfg", "job")
-    assert result.returncode == 0, result.stderr
-    assert "depth: 14" in result.stdout and "epochs: 3" in result.stdout
+    status, stdout, stderr = run_main(
+        capsys, "train", "--config-dir", str(tmp_path), "experiment=mine", "--cfg", "job"
+    )
+    assert status == 0, stderr
+    assert "depth: 14" in stdout and "epochs: 3" in stdout
 
 
 def test_wheel_ships_the_configs(tmp_path):
