@@ -55,6 +55,15 @@ def _one_clear_line(result) -> str:
     return lines[0]
 
 
+def _refusal(capsys, *args: str) -> tuple[int, str]:
+    """(exit status, the one error line) of the real entry point run in this process."""
+    status, _, stderr = run_main(capsys, *args)
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return status, lines[0]
+
+
 # ---- configuration ----------------------------------------------------------------------
 
 
@@ -218,16 +227,19 @@ def malicious_checkpoint(tmp_path):
     return path, marker
 
 
-def test_malicious_checkpoint_is_refused_by_resume(cli, tmp_path, malicious_checkpoint):
+def test_malicious_checkpoint_is_refused_by_resume(capsys, tmp_path, malicious_checkpoint):
+    # In this very process: had the payload run, the marker would exist.
     path, marker = malicious_checkpoint
-    result = cli("train", *FAST, f"trainer.resume={path}", f"hydra.run.dir={tmp_path / 'r'}")
-    assert result.returncode != 0 and "refusing" in _one_clear_line(result)
+    status, line = _refusal(
+        capsys, "train", *FAST, f"trainer.resume={path}", f"hydra.run.dir={tmp_path / 'r'}"
+    )
+    assert status != 0 and "refusing" in line
     assert not marker.exists()
 
 
 @pytest.mark.parametrize("command", [("cam", "IMAGE"), ("uncertainty",)])
 def test_malicious_checkpoint_is_refused_by_analysis_tools(
-    cli, tmp_path, malicious_checkpoint, command
+    capsys, tmp_path, malicious_checkpoint, command
 ):
     from PIL import Image
 
@@ -235,26 +247,28 @@ def test_malicious_checkpoint_is_refused_by_analysis_tools(
     image = tmp_path / "digit.png"
     Image.new("L", (8, 8), 128).save(image)
     args = [str(image) if a == "IMAGE" else a for a in command]
-    result = cli(*args, "--checkpoint", str(path))
-    assert result.returncode != 0 and "refusing" in result.stderr
-    assert "Traceback" not in result.stderr
+    status, line = _refusal(capsys, *args, "--checkpoint", str(path))
+    assert status != 0 and "refusing" in line
     assert not marker.exists()
 
 
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated", b"not a checkpoint at all"])
-def test_broken_checkpoints_give_one_line(cli, tmp_path, content):
+def test_broken_checkpoints_give_one_line(capsys, tmp_path, content):
     path = tmp_path / "broken.pt"
     path.write_bytes(content)
-    result = cli("train", *FAST, f"trainer.resume={path}", f"hydra.run.dir={tmp_path / 'r'}")
-    assert result.returncode == 1
-    _one_clear_line(result)
+    status, line = _refusal(
+        capsys, "train", *FAST, f"trainer.resume={path}", f"hydra.run.dir={tmp_path / 'r'}"
+    )
+    assert status == 1 and str(path) in line
 
 
-def test_non_resdeep_checkpoint_is_refused(cli, tmp_path):
+def test_non_resdeep_checkpoint_is_refused(capsys, tmp_path):
     path = tmp_path / "foreign.pt"
     torch.save({"state_dict": {"w": torch.ones(2)}}, path)
-    result = cli("train", *FAST, f"trainer.resume={path}", f"hydra.run.dir={tmp_path / 'r'}")
-    assert result.returncode == 1 and "not a resdeep checkpoint" in _one_clear_line(result)
+    status, line = _refusal(
+        capsys, "train", *FAST, f"trainer.resume={path}", f"hydra.run.dir={tmp_path / 'r'}"
+    )
+    assert status == 1 and "not a resdeep checkpoint" in line
 
 
 def test_checkpoint_of_another_input_shape_is_refused_on_resume(cli, tmp_path, train_run):
