@@ -17,8 +17,8 @@ from resdeep.experiment import compose_train_config
 from resdeep.models import build_model, weight_layers
 from resdeep.report import build_report, default_out_dir, findings, group_runs, summarize
 from resdeep.report import figures as draw
-from resdeep.report.analysis import comparisons
 from resdeep.report.document import report_json, table_rows
+from resdeep.report.findings import comparisons
 from resdeep.report.reading import GradNorms, RunData, StepCurve, read_run
 from resdeep.report.spread import Spread, compare
 from resdeep.train.optim import lr_multiplier

@@ -10,15 +10,9 @@ from pathlib import Path
 
 from resdeep.io import save_json_atomic
 from resdeep.report import figures as draw
-from resdeep.report.analysis import (
-    RunGroup,
-    RunSummary,
-    comparisons,
-    findings,
-    group_runs,
-    summarize,
-)
+from resdeep.report.analysis import RunGroup, RunSummary, group_runs, summarize
 from resdeep.report.document import FigureFile, html_page, markdown, report_json
+from resdeep.report.findings import comparisons, findings
 from resdeep.report.reading import holds_run, read_runs
 
 TITLE = "Plain vs residual networks: depth and gradient flow"

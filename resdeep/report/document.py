@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resdeep.report.analysis import Comparison, RunGroup, RunSummary, grad_ratio
+from resdeep.report.analysis import RunGroup, RunSummary, grad_ratio
+from resdeep.report.findings import Comparison
 from resdeep.report.spread import format_spread
 
 TABLE_HEADERS = (

@@ -1,0 +1,356 @@
+"""The report's findings: one-line sentences computed from the runs' own numbers, so the same
+code describes a digits sweep where plain-56 fails to train and a CIFAR sweep where it merely
+trails.
+
+Every comparison is between settings, on the mean over their seeds, and only says "worse" or
+"better" when the difference exceeds the seed spread (resdeep.report.spread); otherwise "no
+clear difference". Gradient numbers are ranges over the seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any
+
+import numpy as np
+
+from resdeep.report.analysis import (
+    VANISHED,
+    RunGroup,
+    RunSummary,
+    grad_ratio,
+    group_runs,
+    vanished_layers,
+)
+from resdeep.report.spread import Spread, compare, format_spread, single_seed
+
+
+def seeds_note(*spreads: Spread) -> str:
+    """ "mean ± std over 3 seeds", or "single seed: no spread", for what a comparison rests on."""
+    if single_seed(*spreads):
+        return "single seed: no spread"
+    counts = sorted({spread.n for spread in spreads})
+    text = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"mean ± std over {text} seeds"
+
+
+VERDICT_WORDS = {
+    "depth": {"higher": "deeper is worse", "lower": "deeper is better"},
+    "architecture": {"higher": "plain is worse", "lower": "plain is better"},
+}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison of two groups on training error, as report.json records it."""
+
+    kind: str  # "depth" (deeper vs shallowest of one arch) or "architecture" (plain vs residual)
+    subject: str
+    reference: str
+    verdict: str | None  # higher | lower | unclear: subject's training error vs reference's
+    single_seed: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def comparisons(groups: Sequence[RunGroup]) -> list[Comparison]:
+    """Every depth and architecture comparison the findings state, with its verdict."""
+    found = []
+    for _, members in _by_setting(groups):
+        for deeper, shallowest in _depth_pairs(members):
+            found.append(_comparison("depth", deeper, shallowest))
+        for plain, residual in _architecture_pairs(members):
+            found.append(_comparison("architecture", plain, residual))
+    return found
+
+
+def findings(summaries: Sequence[RunSummary]) -> list[str]:
+    """One-line findings, each computed from the runs' numbers (means over seeds)."""
+    groups = group_runs(summaries)
+    lines = _status_findings(summaries, groups)
+    for setting, members in _by_setting(groups):
+        prefix = _setting_prefix(setting, groups)
+        lines += [prefix + line for line in _depth_findings(members)]
+        lines += [prefix + line for line in _architecture_findings(members)]
+        lines += [prefix + line for line in _gradient_findings(members)]
+    return [_capitalize(line) for line in lines]
+
+
+def _by_setting(groups: Sequence[RunGroup]) -> list[tuple[tuple[str, str, str], list[RunGroup]]]:
+    ordered = sorted(groups, key=lambda g: g.setting)
+    return [(key, list(members)) for key, members in groupby(ordered, key=lambda g: g.setting)]
+
+
+def _setting_prefix(setting: tuple[str, str, str], everything: Sequence[RunGroup]) -> str:
+    """ "digits, xavier init, without batch norm: " when the report mixes such settings."""
+    data, init, norm = setting
+    parts = []
+    if len({g.data for g in everything}) > 1:
+        parts.append(data)
+    if len({g.init for g in everything}) > 1:
+        parts.append(f"{init} init")
+    if len({g.norm for g in everything}) > 1:
+        parts.append("with batch norm" if norm == "batch" else "without batch norm")
+    return (", ".join(parts) + ": ") if parts else ""
+
+
+def _status_findings(summaries: Sequence[RunSummary], groups: Sequence[RunGroup]) -> list[str]:
+    """Diverged runs, runs that skipped steps, and runs still going: one line per setting."""
+    lines = []
+    for group in groups:
+        runs = group.runs
+        diverged = [run for run in runs if run.status == "diverged"]
+        if diverged:
+            lines.append(
+                f"{group.label} diverged (its loss became non-finite){_in_seeds(diverged, runs)} "
+                f"after {_span_text(run.epochs for run in diverged)} finished epochs."
+            )
+        skipping = [run for run in runs if run.skipped_steps]
+        if skipping:
+            untrained = all(run.final_train_loss is None for run in skipping)
+            lines.append(
+                f"{group.label} had a non-finite loss at "
+                f"{_span_text(run.skipped_steps for run in skipping)} of "
+                f"{_span_text(run.skipped_steps + run.run.steps for run in skipping)} steps"
+                f"{_in_seeds(skipping, runs)} and skipped them"
+                + (": it did not train." if untrained else ".")
+            )
+    running = [
+        s.run_label if len(g.runs) > 1 else s.label
+        for g in groups
+        for s in g.runs
+        if s.status in ("running", "interrupted")
+    ]
+    if running:
+        lines.append(
+            f"{len(running)} of {len(summaries)} runs have not finished "
+            f"({', '.join(running)}); their numbers are from what they logged so far."
+        )
+    return lines
+
+
+def _in_seeds(subset: Sequence[RunSummary], runs: Sequence[RunSummary] | None = None) -> str:
+    """ " in 2 of 3 seeds" for a setting with several seeds; nothing for a single run."""
+    runs = subset if runs is None else runs
+    return f" in {len(subset)} of {len(runs)} seeds" if len(runs) > 1 else ""
+
+
+def _span_text(values: Iterable[int]) -> str:
+    ordered = sorted(set(values))
+    return str(ordered[0]) if len(ordered) == 1 else f"{ordered[0]} to {ordered[-1]}"
+
+
+def _depth_pairs(groups: list[RunGroup]) -> list[tuple[RunGroup, RunGroup]]:
+    """(deeper, shallowest) of each architecture, for every deeper depth with a training error."""
+    pairs = []
+    for _, ladder in _group(groups, "arch"):
+        ladder = [g for g in sorted(ladder, key=lambda g: g.depth) if g.train_error.n]
+        pairs += [(deeper, ladder[0]) for deeper in ladder[1:]]
+    return sorted(pairs, key=lambda pair: (pair[0].depth, pair[0].arch))
+
+
+def _architecture_pairs(groups: list[RunGroup]) -> list[tuple[RunGroup, RunGroup]]:
+    pairs = []
+    for _, at_depth in _group(groups, "depth"):
+        by_arch = {g.arch: g for g in at_depth}
+        plain = by_arch.get("plain")
+        for arch in ("resnet", "preact"):
+            residual = by_arch.get(arch)
+            if plain and residual and plain.train_error.n and residual.train_error.n:
+                pairs.append((plain, residual))
+    return pairs
+
+
+def _comparison(kind: str, subject: RunGroup, reference: RunGroup) -> Comparison:
+    return Comparison(
+        kind=kind,
+        subject=subject.label,
+        reference=reference.label,
+        verdict=compare(subject.train_error, reference.train_error),
+        single_seed=single_seed(subject.train_error, reference.train_error),
+    )
+
+
+def _verdict_text(kind: str, comparison: Comparison) -> str:
+    if comparison.verdict in (None, "unclear"):
+        text = "no clear difference"
+    else:
+        text = VERDICT_WORDS[kind][comparison.verdict]
+    return text  # a single-seed comparison says so in its closing note
+
+
+def _numbers(a: RunGroup, b: RunGroup) -> str:
+    """Training error and loss of two groups, side by side, with the loss ratio."""
+    text = (
+        f"training error {format_spread(a.train_error, percent=True)} vs "
+        f"{format_spread(b.train_error, percent=True)}"
+    )
+    if a.train_loss.mean is not None and b.train_loss.mean:
+        text += (
+            f", training loss {format_spread(a.train_loss)} vs {format_spread(b.train_loss)} "
+            f"({_times(a.train_loss.mean / b.train_loss.mean)})"
+        )
+    return text
+
+
+def _depth_findings(groups: list[RunGroup]) -> list[str]:
+    """Per architecture and deeper depth: its final training error against the shallowest's."""
+    return [
+        _comparison_sentence("depth", deeper, shallowest, "")
+        for deeper, shallowest in _depth_pairs(groups)
+    ]
+
+
+def _architecture_findings(groups: list[RunGroup]) -> list[str]:
+    """At each depth with a plain and a residual group: the plain one against the residual."""
+    return [
+        _comparison_sentence("architecture", plain, residual, f"at depth {plain.depth}, ")
+        for plain, residual in _architecture_pairs(groups)
+    ]
+
+
+def _comparison_sentence(kind: str, subject: RunGroup, reference: RunGroup, opening: str) -> str:
+    """ "plain-56 vs plain-20: deeper is worse; training error ..., training loss ...; test
+    accuracy ...; mean ± std over 3 seeds." """
+    comparison = _comparison(kind, subject, reference)
+    line = (
+        f"{opening}{subject.name} vs {reference.name}: {_verdict_text(kind, comparison)}; "
+        f"{_numbers(subject, reference)}"
+    )
+    if subject.test_acc.n and reference.test_acc.n:
+        line += (
+            f"; test accuracy {format_spread(subject.test_acc, percent=True)} vs "
+            f"{format_spread(reference.test_acc, percent=True)}"
+        )
+    return line + f"; {seeds_note(subject.train_error, reference.train_error)}."
+
+
+def _gradient_findings(groups: list[RunGroup]) -> list[str]:
+    """Per depth: vanished gradients (at the first or the last logged step) set against the
+    other architectures at that step, then each group's first/last-layer ratio. Numbers are
+    ranges over the seeds."""
+    lines = []
+    with_grads = [g for g in groups if all(run.grad_norm_first_step for run in g.runs)]
+    for depth, at_depth in _group(with_grads, "depth"):
+        for moment in ("first", "last"):
+            lines += _vanished_findings(at_depth, moment)
+        ratios = []
+        for group in sorted(at_depth, key=lambda g: g.arch):
+            first = [grad_ratio(run.grad_norm_first_step) for run in group.runs]
+            last = [grad_ratio(run.grad_norm_last_step) for run in group.runs]
+            if any(value is None for value in first):
+                continue
+            text = f"{group.name} {_times_range(first)} at step {group.first.first_step}"
+            if all(value is not None for value in last) and (
+                group.first.last_step != group.first.first_step
+            ):
+                text += f", {_times_range(last)} at step {group.first.last_step}"
+            ratios.append(text)
+        if ratios:
+            lines.append(
+                f"depth {depth}, first-layer / last-layer gradient norm"
+                f"{_over_seeds(at_depth)}: " + "; ".join(ratios) + "."
+            )
+    return lines
+
+
+def _vanished_findings(groups: list[RunGroup], moment: str) -> list[str]:
+    """Groups with layers below VANISHED at their `moment` ("first" or "last") logged step, in
+    any seed.
+
+    At the last step only groups whose gradients were fine at the first step are named: that
+    their gradients died during training is news, that dead ones stayed dead is not.
+    """
+    judged = [
+        g
+        for g in groups
+        if moment == "first"
+        or (
+            g.first.last_step != g.first.first_step
+            and not any(vanished_layers(run.grad_norm_first_step) for run in g.runs)
+        )
+    ]
+    vanished = [g for g in judged if any(vanished_layers(_norms_at(r, moment)) for r in g.runs)]
+    flowing = [g for g in judged if g not in vanished]
+    lines = []
+    for group in vanished:
+        norms = [_norms_at(run, moment) for run in group.runs]
+        counts = [vanished_layers(n) for n in norms]
+        hit = sum(count > 0 for count in counts)
+        layers = len(norms[0])
+        low, high = min(counts), max(counts)
+        if low == high == layers:
+            scope = f"all {layers}"
+        else:
+            scope = f"{low if low == high else f'{low} to {high}'} of {layers}"
+        seeds = f" in {hit} of {len(counts)} seeds" if len(counts) > 1 else ""
+        contrast = "".join(
+            f"; {other.name}'s span "
+            f"{_sci(min(float(np.nanmin(_norms_at(r, moment))) for r in other.runs))} to "
+            f"{_sci(max(float(np.nanmax(_norms_at(r, moment))) for r in other.runs))} "
+            f"at step {_step_at(other.first, moment)}"
+            for other in flowing
+        )
+        lines.append(
+            f"{group.name}'s gradients vanished by step {_step_at(group.first, moment)}{seeds}: "
+            f"{scope} layers below {_sci(VANISHED)} (first layer "
+            f"{_sci_range([n[0] for n in norms])}, largest "
+            f"{_sci_range([float(np.nanmax(n)) for n in norms])}){contrast}."
+        )
+    return lines
+
+
+def _norms_at(summary: RunSummary, moment: str) -> list[float]:
+    return summary.grad_norm_first_step if moment == "first" else summary.grad_norm_last_step
+
+
+def _step_at(summary: RunSummary, moment: str) -> int | None:
+    return summary.first_step if moment == "first" else summary.last_step
+
+
+def _over_seeds(groups: Sequence[RunGroup]) -> str:
+    most = max(len(g.runs) for g in groups)
+    return f" (range over {most} seeds)" if most > 1 else ""
+
+
+# ---- small helpers ----------------------------------------------------------------------------
+
+
+def _group(runs: list[RunSummary], key: str) -> list[tuple[Any, list[RunSummary]]]:
+    ordered = sorted(runs, key=lambda s: getattr(s, key))
+    return [(k, list(g)) for k, g in groupby(ordered, key=lambda s: getattr(s, key))]
+
+
+def _times(ratio: float) -> str:
+    if 100 <= ratio < 1e4:
+        return f"{ratio:,.0f}×"
+    return f"{ratio:.2g}×" if 0.01 <= ratio < 100 else f"{_sci(ratio)}×"
+
+
+def _sci(value: float) -> str:
+    """1.2e-14 for the tiny and huge, 0.0523 for the ordinary."""
+    if value == 0 or 1e-3 <= abs(value) < 1e4:
+        return f"{value:.3g}"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+
+
+def _capitalize(text: str) -> str:
+    """Sentence case, except that a sentence opening with a run name keeps it as written."""
+    if text.startswith(("plain", "resnet", "preact")):
+        return text
+    return text[:1].upper() + text[1:]
+
+
+def _times_range(ratios: Sequence[float | None]) -> str:
+    values = [v for v in ratios if v is not None]
+    low, high = min(values), max(values)
+    return _times(low) if _times(low) == _times(high) else f"{_times(low)} to {_times(high)}"
+
+
+def _sci_range(values: Sequence[float]) -> str:
+    low, high = _sci(min(values)), _sci(max(values))
+    return low if low == high else f"{low} to {high}"
