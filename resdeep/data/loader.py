@@ -35,11 +35,6 @@ def normalize(images: torch.Tensor, mean: Stats, std: Stats) -> torch.Tensor:
     return images.to(torch.float32).sub_(shift).div_(scale)
 
 
-def denormalize(images: torch.Tensor, mean: Stats, std: Stats) -> torch.Tensor:
-    """Normalised float images -> float in [0, 1], ready to display."""
-    return (images * _per_channel(std, images) + _per_channel(mean, images)).clamp_(0.0, 1.0)
-
-
 def random_crop(images: torch.Tensor, offsets: torch.Tensor, padding: int) -> torch.Tensor:
     """Zero-pad the batch by `padding`, then cut each image at its own (row, col) offset.
 
@@ -120,12 +115,6 @@ class DeviceLoader:
     def __len__(self) -> int:
         rounding = math.floor if self.drop_last else math.ceil
         return rounding(self.samples_per_rank / self.batch_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start the next pass at `epoch`; if a checkpoint restored a position inside that
-        epoch, keep it, so `set_epoch(e)` at the top of a resumed loop does not replay batches."""
-        if not (self._resuming and epoch == self._epoch):
-            self._epoch, self._batch, self._resuming = epoch, 0, False
 
     def state_dict(self) -> dict[str, int]:
         """The position after the last batch handed out: plain ints, safe for weights_only."""
