@@ -43,28 +43,18 @@ def test_two_spawned_ranks_share_one_run_dir_and_stay_in_sync(cli, tmp_path):
     assert saved["step"] == 30
 
 
-def test_uneven_batch_split_is_a_usage_error(capsys, tmp_path):
+@pytest.mark.parametrize(
+    "setting,needle",
+    [
+        ("data.batch_size=65", "split evenly"),  # a global batch that two ranks cannot share
+        ("trainer.sync_bn=true", "CUDA"),  # SyncBatchNorm is GPU-only
+    ],
+)
+def test_multi_device_settings_that_cannot_work_are_usage_errors(capsys, tmp_path, setting, needle):
     status, _, stderr = run_main(
-        capsys,
-        "train",
-        *FAST,
-        "data.batch_size=65",
-        "trainer.devices=2",
-        f"hydra.run.dir={tmp_path / 'x'}",
+        capsys, "train", *FAST, "trainer.devices=2", setting, f"hydra.run.dir={tmp_path / 'x'}"
     )
-    assert status == 2 and "split evenly" in stderr
-
-
-def test_sync_bn_on_cpu_is_refused(capsys, tmp_path):
-    status, _, stderr = run_main(
-        capsys,
-        "train",
-        *FAST,
-        "trainer.devices=2",
-        "trainer.sync_bn=true",
-        f"hydra.run.dir={tmp_path / 'x'}",
-    )
-    assert status == 2 and "CUDA" in stderr
+    assert status == 2 and needle in stderr
 
 
 def test_torchrun_leaves_exactly_one_run_dir(tmp_path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import groupby
 from typing import Any
 
@@ -22,12 +22,9 @@ VANISHED = 1e-8
 
 
 @dataclass(frozen=True)
-class RunSummary:
-    """One run reduced to what the report shows.
-
-    `label` names the run's group, unique within its data set ("plain-56 (xavier, no BN)");
-    `name` drops what the findings already say in their prefix ("plain-56").
-    """
+class Setting:
+    """What a run is, seeds apart: `label` is unique within its data set ("plain-56 (xavier,
+    no BN)"); `name` drops what the findings already say in their prefix ("plain-56")."""
 
     label: str
     name: str
@@ -36,6 +33,17 @@ class RunSummary:
     depth: int
     init: str
     norm: str
+
+    @property
+    def setting(self) -> tuple[str, str, str]:
+        """What must match for two runs to be compared on depth or architecture alone."""
+        return (self.data, self.init, self.norm)
+
+
+@dataclass(frozen=True)
+class RunSummary(Setting):
+    """One run reduced to what the report shows."""
+
     seed: int | None
     status: str
     epochs: int
@@ -50,10 +58,12 @@ class RunSummary:
     grad_norm_last_step: list[float]
     run: RunData = field(repr=False, compare=False)  # the full history and gradient matrix
 
-    @property
-    def setting(self) -> tuple[str, str, str]:
-        """What must match for two runs to be compared on depth or architecture alone."""
-        return (self.data, self.init, self.norm)
+    def norms_at(self, moment: str) -> list[float]:
+        """Per-layer gradient norms at the "first" or the "last" logged step."""
+        return self.grad_norm_first_step if moment == "first" else self.grad_norm_last_step
+
+    def step_at(self, moment: str) -> int | None:
+        return self.first_step if moment == "first" else self.last_step
 
     @property
     def run_label(self) -> str:
@@ -62,24 +72,13 @@ class RunSummary:
 
 
 @dataclass(frozen=True)
-class RunGroup:
+class RunGroup(Setting):
     """Runs that differ only in their seed, and their numbers as mean and spread."""
 
-    label: str
-    name: str
-    data: str
-    arch: str
-    depth: int
-    init: str
-    norm: str
     runs: list[RunSummary]  # in seed order
     train_loss: Spread
     train_error: Spread
     test_acc: Spread
-
-    @property
-    def setting(self) -> tuple[str, str, str]:
-        return (self.data, self.init, self.norm)
 
     @property
     def seeds(self) -> list[int | None]:
@@ -109,16 +108,10 @@ def group_runs(summaries: Sequence[RunSummary]) -> list[RunGroup]:
     groups = []
     for _, members in groupby(summaries, key=lambda s: (*s.setting, s.arch, s.depth)):
         runs = list(members)
-        first = runs[0]
+        setting = {item.name: getattr(runs[0], item.name) for item in fields(Setting)}
         groups.append(
             RunGroup(
-                label=first.label,
-                name=first.name,
-                data=first.data,
-                arch=first.arch,
-                depth=first.depth,
-                init=first.init,
-                norm=first.norm,
+                **setting,
                 runs=runs,
                 train_loss=Spread.of(s.final_train_loss for s in runs),
                 train_error=Spread.of(s.final_train_error for s in runs),

@@ -170,14 +170,7 @@ def gradient_profile(groups: Sequence[RunGroup]) -> Figure:
             first, last = group.first.first_step, group.first.last_step
             moments = [("first", first, ":")] + ([("last", last, "-")] if last != first else [])
             for moment, step, linestyle in moments:
-                profiles = np.array(
-                    [
-                        _log10(
-                            r.grad_norm_first_step if moment == "first" else r.grad_norm_last_step
-                        )
-                        for r in group.runs
-                    ]
-                )
+                profiles = np.array([_log10(r.norms_at(moment)) for r in group.runs])
                 layers = np.arange(1, profiles.shape[1] + 1)
                 axis.plot(
                     layers,

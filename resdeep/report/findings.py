@@ -273,11 +273,11 @@ def _vanished_findings(groups: list[RunGroup], moment: str) -> list[str]:
             and not any(vanished_layers(run.grad_norm_first_step) for run in g.runs)
         )
     ]
-    vanished = [g for g in judged if any(vanished_layers(_norms_at(r, moment)) for r in g.runs)]
+    vanished = [g for g in judged if any(vanished_layers(r.norms_at(moment)) for r in g.runs)]
     flowing = [g for g in judged if g not in vanished]
     lines = []
     for group in vanished:
-        norms = [_norms_at(run, moment) for run in group.runs]
+        norms = [run.norms_at(moment) for run in group.runs]
         counts = [vanished_layers(n) for n in norms]
         hit = sum(count > 0 for count in counts)
         layers = len(norms[0])
@@ -289,26 +289,18 @@ def _vanished_findings(groups: list[RunGroup], moment: str) -> list[str]:
         seeds = f" in {hit} of {len(counts)} seeds" if len(counts) > 1 else ""
         contrast = "".join(
             f"; {other.name}'s span "
-            f"{_sci(min(float(np.nanmin(_norms_at(r, moment))) for r in other.runs))} to "
-            f"{_sci(max(float(np.nanmax(_norms_at(r, moment))) for r in other.runs))} "
-            f"at step {_step_at(other.first, moment)}"
+            f"{_sci(min(float(np.nanmin(r.norms_at(moment))) for r in other.runs))} to "
+            f"{_sci(max(float(np.nanmax(r.norms_at(moment))) for r in other.runs))} "
+            f"at step {other.first.step_at(moment)}"
             for other in flowing
         )
         lines.append(
-            f"{group.name}'s gradients vanished by step {_step_at(group.first, moment)}{seeds}: "
+            f"{group.name}'s gradients vanished by step {group.first.step_at(moment)}{seeds}: "
             f"{scope} layers below {_sci(VANISHED)} (first layer "
             f"{_sci_range([n[0] for n in norms])}, largest "
             f"{_sci_range([float(np.nanmax(n)) for n in norms])}){contrast}."
         )
     return lines
-
-
-def _norms_at(summary: RunSummary, moment: str) -> list[float]:
-    return summary.grad_norm_first_step if moment == "first" else summary.grad_norm_last_step
-
-
-def _step_at(summary: RunSummary, moment: str) -> int | None:
-    return summary.first_step if moment == "first" else summary.last_step
 
 
 def _over_seeds(groups: Sequence[RunGroup]) -> str:

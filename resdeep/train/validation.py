@@ -45,7 +45,7 @@ def validate(cfg: DictConfig) -> None:
     known = set(schema_keys())
     schema_only = {k: v for k, v in OmegaConf.to_container(cfg).items() if k != "hydra"}
     for key in _dotted(schema_only):
-        if key not in known and not any(key.startswith(k + ".") for k in known):
+        if key not in known:
             raise UsageError(unknown_key_message(key))
     for key, choices in CHOICES.items():
         value = OmegaConf.select(cfg, key)
