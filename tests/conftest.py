@@ -57,6 +57,23 @@ def train_run(tmp_path_factory):
     return train
 
 
+# One deterministic run that resuming must reproduce bit for bit: a plain resume and a resume
+# after SIGKILL both compare their weights with it. Batch 32 gives an epoch long enough to kill.
+REFERENCE = (
+    "data.batch_size=32",
+    "model.dropout=0.2",
+    "schedule=constant",
+    "trainer.deterministic=true",
+)
+REFERENCE_EPOCHS = 3
+
+
+@pytest.fixture(scope="session")
+def reference_run(train_run) -> Path:
+    """The uninterrupted REFERENCE run, trained once per session."""
+    return train_run(*REFERENCE, epochs=REFERENCE_EPOCHS)
+
+
 def run_main(capsys, *args: str) -> tuple[int, str, str]:
     """The real CLI entry point in this process: (exit code, stdout, stderr)."""
     from resdeep.cli import main

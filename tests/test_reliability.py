@@ -19,7 +19,7 @@ import torch
 
 from resdeep.errors import ResdeepError
 from resdeep.io import save_torch_atomic
-from tests.conftest import FAST, REPO, run_cli, run_main
+from tests.conftest import FAST, REFERENCE, REFERENCE_EPOCHS, REPO, run_cli, run_main
 
 
 def _popen_train(*args: str, **kwargs) -> subprocess.Popen:
@@ -132,18 +132,11 @@ def test_sigterm_writes_a_resumable_checkpoint(tmp_path):
     assert resumed["status"] == "completed" and resumed["steps"] == saved["step"] + 15
 
 
-def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
-    common = (
-        *FAST,
-        "data.batch_size=32",
-        "trainer.epochs=3",
-        "trainer.deterministic=true",
-        "model.dropout=0.2",
-    )
-    straight = tmp_path / "straight"
-    assert run_cli("train", *common, f"hydra.run.dir={straight}").returncode == 0
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, reference_run):
     killed = tmp_path / "killed"
-    process = _popen_train(*common, f"hydra.run.dir={killed}")
+    process = _popen_train(
+        *FAST, *REFERENCE, f"trainer.epochs={REFERENCE_EPOCHS}", f"hydra.run.dir={killed}"
+    )
     _wait_for_epochs(killed, 1, process)
     process.kill()
     process.communicate()
@@ -152,7 +145,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert survived["epoch"] >= 1
     result = run_cli("train", f"trainer.resume={killed}")
     assert result.returncode == 0, result.stderr
-    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)["model"]
+    a = torch.load(reference_run / "checkpoints" / "last.pt", weights_only=True)["model"]
     b = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["model"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
@@ -351,9 +344,11 @@ def test_io_error_is_a_resdeep_error(tmp_path):
         save_torch_atomic({"a": torch.ones(1)}, target / "last.pt")
 
 
-def test_directory_without_images_is_refused(cli, tmp_path, train_run):
+def test_directory_without_images_is_refused(capsys, tmp_path, train_run):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = cli("cam", str(empty), "--checkpoint", str(train_run()), "--out", str(tmp_path / "o"))
-    assert result.returncode == 1 and "no image files" in result.stderr
-    assert "Traceback" not in result.stderr
+    status, _, stderr = run_main(
+        capsys, "cam", str(empty), "--checkpoint", str(train_run()), "--out", str(tmp_path / "o")
+    )
+    assert status == 1 and "no image files" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "o").exists()

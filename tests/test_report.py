@@ -106,13 +106,11 @@ def test_sweep_dir_is_the_default_output_and_running_runs_are_read(two_runs, tmp
     assert any("have not finished" in line for line in report.findings)
 
 
-def test_report_refuses_a_dir_without_runs(cli, tmp_path):
-    result = cli("report", str(tmp_path))
-    assert result.returncode == 1
-    assert (
-        result.stderr.strip()
-        == f"error: no runs under {tmp_path}; point at a sweep dir or run dirs"
-    )
+def test_report_refuses_a_dir_without_runs(capsys, tmp_path):
+    status, _, stderr = run_main(capsys, "report", str(tmp_path))
+    assert status == 1
+    assert stderr.strip() == f"error: no runs under {tmp_path}; point at a sweep dir or run dirs"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_layer_order_follows_the_network_not_the_tags(two_runs):

@@ -100,7 +100,6 @@ def explain_images(
     paths, problems = expand_inputs(inputs)
     yield from problems
     stems = output_stems(paths)
-    settings.out.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
     for start in range(0, len(paths), settings.batch_size):
         loaded = []
@@ -112,6 +111,8 @@ def explain_images(
                 continue
             loaded.append((path, tensor, image))
         if loaded:
+            # Made only once there is something to write: a failed call leaves no empty folder.
+            settings.out.mkdir(parents=True, exist_ok=True)
             yield from _explain_batch(model, info, loaded, stems, settings, device)
 
 
