@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo test test-all lint bench gpu-check clean
 
 install: $(STAMP)
 
@@ -32,11 +32,17 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
 
 lint: $(STAMP)
-	$(BIN)/ruff check resdeep tests
-	$(BIN)/ruff format --check resdeep tests
+	$(BIN)/ruff check resdeep tests scripts
+	$(BIN)/ruff format --check resdeep tests scripts
 
 bench: $(STAMP)
 	$(BIN)/resdeep bench --json bench.json
+
+# Every CUDA path once, each step in its own process, results in gpu_check.json (about 8 minutes
+# on one GPU). DEVICE=cpu runs the same steps on CPU at toy sizes; without CUDA it says so, exit 0.
+DEVICE ?= cuda
+gpu-check: $(STAMP)
+	$(BIN)/python scripts/gpu_check.py --device $(DEVICE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

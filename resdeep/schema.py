@@ -81,6 +81,9 @@ class TrainerConfig:
     eval_batch_size: int = 512
     channels_last: Any = choice("auto", True, False)  # auto: on where measured faster
     compile: bool = False  # torch.compile the model
+    compile_mode: str = choice(
+        "default", "reduce-overhead", "max-autotune"
+    )  # reduce-overhead: CUDA graphs
     deterministic: bool = False  # deterministic kernels: a resumed run matches exactly
     resume: str | None = None  # a checkpoint or run dir to continue; auto: this run dir's
     progress: str = choice("auto", "bar", "lines")

@@ -114,6 +114,7 @@ def test_multirun_leaves_complete_run_dirs(cli, capsys, tmp_path):
         (("trainer.precision=16",), 2, "CUDA"),
         (("trainer.devices=2", "trainer.on_nan=skip"), 2, "on_nan=skip works on one process"),
         (("trainer.channels_last=maybe",), 2, "trainer.channels_last must be one of"),
+        (("trainer.compile_mode=reduce-overhead",), 2, "needs trainer.compile=true"),
     ],
 )
 def test_bad_config_gives_one_clear_line(capsys, tmp_path, args, code, needle):

@@ -60,10 +60,10 @@ def result(
     units per window, and per window its seconds per unit and the share of its time the process
     waited for a CPU held by others; or why the variant was not measured."""
     detail: dict[str, Any] = dict(extra)
-    errors = []
+    errors: dict[str, list[str]] = {}  # reason -> the variants it stopped
     for variant in variants if measured is not None else ():
         if variant in measured.failures:
-            errors.append(f"{variant}: {measured.failures[variant]}")
+            errors.setdefault(measured.failures[variant], []).append(variant)
         elif variant in measured.timings:
             timing = measured.timings[variant]
             detail[variant] = {
@@ -73,7 +73,7 @@ def result(
                 "cpu_wait": [None if w is None else round(w, 3) for w in timing.cpu_wait],
             }
     if errors:
-        detail["error"] = "; ".join(errors)
+        detail["error"] = "; ".join(f"{', '.join(names)}: {why}" for why, names in errors.items())
     if measured is not None and measured.rounds_rerun:
         detail["rounds_rerun"] = measured.rounds_rerun
     return BenchResult(name, value, unit, goal, what, detail)

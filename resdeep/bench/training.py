@@ -42,6 +42,7 @@ def build_bench_training(
     num_samples: int,
     precision: str = "32",
     compile_model: bool = False,
+    compile_mode: str = "default",
 ) -> Training:
     """resdeep's own objects for a ResNet on synthetic images, every other setting at its
     default: the loop, its TensorBoard logger and its gradient-norm tracker included."""
@@ -56,6 +57,7 @@ def build_bench_training(
             f"trainer.device={device}",
             f"trainer.precision={precision}",
             f"trainer.compile={str(compile_model).lower()}",
+            f"trainer.compile_mode={compile_mode}",
             "trainer.epochs=null",
             f"trainer.max_steps={10**9}",  # the schedule stays at its base lr while we time
         ]

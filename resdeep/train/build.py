@@ -241,7 +241,7 @@ def wrap_for_training(
         device_ids = [device.index] if device.type == "cuda" else None
         train_model = DistributedDataParallel(train_model, device_ids=device_ids)
     if trainer.compile:
-        train_model = torch.compile(train_model)
+        train_model = torch.compile(train_model, mode=str(trainer.compile_mode))
     return train_model
 
 
@@ -300,6 +300,9 @@ def build_training(
             dense_first_epoch=bool(trainer.dense_first_epoch),
             progress=str(trainer.progress),
             on_nan=str(trainer.on_nan),
+            cuda_graphs=bool(trainer.compile)
+            and str(trainer.compile_mode) == "reduce-overhead"
+            and device.type == "cuda",
         ),
         state=LoopState(),
         run_dir=run_dir,

@@ -39,6 +39,7 @@ class LoopSettings:
     dense_first_epoch: bool = False
     progress: str = "auto"
     on_nan: str = "stop"  # stop the run, or skip the step (costs one host sync per step)
+    cuda_graphs: bool = False  # the model replays CUDA graphs (torch.compile reduce-overhead)
 
 
 @dataclass
@@ -305,10 +306,14 @@ class TrainingLoop:
         for images, labels in self.train_loader:
             if state.step >= self.settings.total_steps:
                 break
+            # Gradients go before the forward pass: with CUDA graphs, the last step's gradients
+            # live in memory the next replay reuses.
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.settings.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             with self.autocast():
                 logits = model(images)
                 loss = F.cross_entropy(logits, labels)
-            self.optimizer.zero_grad(set_to_none=True)
             if self.settings.on_nan == "skip" and not bool(torch.isfinite(loss)):
                 state.skipped_steps += 1
                 log.warning("non-finite loss at step %d: step skipped", state.step + 1)

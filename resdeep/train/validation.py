@@ -64,3 +64,7 @@ def validate(cfg: DictConfig) -> None:
             "trainer.on_nan=skip works on one process only (a rank that skipped a step would "
             "leave the others waiting); use trainer.on_nan=stop with several devices"
         )
+    if cfg.trainer.compile_mode != "default" and not cfg.trainer.compile:
+        raise UsageError(
+            f"trainer.compile_mode={cfg.trainer.compile_mode} needs trainer.compile=true"
+        )

@@ -1,0 +1,597 @@
+"""`make gpu-check`: every CUDA path of resdeep, run once, each step in a process of its own.
+
+    python scripts/gpu_check.py                 # on the first CUDA device; writes gpu_check.json
+    python scripts/gpu_check.py --device cpu    # the same steps on CPU at a tiny size
+
+Steps: training on digits and on synthetic CIFAR-sized images (ResNet-20 and ResNet-110, precision
+32 / bf16 / 16, eager and torch.compile, CUDA graphs), `cam` with every method, `uncertainty`, a
+checkpoint moved between CUDA and CPU, several GPUs (NCCL, SyncBatchNorm) where present,
+`resdeep bench` (the smoke test, then the full suite's speed goals) and one CIFAR-10-sized epoch.
+
+A step that fails (or crashes its process) is recorded with its error line and the rest still run;
+a step that cannot apply is skipped with the reason. Nothing is downloaded: the data are
+scikit-learn's digits and generated images. gpu_check.json is rewritten after every step, so an
+interrupted check keeps what it measured. Without CUDA, `--device cuda` (the default) prints one
+line and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+RESULT_MARK = "GPU_CHECK_RESULT "  # a step process prints its result on a line starting so
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big the steps are: real sizes on CUDA, toy sizes for the CPU run of the same steps."""
+
+    batch: int
+    image: int  # side of the synthetic images
+    train_images: int  # synthetic training images per run (val and test come on top)
+    epoch_images: int  # the one long epoch's training images
+    shallow_depth: int
+    deep_depth: int
+    log_every: int
+    cam_images: int
+    bench_repeats: int
+
+
+CUDA_SIZES = Sizes(
+    batch=128,
+    image=32,
+    train_images=10_240,  # 80 steps: a fifth of CIFAR-10's 50,000, enough for steady throughput
+    epoch_images=50_000,  # CIFAR-10's training split
+    shallow_depth=20,
+    deep_depth=110,
+    log_every=10,
+    cam_images=8,
+    bench_repeats=3,
+)
+CPU_SIZES = Sizes(
+    batch=32,
+    image=16,
+    train_images=160,
+    epoch_images=320,
+    shallow_depth=8,
+    deep_depth=14,
+    log_every=1,
+    cam_images=2,
+    bench_repeats=1,
+)
+
+
+@dataclass
+class Step:
+    name: str
+    what: str
+    timeout_s: float
+    needs: str | None = None  # a step whose success this one builds on
+    skip: str | None = None  # why it cannot apply here (decided before it runs)
+
+
+@dataclass
+class Outcome:
+    name: str
+    what: str
+    status: str  # ok | failed | skipped
+    seconds: float
+    error: str | None = None
+    result: dict[str, Any] | None = None
+
+
+# ---- the plan ---------------------------------------------------------------------------------
+
+
+def plan(device: str, sizes: Sizes, gpus: int) -> list[Step]:
+    """Every step in the order it runs: each path once first, then the speed matrix."""
+    cuda = device == "cuda"
+    steps = [
+        Step("train_digits", "resdeep train on digits, ResNet-20 with dropout, 1 epoch", 180),
+        Step("cam", "resdeep cam, every method, on digits images", 180, needs="train_digits"),
+        Step("uncertainty", "resdeep uncertainty, MC dropout T=8", 180, needs="train_digits"),
+        Step(
+            "checkpoint_devices",
+            f"checkpoint trained on {device} loaded on CPU and back: the same logits",
+            120,
+            needs="train_digits",
+        ),
+        Step(
+            "resume_on_cpu",
+            f"the {device} run resumed on CPU for one more epoch, then on {device} again",
+            240,
+            needs="train_digits",
+        ),
+        Step(
+            "multi_gpu",
+            "trainer.devices=2 with NCCL and trainer.sync_bn=true, then torchrun, one run dir",
+            300,
+            skip=None
+            if cuda and gpus >= 2
+            else (
+                "one GPU: DDP over NCCL and SyncBatchNorm need two or more"
+                if cuda
+                else "NCCL and SyncBatchNorm are CUDA-only (the CPU path is in the test suite)"
+            ),
+        ),
+        Step("bench_quick", "resdeep bench --quick", 240),
+    ]
+    precisions = ("32", "bf16", "16")
+    for compiled in (False, True):
+        for precision in precisions:
+            for depth in (sizes.shallow_depth, sizes.deep_depth):
+                skip = None
+                if precision == "16" and not cuda:
+                    skip = "fp16 with a GradScaler needs CUDA"
+                elif compiled and not cuda:
+                    skip = "torch.compile is checked on CUDA (a cold compile takes minutes on CPU)"
+                steps.append(
+                    Step(
+                        train_name(depth, precision, compiled and "default"),
+                        f"resdeep train, synthetic {sizes.image}x{sizes.image}, ResNet-{depth}, "
+                        f"precision {precision}, {'torch.compile' if compiled else 'eager'}, "
+                        f"channels_last, {sizes.train_images:,} images, batch {sizes.batch}",
+                        420 if compiled else 180,
+                        skip=skip,
+                    )
+                )
+        if not compiled:  # the speed goals come before the slowest compiles
+            steps.append(
+                Step(
+                    "bench",
+                    f"resdeep bench --device {device} --repeats {sizes.bench_repeats}: the speed "
+                    "goals",
+                    600,
+                    skip=None if cuda else "the full suite is timed on CUDA (--quick runs on CPU)",
+                )
+            )
+            steps.append(
+                Step(
+                    "epoch_resnet110_bf16",
+                    f"one epoch of {sizes.epoch_images:,} synthetic images, "
+                    f"ResNet-{sizes.deep_depth}, bf16, batch {sizes.batch}",
+                    300,
+                )
+            )
+            for depth in (sizes.shallow_depth, sizes.deep_depth):
+                steps.append(
+                    Step(
+                        train_name(depth, "bf16", "reduce-overhead"),
+                        f"resdeep train, ResNet-{depth}, bf16, torch.compile reduce-overhead "
+                        "(CUDA graphs)",
+                        420,
+                        skip=None if cuda else "CUDA graphs need CUDA",
+                    )
+                )
+    # Most important first among the compiled runs: bf16 is what a GPU user runs.
+    compiled_steps = [s for s in steps if s.name.endswith("_compiled")]
+    rest = [s for s in steps if not s.name.endswith("_compiled")]
+    order = {"bf16": 0, "16": 1, "32": 2}
+    compiled_steps.sort(key=lambda s: order[s.name.split("_")[2]])
+    return rest + compiled_steps
+
+
+def train_name(depth: int, precision: str, compile_mode: str | bool) -> str:
+    suffix = {False: "eager", "default": "compiled", "reduce-overhead": "cudagraphs"}[compile_mode]
+    return f"train_resnet{depth}_{precision}_{suffix}"
+
+
+# ---- the steps (each runs in a child process) ------------------------------------------------
+
+
+class Context:
+    def __init__(self, device: str, sizes: Sizes, work: Path) -> None:
+        self.device, self.sizes, self.work = device, sizes, work
+
+    @property
+    def digits_run(self) -> Path:
+        return self.work / "train_digits"
+
+
+def resdeep(*args: str) -> None:
+    """The real CLI in this process; a non-zero exit is a failure with resdeep's own line."""
+    from resdeep.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            raise RuntimeError(f"resdeep {args[0]} exited with {exit_.code}") from None
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def throughput(run_dir: Path) -> dict[str, Any]:
+    """Steady images/s of a run from its logged windows: the first two (compilation, cuDNN's
+    autotuning, allocator growth) are left out when there are more."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    values = [e.value for e in events.Scalars("throughput/img_per_s")]
+    steady = values[2:] if len(values) > 2 else values
+    return {
+        "images_per_s": round(statistics.median(steady), 1),
+        "first_window_images_per_s": round(values[0], 1),
+        "windows": len(values),
+    }
+
+
+def step_train_digits(ctx: Context) -> dict[str, Any]:
+    resdeep(
+        "train",
+        "data=digits",
+        "model=resnet",
+        f"model.depth={ctx.sizes.shallow_depth}",
+        "model.dropout=0.1",
+        "trainer.epochs=1",
+        f"trainer.device={ctx.device}",
+        "trainer.progress=lines",
+        f"hydra.run.dir={ctx.digits_run}",
+    )
+    metrics = read_metrics(ctx.digits_run)
+    return {"test_acc": metrics["test_acc"], "steps": metrics["steps"]}
+
+
+def step_cam(ctx: Context) -> dict[str, Any]:
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from resdeep.cam.methods import METHODS
+
+    images = ctx.work / "cam_inputs"
+    images.mkdir(exist_ok=True)
+    digits = load_digits()
+    for index in range(ctx.sizes.cam_images):
+        pixels = (digits.images[index] * (255 / 16)).astype(np.uint8)
+        Image.fromarray(pixels).resize((64, 64), Image.NEAREST).save(images / f"d{index}.png")
+    written = {}
+    for method in METHODS:
+        out = ctx.work / "cam" / method
+        resdeep(
+            "cam", str(images), "--checkpoint", str(ctx.digits_run), "--method", method,
+            "--device", ctx.device, "--out", str(out),
+        )  # fmt: skip
+        written[method] = len(list(out.glob("*.png")))
+        if written[method] != ctx.sizes.cam_images:
+            raise RuntimeError(f"{method}: {written[method]} overlays for {ctx.sizes.cam_images}")
+    return {"overlays": written}
+
+
+def step_uncertainty(ctx: Context) -> dict[str, Any]:
+    out = ctx.work / "uncertainty.json"
+    resdeep(
+        "uncertainty", "--checkpoint", str(ctx.digits_run), "--samples", "8",
+        "--device", ctx.device, "--json", str(out),
+    )  # fmt: skip
+    return {"sections": sorted(json.loads(out.read_text()))}
+
+
+def step_checkpoint_devices(ctx: Context) -> dict[str, Any]:
+    import torch
+
+    from resdeep import load_checkpoint
+
+    images = torch.randn(16, 1, 8, 8)
+    on_cpu, _ = load_checkpoint(ctx.digits_run, device="cpu")
+    on_device, _ = load_checkpoint(ctx.digits_run, device=ctx.device)
+    with torch.no_grad():
+        cpu_logits = on_cpu(images)
+        device_logits = on_device(images.to(ctx.device)).cpu()
+        # and back: the CPU copy's weights moved to the device give the device's logits
+        back_logits = on_cpu.to(ctx.device)(images.to(ctx.device)).cpu()
+    across = (cpu_logits - device_logits).abs().max().item()
+    back = (back_logits - device_logits).abs().max().item()
+    # cuDNN and the CPU sum in different orders: equal to float32 rounding, not bit for bit
+    if across > 1e-3 or back > 1e-5:
+        raise RuntimeError(f"logits differ: {across:.2e} across devices, {back:.2e} moved back")
+    return {"max_abs_diff_across_devices": across, "max_abs_diff_moved_back": back}
+
+
+def step_resume_on_cpu(ctx: Context) -> dict[str, Any]:
+    import shutil
+
+    run = ctx.work / "resumed_on_cpu"
+    shutil.copytree(ctx.digits_run, run)
+    resdeep("train", f"trainer.resume={run}", "trainer.epochs=2", "trainer.device=cpu")
+    after_cpu = read_metrics(run)
+    resdeep("train", f"trainer.resume={run}", "trainer.epochs=3", f"trainer.device={ctx.device}")
+    after_back = read_metrics(run)
+    if [after_cpu["epochs"], after_back["epochs"]] != [2, 3]:
+        raise RuntimeError(
+            f"epochs after the resumes: {after_cpu['epochs']}, {after_back['epochs']}"
+        )
+    return {
+        "epochs": [1, after_cpu["epochs"], after_back["epochs"]],
+        "test_acc": after_back["test_acc"],
+    }
+
+
+def step_multi_gpu(ctx: Context) -> dict[str, Any]:
+    common = [
+        "data=synthetic", f"data.num_samples={ctx.sizes.train_images}", "model.depth=20",
+        "trainer.epochs=1", "trainer.device=cuda", "trainer.progress=lines",
+    ]  # fmt: skip
+    spawned = ctx.work / "multi_gpu_spawned"
+    resdeep(
+        "train", *common, "trainer.devices=2", "trainer.sync_bn=true", f"hydra.run.dir={spawned}"
+    )
+    launched = ctx.work / "multi_gpu_torchrun"
+    subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "resdeep", "train", *common, f"hydra.run.dir={launched}"],
+        check=True, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    return {
+        "spawned_world_size": read_metrics(spawned)["world_size"],
+        "torchrun_world_size": read_metrics(launched)["world_size"],
+    }
+
+
+def step_bench_quick(ctx: Context) -> dict[str, Any]:
+    out = ctx.work / "bench_quick.json"
+    resdeep("bench", "--quick", "--device", ctx.device, "--json", str(out))
+    return {"benchmarks": len(json.loads(out.read_text()))}
+
+
+def step_bench(ctx: Context) -> dict[str, Any]:
+    out = ctx.work / "bench.json"
+    resdeep(
+        "bench", "--device", ctx.device, "--repeats", str(ctx.sizes.bench_repeats),
+        "--json", str(out),
+    )  # fmt: skip
+    return {
+        record["name"]: {k: record[k] for k in ("value", "unit", "goal", "met")}
+        for record in json.loads(out.read_text())
+    }
+
+
+def synthetic_run(
+    ctx: Context, name: str, depth: int, precision: str, compile_mode: str | bool, images: int
+) -> dict[str, Any]:
+    run = ctx.work / name
+    sizes = ctx.sizes
+    # Val and test each get a tenth of the training images on top.
+    val = max(images // 10, sizes.batch)
+    resdeep(
+        "train",
+        "data=synthetic",
+        f"data.num_samples={images + 2 * val}",
+        f"data.val_size={val}",
+        f"data.canvas_size={sizes.image}",
+        f"data.batch_size={sizes.batch}",
+        "model=resnet",
+        f"model.depth={depth}",
+        f"trainer.device={ctx.device}",
+        f"trainer.precision={precision}",
+        f"trainer.compile={str(bool(compile_mode)).lower()}",
+        f"trainer.compile_mode={compile_mode or 'default'}",
+        "trainer.channels_last=true",
+        "trainer.epochs=1",
+        f"trainer.log_every={sizes.log_every}",
+        "trainer.progress=lines",
+        f"hydra.run.dir={run}",
+    )
+    metrics = read_metrics(run)
+    return {
+        **throughput(run),
+        "steps": metrics["steps"],
+        "wall_time_s": metrics["wall_time_s"],
+        "train_loss": metrics["train_loss"],
+    }
+
+
+def run_step(name: str, ctx: Context) -> dict[str, Any]:
+    if name == "epoch_resnet110_bf16":
+        return synthetic_run(ctx, name, ctx.sizes.deep_depth, "bf16", False, ctx.sizes.epoch_images)
+    if name.startswith("train_resnet"):
+        _, net, precision, kind = name.split("_")
+        mode = {"eager": False, "compiled": "default", "cudagraphs": "reduce-overhead"}[kind]
+        depth = int(net.removeprefix("resnet"))
+        return synthetic_run(ctx, name, depth, precision, mode, ctx.sizes.train_images)
+    return globals()[f"step_{name}"](ctx)
+
+
+# ---- the parent: runs each step in a child, records, writes the JSON ------------------------
+
+
+def environment(device: str) -> dict[str, Any]:
+    import torch
+
+    import resdeep
+
+    found: dict[str, Any] = {
+        "device": device,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "resdeep": resdeep.__version__,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "gpus": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+    }
+    if device == "cuda":
+        properties = torch.cuda.get_device_properties(0)
+        found.update(
+            gpu=properties.name,
+            gpu_memory_gib=round(properties.total_memory / 2**30, 1),
+            compute_capability=f"{properties.major}.{properties.minor}",
+            bf16=torch.cuda.is_bf16_supported(),
+        )
+    return found
+
+
+def run_child(step: Step, ctx: Context, timeout: float) -> Outcome:
+    """One step in a fresh Python process: a crash or a CUDA error there cannot hide the rest."""
+    started = time.perf_counter()
+    log = ctx.work / f"{step.name}.log"
+    command = [
+        sys.executable, __file__, "--step", step.name, "--device", ctx.device,
+        "--sizes", "cuda" if ctx.sizes == CUDA_SIZES else "cpu", "--work", str(ctx.work),
+    ]  # fmt: skip
+    try:
+        with log.open("w") as sink:
+            done = subprocess.run(
+                command, stdout=subprocess.PIPE, stderr=sink, text=True, timeout=timeout
+            )
+    except subprocess.TimeoutExpired:
+        return Outcome(
+            step.name, step.what, "failed", time.perf_counter() - started,
+            f"did not finish within {timeout:.0f} s (log: {log})",
+        )  # fmt: skip
+    seconds = time.perf_counter() - started
+    marked = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARK)]
+    if done.returncode == 0 and marked:
+        return Outcome(
+            step.name, step.what, "ok", seconds, result=json.loads(marked[-1][len(RESULT_MARK) :])
+        )
+    error = _last_error_line(log) or f"exited with {done.returncode}"
+    return Outcome(step.name, step.what, "failed", seconds, f"{error} (log: {log})")
+
+
+def _last_error_line(log: Path) -> str | None:
+    """resdeep's own one-line error if it printed one, else the step's exception."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    for prefix in ("error:", "GPU_CHECK_ERROR "):
+        found = [line for line in lines if line.startswith(prefix)]
+        if found:
+            return found[-1].removeprefix("GPU_CHECK_ERROR ")
+    return lines[-1] if lines else None
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def throughput_table(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    rows = []
+    for outcome in outcomes:
+        if outcome.name.startswith(("train_resnet", "epoch_")) and outcome.status == "ok":
+            rows.append({"step": outcome.name, **(outcome.result or {})})
+    return rows
+
+
+def check(
+    device: str, sizes: Sizes, work: Path, out: Path, budget_s: float, only: set[str] | None
+) -> int:
+    started = time.perf_counter()
+    work.mkdir(parents=True, exist_ok=True)
+    found = environment(device)
+    ctx = Context(device, sizes, work)
+    report: dict[str, Any] = {
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "environment": found,
+        "sizes": asdict(sizes),
+        "work_dir": str(work),
+        "budget_s": budget_s,
+        "steps": [],
+        "throughput": [],
+    }
+    outcomes: list[Outcome] = []
+    by_name: dict[str, Outcome] = {}
+    steps = plan(device, sizes, found["gpus"])
+    if only:
+        unknown = only - {step.name for step in steps}
+        if unknown:
+            print(f"error: no step named {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        steps = [step for step in steps if step.name in only]
+    for step in steps:
+        left = budget_s - (time.perf_counter() - started)
+        if step.skip:
+            outcome = Outcome(step.name, step.what, "skipped", 0.0, step.skip)
+        elif step.needs and step.needs in by_name and by_name[step.needs].status != "ok":
+            outcome = Outcome(
+                step.name, step.what, "skipped", 0.0, f"needs {step.needs}, which did not pass"
+            )
+        elif left < 20:
+            outcome = Outcome(
+                step.name,
+                step.what,
+                "skipped",
+                0.0,
+                f"the time budget of {budget_s:.0f} s is spent",
+            )
+        else:
+            print(f"… {step.name}: {step.what}", flush=True)
+            outcome = run_child(step, ctx, min(step.timeout_s, left))
+        outcomes.append(outcome)
+        by_name[step.name] = outcome
+        mark = {"ok": "ok", "failed": "FAILED", "skipped": "skipped"}[outcome.status]
+        detail = f" ({outcome.error})" if outcome.error else ""
+        print(f"{mark:>7} {outcome.name} {outcome.seconds:.1f} s{detail}", flush=True)
+        report["steps"] = [asdict(o) for o in outcomes]
+        report["throughput"] = throughput_table(outcomes)
+        report["wall_time_s"] = round(time.perf_counter() - started, 1)
+        write_report(out, report)
+    failed = [o.name for o in outcomes if o.status == "failed"]
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "failed", "skipped")}
+    print(
+        f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped in "
+        f"{report['wall_time_s']:.0f} s; written to {out}"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
+    parser.add_argument("--work", type=Path, help="run dirs and logs (default: a new temp dir)")
+    parser.add_argument(
+        "--budget", type=float, default=480, help="seconds; steps not started by then are skipped"
+    )
+    parser.add_argument(
+        "--only", help="comma-separated step names (a step's inputs must be in --work already)"
+    )
+    parser.add_argument("--step", help=argparse.SUPPRESS)  # a child running one step
+    parser.add_argument("--sizes", choices=("cuda", "cpu"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    sizes = CUDA_SIZES if (args.sizes or args.device) == "cuda" else CPU_SIZES
+    if args.step:
+        ctx = Context(args.device, sizes, args.work)
+        try:
+            result = run_step(args.step, ctx)
+        except BaseException as error:  # noqa: BLE001 - the parent records every failure
+            traceback.print_exc()
+            message = str(error).strip().splitlines()
+            sys.stderr.write(
+                f"GPU_CHECK_ERROR {type(error).__name__}: {message[0] if message else ''}\n"
+            )
+            return 1
+        print(RESULT_MARK + json.dumps(result), flush=True)
+        return 0
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print(
+                "no CUDA GPU here: nothing to check (make gpu-check DEVICE=cpu runs the steps on CPU)"
+            )
+            return 0
+    work = args.work or Path(tempfile.mkdtemp(prefix="resdeep-gpu-check-"))
+    only = set(args.only.split(",")) if args.only else None
+    return check(args.device, sizes, work, args.out, args.budget, only)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
