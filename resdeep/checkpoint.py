@@ -70,7 +70,18 @@ def resolve_checkpoint_path(path_or_run_dir: str | Path, name: str = "best.pt") 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a raw checkpoint dict, refusing anything that is not a resdeep checkpoint."""
+    payload = load_plain_tensors(path, map_location)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ResdeepError(f"{path} is not a resdeep checkpoint")
+    return payload
+
+
+def load_plain_tensors(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """A PyTorch file through the weights-only unpickler: tensors and plain containers, never
+    objects, so opening a file somebody sent cannot run their code."""
     path = Path(path)
+    if not path.is_file():
+        raise ResdeepError(f"no such file: {path}")
     if path.stat().st_size == 0:
         raise ResdeepError(f"{path} is empty (0 bytes); not a checkpoint")
     try:
@@ -83,8 +94,6 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         raise ResdeepError(f"cannot read {path}: truncated or not a PyTorch checkpoint") from error
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ResdeepError(f"{path} is not a resdeep checkpoint")
     return payload
 
 
