@@ -81,9 +81,7 @@ def _plain_tensors(payload: object) -> dict[str, torch.Tensor]:
 
 def _blocks(key: str) -> str:
     """layerS.B.rest -> stageS.block(B+1).rest: resdeep counts blocks from 1."""
-    return re.sub(
-        r"^layer(\d+)\.(\d+)\.", lambda m: f"stage{m[1]}.block{int(m[2]) + 1}.", key
-    )
+    return re.sub(r"^layer(\d+)\.(\d+)\.", lambda m: f"stage{m[1]}.block{int(m[2]) + 1}.", key)
 
 
 def _akamaster_name(key: str) -> str:

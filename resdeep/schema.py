@@ -86,6 +86,7 @@ class TrainerConfig:
     )  # reduce-overhead: CUDA graphs
     deterministic: bool = False  # deterministic kernels: a resumed run matches exactly
     resume: str | None = None  # a checkpoint or run dir to continue; auto: this run dir's
+    init_from: str | None = None  # start from these weights (a run dir's best.pt); fresh optimizer
     progress: str = choice("auto", "bar", "lines")
     devices: int = 1  # > 1: DistributedDataParallel over N spawned workers (one run dir)
     global_batch: bool = True  # data.batch_size is split over devices (false: per device)

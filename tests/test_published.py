@@ -235,3 +235,35 @@ def test_an_existing_run_dir_is_never_overwritten(capsys, tmp_path):
     assert run_main(capsys, "import", "chenyaofo", str(tmp_path / "c.pt"))[0] == 0
     status, _, err = run_main(capsys, "import", "chenyaofo", str(tmp_path / "c.pt"))
     assert status == 1 and "already exists" in err
+
+
+def test_fine_tuning_starts_from_the_imported_weights(capsys, tmp_path):
+    from resdeep.experiment import compose_train_config
+    from resdeep.train.build import build_training
+
+    reference = _randomised(ChenyaofoResNet(3))
+    torch.save(reference.state_dict(), tmp_path / "c.pt")
+    assert run_main(capsys, "import", "chenyaofo", str(tmp_path / "c.pt"), "--name", "c")[0] == 0
+    imported, _ = load_checkpoint(_imported("c"))
+    common = [
+        "data=synthetic", "data.canvas_size=32", "model=resnet", "model.depth=20",
+        "trainer.device=cpu", f"trainer.init_from={_imported('c')}",
+    ]  # fmt: skip
+    # Same net: every weight, the classifier included, starts as imported.
+    training = build_training(compose_train_config([*common, "model.shortcut=B"]), tmp_path / "a")
+    for key, value in imported.state_dict().items():
+        torch.testing.assert_close(training.model.state_dict()[key], value, msg=key)
+    training.loop.close()
+    # Five classes instead of ten: all but the classifier.
+    training = build_training(
+        compose_train_config([*common, "model.shortcut=B", "data.num_classes=5"]), tmp_path / "b"
+    )
+    started = training.model.state_dict()
+    torch.testing.assert_close(
+        started["stem.conv.weight"], imported.state_dict()["stem.conv.weight"]
+    )
+    assert started["classifier.weight"].shape == (5, 64)
+    training.loop.close()
+    # Another shortcut is another network: one line that says what to set.
+    status, _, err = run_main(capsys, "train", *common, f"hydra.run.dir={tmp_path / 'wrong'}")
+    assert status == 2 and "set model.shortcut=B" in err and err.strip().count("\n") == 0

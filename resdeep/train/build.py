@@ -129,6 +129,39 @@ def build_network(
     return model, kwargs
 
 
+# What must agree for another run's weights to mean the same network here.
+ARCHITECTURE_KEYS = ("arch", "depth", "block", "shortcut", "shortcut_pad", "norm", "in_channels")
+
+
+def init_from_checkpoint(model: ConvNet, kwargs: dict[str, Any], source: str) -> None:
+    """Start from another run's weights (its best.pt), e.g. an imported published net: the same
+    network, a fresh optimizer and schedule. A different class count gets a fresh classifier."""
+    from resdeep.checkpoint import read_checkpoint, resolve_checkpoint_path
+
+    path = resolve_checkpoint_path(source, "best.pt")
+    payload = read_checkpoint(path)
+    theirs = payload["model_kwargs"]
+    for key in ARCHITECTURE_KEYS:
+        if key in theirs and theirs[key] != kwargs.get(key):
+            raise UsageError(
+                f"trainer.init_from={source}: its net has {key}={theirs[key]}, this run "
+                f"{kwargs.get(key)}"
+                + ("" if key == "in_channels" else f" (set model.{key}={theirs[key]})")
+            )
+    state = payload["model"]
+    if theirs.get("num_classes") != kwargs["num_classes"]:
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+        log.info(
+            "init_from %s: %s classes there, %s here: the classifier starts fresh",
+            path, theirs.get("num_classes"), kwargs["num_classes"],
+        )  # fmt: skip
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    stray = [k for k in missing if not k.startswith("classifier.")] + list(unexpected)
+    if stray:
+        raise UsageError(f"trainer.init_from={source}: its weights do not fit ({stray[0]})")
+    log.info("weights from %s", path)
+
+
 def build_loaders(
     cfg: DictConfig, data: DataSplits, device: torch.device, world: World, channels_last: bool
 ) -> tuple[DeviceLoader, DeviceLoader, DeviceLoader]:
@@ -257,6 +290,8 @@ def build_training(
     channels_last = use_channels_last(trainer.channels_last, device)
     data = data_from_config(cfg)
     model, kwargs = build_network(cfg, data, device, channels_last)
+    if trainer.init_from and checkpoint is None:  # a resumed run has its own weights
+        init_from_checkpoint(model, kwargs, str(trainer.init_from))
     train_loader, val_loader, test_loader = build_loaders(cfg, data, device, world, channels_last)
     epochs, total_steps = plan_steps(trainer, len(train_loader))
     optimizer, scheduler = build_optimization(cfg, model, device, total_steps)
