@@ -9,6 +9,7 @@ numbers the checkpoint stores, so a file of a training image gives the training 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -35,14 +36,56 @@ class Preprocessing(Protocol):
     std: tuple[float, ...]
 
 
-def load_image(path: str | Path, info: Preprocessing) -> tuple[torch.Tensor, Image.Image]:
-    """(normalised float tensor (1, C, H, W), the original image upright) for a checkpoint.
+# How a non-square image becomes the net's square input: its centre square (the default, so a
+# landscape photo is not squashed), the whole image squashed, or the whole image padded with black.
+CROPS: tuple[str, ...] = ("center", "none", "pad")
+
+
+@dataclass(frozen=True)
+class View:
+    """The part of the original image the net sees, in its pixels: a box that may reach past
+    the image's edges (padding) or cover only its centre (cropping)."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+
+    @classmethod
+    def of(cls, image: Image.Image, crop: str) -> View:
+        width, height = image.size
+        if crop == "none":
+            return cls(0, 0, width, height)
+        if crop not in CROPS:
+            raise ResdeepError(f"unknown crop {crop!r}; choose one of {', '.join(CROPS)}")
+        side = min(width, height) if crop == "center" else max(width, height)
+        return cls((width - side) // 2, (height - side) // 2, side, side)
+
+    def box(self) -> tuple[int, int, int, int]:
+        return (self.left, self.top, self.left + self.width, self.top + self.height)
+
+
+def load_image(
+    path: str | Path, info: Preprocessing, crop: str = "center"
+) -> tuple[torch.Tensor, Image.Image]:
+    """(normalised float tensor (1, C, H, W) of the part `crop` keeps, the original image
+    upright) for a checkpoint.
 
     Raises ResdeepError with a one-line message for a missing, empty, truncated, oversized or
     non-image file.
     """
     image = read_image(path)
-    return preprocess(image, info), image
+    seen, _ = crop_to_view(image, crop)
+    return preprocess(seen, info), image
+
+
+def crop_to_view(image: Image.Image, crop: str) -> tuple[Image.Image, View]:
+    """The square part of `image` the net is shown, and where it lies on the image."""
+    view = View.of(image, crop)
+    if crop == "none":
+        return image, view
+    # PIL fills a box past the edges with black: the padding of crop="pad".
+    return _eight_bit(image).crop(view.box()), view
 
 
 def read_image(path: str | Path) -> Image.Image:

@@ -22,36 +22,45 @@ from PIL import Image
 from resdeep.cam.api import class_activation_maps, evaluation_mode
 from resdeep.cam.evaluate import CamBenchmark, benchmark, mean_box_size
 from resdeep.cam.methods import upsample_maps
-from resdeep.cam.render import save_overlay
+from resdeep.cam.render import save_overlay, save_panel
 from resdeep.checkpoint import CheckpointInfo
 from resdeep.errors import ResdeepError
 from resdeep.experiment import checkpoint_data
-from resdeep.images import image_files, load_image
+from resdeep.images import View, crop_to_view, image_files, preprocess, read_image
 from resdeep.models import ConvNet
 
 
 @dataclass(frozen=True)
 class ExplainSettings:
-    method: str
+    methods: tuple[str, ...]
     layer: str | None
     target_class: int | None  # None: the predicted class (or the top `ranks` classes)
-    ranks: int  # maps per image: the top-k classes, or 1
+    ranks: int  # maps per image and method: the top-k classes, or 1
     out: Path
     alpha: float
     colormap: str
     save_raw: bool
     batch_size: int
+    crop: str = "center"  # how a non-square image becomes the net's square input (images.CROPS)
+    panel: bool = False  # also input | map | overlay in one titled PNG per map
+    model_name: str = ""  # for panel titles
 
 
 @dataclass(frozen=True)
 class ClassMap:
-    """One map of one image: what the model predicted, which class the map explains, files."""
+    """One map of one image: the method, what the model predicted, which class the map
+    explains, and the files written."""
 
+    method: str
     predicted: str
     predicted_probability: float
     target: str
     target_probability: float
     files: list[Path]
+
+    @property
+    def overlay(self) -> Path:
+        return self.files[0]
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class ExplainedImage:
     width: int
     height: int
     maps: list[ClassMap] = field(default_factory=list)
+    warning: str | None = None  # the input is far from what the checkpoint was trained on
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,14 @@ class BadInput:
     """An input that could not be explained, with the one-line reason."""
 
     message: str
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    path: Path
+    tensor: torch.Tensor  # (1, C, H, W), what the net sees
+    image: Image.Image  # the original, upright
+    view: View  # where the net's square lies on the original
 
 
 def expand_inputs(inputs: list[Path]) -> tuple[list[Path], list[BadInput]]:
@@ -93,6 +111,29 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
     return stems
 
 
+def input_warning(image: Image.Image, info: CheckpointInfo) -> str | None:
+    """One sentence when an input is far from the checkpoint's training images: colour given
+    to a greyscale net, or a picture shrunk more than eightfold. Its prediction then means
+    little, and the map with it."""
+    channels, height, width = info.input_shape
+    reasons = []
+    if channels == 1 and image.mode not in ("1", "L", "LA", "I", "F", "I;16"):
+        rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+        spread = np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean()
+        if spread > 8:  # of 255: visibly coloured, not a grey picture stored as RGB
+            reasons.append("a colour image")
+    # CIFAR's 32x32 images are shrunk photos; a tiny input (8x8 digits) keeps only a blob.
+    if max(height, width) <= 16 and min(image.size) > 8 * max(height, width):
+        reasons.append(f"{image.width}x{image.height} pixels shrunk to {width}x{height}")
+    if not reasons:
+        return None
+    kind = "greyscale " if channels == 1 else ""
+    return (
+        f"{' and '.join(reasons)}, but the checkpoint was trained on {width}x{height} "
+        f"{kind}{info.data_name} images: its prediction and map say little about this input"
+    )
+
+
 def explain_images(
     model: ConvNet, info: CheckpointInfo, inputs: list[Path], settings: ExplainSettings
 ) -> Iterator[ExplainedImage | BadInput]:
@@ -105,11 +146,11 @@ def explain_images(
         loaded = []
         for path in paths[start : start + settings.batch_size]:
             try:
-                tensor, image = load_image(path, info)
+                image = read_image(path)
+                seen, view = crop_to_view(image, settings.crop)
+                loaded.append(_Loaded(path, preprocess(seen, info), image, view))
             except ResdeepError as error:
                 yield BadInput(str(error))
-                continue
-            loaded.append((path, tensor, image))
         if loaded:
             # Made only once there is something to write: a failed call leaves no empty folder.
             settings.out.mkdir(parents=True, exist_ok=True)
@@ -119,60 +160,118 @@ def explain_images(
 def _explain_batch(
     model: ConvNet,
     info: CheckpointInfo,
-    loaded: list[tuple[Path, torch.Tensor, Image.Image]],
+    loaded: list[_Loaded],
     stems: dict[Path, str],
     settings: ExplainSettings,
     device: torch.device,
 ) -> Iterator[ExplainedImage]:
-    x = torch.cat([tensor for _, tensor, _ in loaded]).to(device)  # (B, C, H, W)
+    x = torch.cat([item.tensor for item in loaded]).to(device)  # (B, C, H, W)
     with torch.no_grad(), evaluation_mode(model):
         probabilities = model(x).softmax(dim=1)  # (B, classes)
     ranked = probabilities.argsort(dim=1, descending=True)
     maps: list[list[ClassMap]] = [[] for _ in loaded]
-    for rank in range(settings.ranks):
-        if settings.target_class is not None:
-            targets = torch.full((len(loaded),), settings.target_class, device=device)
-        else:
-            targets = ranked[:, rank]
-        output = class_activation_maps(model, x, settings.method, targets, settings.layer)
-        for index, (path, _, image) in enumerate(loaded):
-            heatmap = upsample_maps(output.maps[index : index + 1], (image.height, image.width))
-            target, predicted = int(targets[index]), int(ranked[index, 0])
-            files = write_map(stems[path], heatmap[0].cpu().numpy(), image, target, info, settings)
-            maps[index].append(
-                ClassMap(
+    for method in settings.methods:
+        for rank in range(settings.ranks):
+            if settings.target_class is not None:
+                targets = torch.full((len(loaded),), settings.target_class, device=device)
+            else:
+                targets = ranked[:, rank]
+            output = class_activation_maps(model, x, method, targets, settings.layer)
+            for index, item in enumerate(loaded):
+                view = item.view
+                # The map covers the part the net saw, at that part's full resolution.
+                on_view = upsample_maps(output.maps[index : index + 1], (view.height, view.width))
+                target, predicted = int(targets[index]), int(ranked[index, 0])
+                entry = ClassMap(
+                    method=method,
                     predicted=info.classes[predicted],
                     predicted_probability=probabilities[index, predicted].item(),
                     target=info.classes[target],
                     target_probability=probabilities[index, target].item(),
-                    files=files,
+                    files=[],
                 )
-            )
-    for (path, _, image), image_maps in zip(loaded, maps, strict=True):
-        yield ExplainedImage(path, image.width, image.height, image_maps)
+                entry.files.extend(
+                    write_map(
+                        stems[item.path],
+                        on_view[0].cpu().numpy(),
+                        item,
+                        entry,
+                        settings,
+                        seen_at=info.input_shape[1:],
+                    )  # fmt: skip
+                )
+                maps[index].append(entry)
+    for item, image_maps in zip(loaded, maps, strict=True):
+        yield ExplainedImage(
+            item.path,
+            item.image.width,
+            item.image.height,
+            image_maps,
+            input_warning(item.image, info),
+        )
 
 
 def write_map(
     stem: str,
-    heatmap: np.ndarray,
-    image: Image.Image,
-    target: int,
-    info: CheckpointInfo,
+    on_view: np.ndarray,
+    item: _Loaded,
+    entry: ClassMap,
     settings: ExplainSettings,
+    seen_at: tuple[int, int],
 ) -> list[Path]:
-    """The overlay PNG (and the raw map as .npy, float32 in [0, 1], when asked)."""
-    class_name = re.sub(r"[^\w.-]+", "_", info.classes[target])
-    base = settings.out / f"{stem}_{settings.method}_{class_name}"
+    """The overlay PNG on the whole original image (and the raw map as .npy, float32 in [0, 1]
+    at the image's size, 0 where the net did not look, when asked; and the panel)."""
+    class_name = re.sub(r"[^\w.-]+", "_", entry.target)
+    base = settings.out / f"{stem}_{entry.method}_{class_name}"
+    heatmap, region = place_on_image(on_view, item.view, item.image.size)
     files = [
         save_overlay(
-            base.with_name(base.name + ".png"), image, heatmap, settings.alpha, settings.colormap
+            base.with_name(base.name + ".png"),
+            item.image,
+            heatmap,
+            settings.alpha,
+            settings.colormap,
+            region,
         )
     ]
     if settings.save_raw:
         raw = base.with_name(base.name + ".npy")
         np.save(raw, heatmap.astype(np.float32))
         files.append(raw)
+    if settings.panel:
+        seen, _ = crop_to_view(item.image, settings.crop)
+        files.append(
+            save_panel(
+                base.with_name(base.name + "_panel.png"),
+                seen,
+                on_view,
+                input_title=f"input ({settings.crop} crop; the net sees it at "
+                f"{seen_at[1]}x{seen_at[0]})",
+                title=(
+                    f"{item.path.name}: {entry.predicted} (p = {entry.predicted_probability:.2f})"
+                    f"  ·  {entry.method} of {entry.target}"
+                    + (f"  ·  {settings.model_name}" if settings.model_name else "")
+                ),
+                alpha=settings.alpha,
+                colormap=settings.colormap,
+            )
+        )
     return files
+
+
+def place_on_image(
+    on_view: np.ndarray, view: View, size: tuple[int, int]
+) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """The view's map pasted at its place on an image of PIL `size` (W, H): (map (H, W), 0
+    elsewhere; the rows and columns of the image the net saw)."""
+    width, height = size
+    heatmap = np.zeros((height, width), dtype=np.float32)
+    top, left = max(view.top, 0), max(view.left, 0)
+    bottom, right = min(view.top + view.height, height), min(view.left + view.width, width)
+    heatmap[top:bottom, left:right] = on_view[
+        top - view.top : bottom - view.top, left - view.left : right - view.left
+    ]
+    return heatmap, (slice(top, bottom), slice(left, right))
 
 
 def benchmark_checkpoint(

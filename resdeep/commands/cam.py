@@ -20,13 +20,14 @@ from resdeep.cam.explain import (
 )
 from resdeep.cam.localize import DEFAULT_THRESHOLD
 from resdeep.cam.methods import METHODS
-from resdeep.cam.render import DEFAULT_COLORMAP, get_colormap
+from resdeep.cam.render import DEFAULT_COLORMAP, GridCell, get_colormap, save_grid
 from resdeep.checkpoint import CheckpointInfo, load_checkpoint
 from resdeep.console import console
 from resdeep.errors import ResdeepError, UsageError
+from resdeep.images import CROPS
 from resdeep.io import save_json_atomic
 from resdeep.models import ConvNet
-from resdeep.runs import DEFAULT_RUNS_ROOT, latest_checkpoint
+from resdeep.runs import DEFAULT_RUNS_ROOT, latest_checkpoint, read_metrics
 from resdeep.train.device import resolve_device
 
 
@@ -43,9 +44,16 @@ def cam(
         str | None,
         typer.Option(help="Checkpoint file or run directory (default: the latest run's best.pt)."),
     ] = None,
-    method: Annotated[str, typer.Option(help=f"One of {', '.join(METHODS)}.")] = "cam",
+    method: Annotated[
+        str,
+        typer.Option(
+            help=f"One of {', '.join(METHODS)}; several separated by commas, or all "
+            "(--evaluate: one)."
+        ),
+    ] = "cam",
     target_class: Annotated[
-        int | None, typer.Option(help="Explain this class (default: the predicted one).")
+        str | None,
+        typer.Option(help="Explain this class, by name or index (default: the predicted one)."),
     ] = None,
     top_k: Annotated[
         int | None, typer.Option(help="Explain each of the k most probable classes.")
@@ -63,6 +71,20 @@ def cam(
     save_raw: Annotated[
         bool, typer.Option(help="Also write each map as .npy, float32 in [0, 1].")
     ] = False,
+    crop: Annotated[
+        str,
+        typer.Option(
+            help="How a non-square image becomes the net's square input: center (its centre "
+            "square), none (squashed) or pad (black bars)."
+        ),
+    ] = "center",
+    panel: Annotated[
+        bool, typer.Option(help="Also write input | map | overlay as one titled PNG per map.")
+    ] = False,
+    grid: Annotated[
+        Path | None,
+        typer.Option(help="Also draw every input × method (or × top-k class) into this PNG."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     evaluate: Annotated[
@@ -72,16 +94,22 @@ def cam(
         float, typer.Option(help="--evaluate: box the map above this fraction of its max.")
     ] = DEFAULT_THRESHOLD,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="--evaluate: also write the results here.")
+        Path | None,
+        typer.Option("--json", help="Also write the results (per image, and --evaluate's) here."),
     ] = None,
 ) -> None:
     """Class activation maps of a checkpoint on images: overlays, and with --evaluate, how well
-    the maps localise on the test split."""
-    _check_options(method, target_class, top_k, layer, alpha, colormap, batch_size)
+    the maps localise on the test split.
+
+    Example: resdeep cam examples/ --checkpoint runs/imported/akamaster_resnet56_cifar10
+    --method cam,gradcam --grid cams.png
+    """
+    methods = _methods(method, evaluate)
+    _check_options(methods, target_class, top_k, layer, alpha, colormap, batch_size, crop)
+    if grid is not None and grid.suffix.lower() != ".png":
+        raise UsageError(f"--grid writes a PNG; give a file ending in .png, not {grid.name}")
     if not inputs and not evaluate:
         raise UsageError("give image files or directories, or --evaluate for the benchmark")
-    if json_path is not None and not evaluate:
-        raise UsageError("--json writes the --evaluate results; add --evaluate")
     if not 0.0 <= threshold <= 1.0:
         raise UsageError(f"--threshold is a fraction of the map's max in [0, 1], got {threshold}")
 
@@ -91,55 +119,82 @@ def cam(
     else:
         path = Path(checkpoint)
     model, info = load_checkpoint(path, device=resolve_device(device))
-    _check_against_model(model, info, target_class, top_k, layer)
+    target = _target_index(target_class, info)
+    _check_against_model(model, info, top_k, layer)
 
     failures = 0
     if inputs:
         settings = ExplainSettings(
-            method=method,
+            methods=methods,
             layer=layer,
-            target_class=target_class,
+            target_class=target,
             ranks=top_k or 1,
             out=out,
             alpha=alpha,
             colormap=colormap,
             save_raw=save_raw,
             batch_size=batch_size,
+            crop=crop,
+            panel=panel,
+            model_name=model_name(info),
         )
+        explained = []
         for item in explain_images(model, info, inputs, settings):
             if isinstance(item, BadInput):
                 sys.stderr.write(f"error: {item.message}\n")
                 failures += 1
-            else:
-                _print_image_table(item, method)
+                continue
+            if item.warning:
+                sys.stderr.write(f"warning: {item.path}: {item.warning}\n")
+            _print_image_table(item)
+            explained.append(item)
+        if grid is not None and explained:
+            draw_grid(grid, explained, settings)
+            console.print(f"wrote {grid}")
+        record = {
+            "checkpoint": str(info.path),
+            "model": settings.model_name,
+            "crop": crop,
+            "images": [image_record(item) for item in explained],
+        }
     if evaluate:
-        result, record = benchmark_checkpoint(
-            model, info, method=method, layer=layer, threshold=threshold, batch_size=batch_size
+        result, benchmark = benchmark_checkpoint(
+            model, info, method=methods[0], layer=layer, threshold=threshold, batch_size=batch_size
         )
-        _print_benchmark(result, info, method)
-        if json_path is not None:
-            save_json_atomic(record, json_path)
-            console.print(f"wrote {json_path}")
+        _print_benchmark(result, info, methods[0])
+        record = {**record, "evaluate": benchmark} if inputs else benchmark
+    if json_path is not None:
+        save_json_atomic(record, json_path)
+        console.print(f"wrote {json_path}")
     if failures:
         raise ResdeepError(f"{failures} input(s) could not be processed; see the lines above")
 
 
+def _methods(value: str, evaluate: bool) -> tuple[str, ...]:
+    methods = METHODS if value == "all" else tuple(dict.fromkeys(value.split(",")))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UsageError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)} or all")
+    if evaluate and len(methods) > 1:
+        raise UsageError("--evaluate benchmarks one method at a time; give one --method")
+    return methods
+
+
 def _check_options(
-    method: str,
-    target_class: int | None,
+    methods: tuple[str, ...],
+    target_class: str | None,
     top_k: int | None,
     layer: str | None,
     alpha: float,
     colormap: str,
     batch_size: int,
+    crop: str,
 ) -> None:
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if target_class is not None and top_k is not None:
         raise UsageError("--target-class and --top-k exclude each other; pick one")
     if top_k is not None and top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
-    if method == "cam" and layer is not None:
+    if methods == ("cam",) and layer is not None:
         raise UsageError(
             "--method cam uses the last feature maps; use --layer with gradcam, gradcam++ or "
             "scorecam"
@@ -148,29 +203,87 @@ def _check_options(
         raise UsageError(f"--alpha must be in [0, 1], got {alpha}")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if crop not in CROPS:
+        raise UsageError(f"--crop must be one of {', '.join(CROPS)}, got {crop!r}")
     get_colormap(colormap)
 
 
-def _check_against_model(
-    model: ConvNet,
-    info: CheckpointInfo,
-    target_class: int | None,
-    top_k: int | None,
-    layer: str | None,
-) -> None:
-    classes = info.num_classes
-    if target_class is not None and not 0 <= target_class < classes:
+def _target_index(value: str | None, info: CheckpointInfo) -> int | None:
+    """A class by name ("cat") or index ("3")."""
+    if value is None:
+        return None
+    if value in info.classes:
+        return info.classes.index(value)
+    if value.lstrip("-").isdigit():
+        index = int(value)
+        if 0 <= index < info.num_classes:
+            return index
         raise UsageError(
-            f"--target-class {target_class} is out of range; the model has classes 0..{classes - 1}"
+            f"--target-class {index} is out of range; the model has classes "
+            f"0..{info.num_classes - 1}"
         )
-    if top_k is not None and top_k > classes:
-        raise UsageError(f"--top-k {top_k} is more than the model's {classes} classes")
+    shown = ", ".join(info.classes[:12]) + (", ..." if info.num_classes > 12 else "")
+    raise UsageError(f"--target-class {value!r} is not a class of this model ({shown})")
+
+
+def _check_against_model(
+    model: ConvNet, info: CheckpointInfo, top_k: int | None, layer: str | None
+) -> None:
+    if top_k is not None and top_k > info.num_classes:
+        raise UsageError(f"--top-k {top_k} is more than the model's {info.num_classes} classes")
     if layer is not None:
         find_conv_layer(model, layer)
 
 
-def _print_image_table(item: ExplainedImage, method: str) -> None:
-    table = Table(title=f"{item.path} ({item.width}x{item.height}, {method})", title_justify="left")
+def model_name(info: CheckpointInfo) -> str:
+    """'resnet-56 (akamaster), cifar10' for titles."""
+    kwargs = info.model_kwargs
+    source = read_metrics(info.run_dir).get("source")
+    origin = f" ({source})" if source else ""
+    return f"{kwargs.get('arch', '?')}-{kwargs.get('depth', '?')}{origin}, {info.data_name}"
+
+
+def image_record(item: ExplainedImage) -> dict:
+    return {
+        "path": str(item.path),
+        "width": item.width,
+        "height": item.height,
+        "warning": item.warning,
+        "maps": [
+            {
+                "method": entry.method,
+                "predicted": entry.predicted,
+                "predicted_probability": entry.predicted_probability,
+                "target": entry.target,
+                "target_probability": entry.target_probability,
+                "files": [str(f) for f in entry.files],
+            }
+            for entry in item.maps
+        ],
+    }
+
+
+def draw_grid(path: Path, explained: list[ExplainedImage], settings: ExplainSettings) -> None:
+    """Rows: the inputs; columns: each method (times each top-k class)."""
+    columns = []
+    for method in settings.methods:
+        for rank in range(settings.ranks):
+            columns.append(method if settings.ranks == 1 else f"{method}, top-{rank + 1}")
+    rows = []
+    for item in explained:
+        first = item.maps[0]
+        label = f"{item.path.name}\n{first.predicted} {first.predicted_probability:.2f}"
+        cells = [
+            GridCell(entry.overlay, f"{entry.target} {entry.target_probability:.2f}")
+            for entry in item.maps
+        ]
+        rows.append((label, cells))
+    save_grid(path, rows, columns, title=settings.model_name)
+
+
+def _print_image_table(item: ExplainedImage) -> None:
+    table = Table(title=f"{item.path} ({item.width}x{item.height})", title_justify="left")
+    table.add_column("method")
     table.add_column("predicted")
     table.add_column("probability", justify="right")
     table.add_column("target")
@@ -178,6 +291,7 @@ def _print_image_table(item: ExplainedImage, method: str) -> None:
     table.add_column("written", overflow="fold")
     for entry in item.maps:
         table.add_row(
+            entry.method,
             entry.predicted,
             f"{entry.predicted_probability:.3f}",
             entry.target,

@@ -1,0 +1,130 @@
+"""`resdeep cam` on photographs: the centre square, maps drawn back on the whole image, class
+names, panels, grids and a warning when an input is far from the training images."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from resdeep.images import View, crop_to_view
+from tests.conftest import REPO, run_main
+from tests.test_published import ChenyaofoResNet, _randomised
+
+
+@pytest.fixture(scope="module")
+def cifar_run(tmp_path_factory):
+    """A CIFAR-10-shaped ResNet-20 with the CIFAR class names, imported like a published one."""
+    folder = tmp_path_factory.mktemp("imported")
+    torch.save(_randomised(ChenyaofoResNet(3)).state_dict(), folder / "c.pt")
+    from resdeep.published import import_published
+
+    run_dir, _ = import_published("chenyaofo", folder / "c.pt", folder / "run")
+    return run_dir
+
+
+def _landscape(path, width=120, height=60):
+    """Left third red, the rest grey: a picture whose centre square is not all of it."""
+    pixels = np.full((height, width, 3), 128, dtype=np.uint8)
+    pixels[:, : width // 3] = (200, 30, 30)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_views_keep_the_aspect_ratio():
+    image = Image.new("RGB", (120, 60))
+    assert View.of(image, "center") == View(30, 0, 60, 60)
+    assert View.of(image, "pad") == View(0, -30, 120, 120)
+    assert View.of(image, "none") == View(0, 0, 120, 60)
+    seen, _ = crop_to_view(Image.new("RGB", (120, 60), (255, 255, 255)), "pad")
+    assert seen.size == (120, 120)
+    assert seen.getpixel((60, 0)) == (0, 0, 0) and seen.getpixel((60, 60)) == (255, 255, 255)
+
+
+def test_a_landscape_photo_keeps_its_shape_and_its_map_sits_where_the_net_looked(
+    capsys, tmp_path, cifar_run
+):
+    photo = _landscape(tmp_path / "wide.png")
+    out = tmp_path / "out"
+    status, _, err = run_main(
+        capsys, "cam", str(photo), "--checkpoint", str(cifar_run), "--save-raw", "--out", str(out),
+        "--json", str(tmp_path / "cam.json"),
+    )  # fmt: skip
+    assert status == 0, err
+    [overlay] = out.glob("wide_cam_*.png")
+    assert Image.open(overlay).size == (120, 60)  # the whole photo, not squashed
+    heatmap = np.load(overlay.with_suffix(".npy"))
+    assert heatmap.shape == (60, 120)
+    assert heatmap[:, :30].max() == 0 and heatmap[:, 90:].max() == 0  # outside the centre square
+    assert heatmap[:, 30:90].max() == pytest.approx(1.0)
+    # Outside the square the photo is shown dimmed, without colour.
+    drawn = np.asarray(Image.open(overlay).convert("RGB")).astype(int)
+    assert tuple(drawn[30, 5]) == (100, 15, 15) and tuple(drawn[30, 115]) == (64, 64, 64)
+    record = json.loads((tmp_path / "cam.json").read_text())
+    [image] = record["images"]
+    assert image["maps"][0]["predicted"] in (
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    )  # fmt: skip
+    assert record["crop"] == "center" and "resnet-20 (chenyaofo)" in record["model"]
+    # crop=none squashes the whole photo into the square: the map covers all of it.
+    status, _, _ = run_main(
+        capsys, "cam", str(photo), "--checkpoint", str(cifar_run), "--save-raw", "--crop", "none",
+        "--out", str(tmp_path / "none"),
+    )  # fmt: skip
+    [raw] = (tmp_path / "none").glob("*.npy")
+    assert status == 0 and np.load(raw)[:, :30].max() > 0
+
+
+def test_target_class_by_name_panels_and_a_grid(capsys, tmp_path, cifar_run):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _landscape(photos / "a.png")
+    _landscape(photos / "b.png", 60, 90)
+    out = tmp_path / "out"
+    status, stdout, err = run_main(
+        capsys, "cam", str(photos), "--checkpoint", str(cifar_run), "--method", "cam,gradcam",
+        "--target-class", "cat", "--panel", "--grid", str(tmp_path / "grid.png"), "--out",
+        str(out),
+    )  # fmt: skip
+    assert status == 0, err
+    for stem in ("a", "b"):
+        for method in ("cam", "gradcam"):
+            assert (out / f"{stem}_{method}_cat.png").is_file()
+            panel = Image.open(out / f"{stem}_{method}_cat_panel.png")
+            assert panel.width > 2 * panel.height  # input | map | overlay
+    assert "cat" in stdout
+    # One column per method, one row per image: a second method adds a column.
+    status, _, _ = run_main(
+        capsys, "cam", str(photos), "--checkpoint", str(cifar_run), "--grid",
+        str(tmp_path / "one.png"), "--out", str(out),
+    )  # fmt: skip
+    two, one = Image.open(tmp_path / "grid.png"), Image.open(tmp_path / "one.png")
+    assert status == 0 and two.height == one.height and two.width > 1.6 * one.width
+    status, _, err = run_main(
+        capsys, "cam", str(photos), "--checkpoint", str(cifar_run), "--target-class", "kitten"
+    )
+    assert status == 2 and "'kitten' is not a class" in err and "airplane" in err
+    status, _, err = run_main(
+        capsys, "cam", str(photos), "--checkpoint", str(cifar_run), "--method", "cam,fancy"
+    )
+    assert status == 2 and "unknown method 'fancy'" in err
+
+
+def test_a_colour_photo_for_a_digits_net_gets_a_warning(capsys, tmp_path, train_run):
+    photo = REPO / "examples" / "photos" / "cat.png"
+    status, _, err = run_main(
+        capsys, "cam", str(photo), "--checkpoint", str(train_run()), "--out", str(tmp_path / "o")
+    )
+    assert status == 0
+    [warning] = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert "colour" in warning and "8x8 greyscale digits" in warning
+    # A digit drawn in grey gets none.
+    digit = tmp_path / "digit.png"
+    Image.fromarray(np.eye(8, dtype=np.uint8) * 255).resize((32, 32)).save(digit)
+    status, _, err = run_main(
+        capsys, "cam", str(digit), "--checkpoint", str(train_run()), "--out", str(tmp_path / "o")
+    )
+    assert status == 0 and "warning" not in err
