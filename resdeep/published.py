@@ -74,8 +74,9 @@ def _akamaster_tensors(payload: object) -> dict[str, torch.Tensor]:
 def _plain_tensors(payload: object) -> dict[str, torch.Tensor]:
     if not isinstance(payload, dict):
         raise ResdeepError("it holds no state dict")
-    if isinstance(payload.get("state_dict"), dict):  # a training checkpoint around the weights
-        return payload["state_dict"]
+    for key in ("state_dict", "model"):  # a training checkpoint around the weights
+        if isinstance(payload.get(key), dict):
+            return payload[key]
     return payload
 
 
