@@ -264,6 +264,7 @@ def test_fine_tuning_starts_from_the_imported_weights(capsys, tmp_path):
     )
     assert started["classifier.weight"].shape == (5, 64)
     training.loop.close()
+    capsys.readouterr()  # only what the command below prints
     # Another shortcut is another network: one line that says what to set.
     status, _, err = run_main(capsys, "train", *common, f"hydra.run.dir={tmp_path / 'wrong'}")
     assert status == 2 and "set model.shortcut=B" in err and err.strip().count("\n") == 0
