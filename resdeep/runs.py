@@ -123,3 +123,38 @@ def claim_run_dir(run_dir: Path, resuming: bool) -> None:
         ) from None
     with os.fdopen(descriptor, "w") as stream:
         stream.write(f"{os.getpid()}\n")
+
+
+# What a run writes before its first step: Hydra's record and log, the config, the claim and an
+# empty TensorBoard file. A start that fails takes exactly these back.
+STARTUP_FILES = (
+    ".hydra/config.yaml",
+    ".hydra/hydra.yaml",
+    ".hydra/overrides.yaml",
+    "train.log",
+    "config.yaml",
+    CLAIM_MARKER,
+)
+
+
+def undo_failed_start(run_dir: Path, stop_at: Path | None = None) -> None:
+    """Remove what a run that failed to start wrote into `run_dir` it had claimed, then the
+    directory and its parents while they are empty (up to `stop_at`, the working directory by
+    default): the file system is left as it was. Nothing else is ever deleted, and a directory
+    that holds a checkpoint or metrics is left alone."""
+    if (run_dir / "checkpoints").exists() or (run_dir / "metrics.json").exists():
+        return
+    for name in STARTUP_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for events in run_dir.glob("events.out.tfevents.*"):
+        events.unlink(missing_ok=True)
+    stop_at = (stop_at or Path.cwd()).resolve()
+    for folder in [run_dir / ".hydra", run_dir.resolve(), *run_dir.resolve().parents]:
+        if folder == stop_at or stop_at.is_relative_to(folder):
+            break
+        if not folder.exists():
+            continue
+        try:
+            folder.rmdir()  # only ever removes an empty directory
+        except OSError:
+            break

@@ -352,3 +352,27 @@ def test_directory_without_images_is_refused(capsys, tmp_path, train_run):
     )
     assert status == 1 and "no image files" in stderr
     assert "Traceback" not in stderr and not (tmp_path / "o").exists()
+
+
+def test_a_failed_start_removes_only_what_it_wrote(tmp_path):
+    from resdeep.runs import CLAIM_MARKER, undo_failed_start
+
+    mine = tmp_path / "runs" / "day" / "run"
+    (mine / ".hydra").mkdir(parents=True)
+    for name in (".hydra/config.yaml", "train.log", "config.yaml", CLAIM_MARKER):
+        (mine / name).write_text("x")
+    (tmp_path / "runs" / "notes.txt").write_text("the user's")
+    undo_failed_start(mine, stop_at=tmp_path)
+    assert not (tmp_path / "runs" / "day").exists()  # the run dir and its empty parent
+    assert (tmp_path / "runs" / "notes.txt").read_text() == "the user's"
+    # A directory the user filled keeps their files; one with a checkpoint is left alone.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "data.csv").write_text("1,2")
+    (theirs / "train.log").write_text("x")
+    undo_failed_start(theirs, stop_at=tmp_path)
+    assert sorted(p.name for p in theirs.iterdir()) == ["data.csv"]
+    (theirs / "checkpoints").mkdir()
+    (theirs / "config.yaml").write_text("x")
+    undo_failed_start(theirs, stop_at=tmp_path)
+    assert (theirs / "config.yaml").exists()

@@ -115,17 +115,22 @@ def test_multirun_leaves_complete_run_dirs(cli, capsys, tmp_path):
         (("trainer.devices=2", "trainer.on_nan=skip"), 2, "on_nan=skip works on one process"),
         (("trainer.channels_last=maybe",), 2, "trainer.channels_last must be one of"),
         (("trainer.compile_mode=reduce-overhead",), 2, "needs trainer.compile=true"),
+        (("trainer.resume=runs/does_not_exist",), 1, "not found"),
+        (("model.dept=56",), 2, "did you mean model.depth"),
     ],
 )
-def test_bad_config_gives_one_clear_line(capsys, tmp_path, args, code, needle):
-    # In-process through the real entry point: the Hydra app runs here, its job included.
-    status, _, stderr = run_main(
-        capsys, "train", "trainer.device=cpu", *args, f"hydra.run.dir={tmp_path / 'bad'}"
-    )
+def test_bad_config_gives_one_clear_line_and_leaves_nothing_behind(
+    capsys, tmp_path, monkeypatch, args, code, needle
+):
+    # In-process through the real entry point: the Hydra app runs here, its job included, in
+    # an empty folder with the default run dir (runs/<time>_<net>_<data>).
+    monkeypatch.chdir(tmp_path)
+    status, _, stderr = run_main(capsys, "train", "trainer.device=cpu", *args)
     assert status == code, stderr
     assert "Traceback" not in stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0]
+    assert list(tmp_path.iterdir()) == []  # no run dir, no runs/, no claim, no log
 
 
 def test_checkpoint_round_trip(train_run):

@@ -21,6 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from resdeep.checkpoint import resolve_checkpoint_path
 from resdeep.console import route_logging_through_rich
 from resdeep.errors import ResdeepError, UsageError, first_line
 from resdeep.experiment import CONFIG_DIR, compose_train_config
@@ -165,6 +166,9 @@ def check_overrides(args: list[str]) -> None:
     except (HydraException, OmegaConfBaseException) as error:
         raise UsageError(_one_line(error)) from error
     validate(cfg)
+    if cfg.trainer.resume not in (None, "auto"):
+        # Before Hydra makes the run dir: a mistyped resume path must not be created.
+        resolve_checkpoint_path(cfg.trainer.resume, "last.pt")
     check_run_dir(run_dir, resuming=cfg.trainer.resume is not None)
 
 

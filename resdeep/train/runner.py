@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from resdeep.checkpoint import read_checkpoint, resolve_checkpoint_path, save_checkpoint
 from resdeep.errors import ResdeepError, UsageError
-from resdeep.runs import claim_run_dir, refuse_existing_run, slurm_requeued
+from resdeep.runs import claim_run_dir, refuse_existing_run, slurm_requeued, undo_failed_start
 from resdeep.train import distributed
 from resdeep.train.build import build_training, per_device_batch
 from resdeep.train.device import resolve_device
@@ -95,6 +95,18 @@ def _train_in_worker(container: dict, run_dir: str, world: World) -> None:
     train(OmegaConf.create(container), Path(run_dir), world)
 
 
+def _detach_file_logs(run_dir: Path) -> None:
+    """Close the log files kept in `run_dir` (Hydra's train.log) so they can go."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if (
+            isinstance(handler, logging.FileHandler)
+            and Path(handler.baseFilename).parent == run_dir.resolve()
+        ):
+            root.removeHandler(handler)
+            handler.close()
+
+
 def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
     target = resume_target(cfg.trainer, run_dir)
     checkpoint = read_checkpoint(target) if target is not None else None
@@ -102,8 +114,17 @@ def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
         # Claimed before the run writes anything of its own: a second run started into this
         # directory stops here, leaving no config or events of its own behind.
         claim_run_dir(run_dir, resuming=checkpoint is not None or cfg.trainer.resume == "auto")
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    training = build_training(cfg, run_dir, world, checkpoint)
+    try:
+        if world.is_main:
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        training = build_training(cfg, run_dir, world, checkpoint)
+    except BaseException:
+        if world.is_main and checkpoint is None:
+            # A start that fails (bad depth, device, batch size, missing data) leaves the file
+            # system as it was: no run directory, no claim.
+            _detach_file_logs(run_dir)
+            undo_failed_start(run_dir)
+        raise
     loop, model = training.loop, training.model
     if checkpoint is not None:
         log.info("resuming from %s at epoch %d, step %d", target, loop.state.epoch, loop.state.step)
