@@ -20,14 +20,15 @@ from resdeep.cam.explain import (
 )
 from resdeep.cam.localize import DEFAULT_THRESHOLD
 from resdeep.cam.methods import METHODS
-from resdeep.cam.render import DEFAULT_COLORMAP, GridCell, get_colormap, save_grid
+from resdeep.cam.outputs import draw_grid, image_record, model_name, target_index
+from resdeep.cam.render import DEFAULT_COLORMAP, get_colormap
 from resdeep.checkpoint import CheckpointInfo, load_checkpoint
 from resdeep.console import console
 from resdeep.errors import ResdeepError, UsageError
 from resdeep.images import CROPS
 from resdeep.io import save_json_atomic
 from resdeep.models import ConvNet
-from resdeep.runs import DEFAULT_RUNS_ROOT, latest_checkpoint, read_metrics
+from resdeep.runs import DEFAULT_RUNS_ROOT, latest_checkpoint
 from resdeep.train.device import resolve_device
 
 
@@ -119,7 +120,7 @@ def cam(
     else:
         path = Path(checkpoint)
     model, info = load_checkpoint(path, device=resolve_device(device))
-    target = _target_index(target_class, info)
+    target = target_index(target_class, info)
     _check_against_model(model, info, top_k, layer)
 
     failures = 0
@@ -208,24 +209,6 @@ def _check_options(
     get_colormap(colormap)
 
 
-def _target_index(value: str | None, info: CheckpointInfo) -> int | None:
-    """A class by name ("cat") or index ("3")."""
-    if value is None:
-        return None
-    if value in info.classes:
-        return info.classes.index(value)
-    if value.lstrip("-").isdigit():
-        index = int(value)
-        if 0 <= index < info.num_classes:
-            return index
-        raise UsageError(
-            f"--target-class {index} is out of range; the model has classes "
-            f"0..{info.num_classes - 1}"
-        )
-    shown = ", ".join(info.classes[:12]) + (", ..." if info.num_classes > 12 else "")
-    raise UsageError(f"--target-class {value!r} is not a class of this model ({shown})")
-
-
 def _check_against_model(
     model: ConvNet, info: CheckpointInfo, top_k: int | None, layer: str | None
 ) -> None:
@@ -233,52 +216,6 @@ def _check_against_model(
         raise UsageError(f"--top-k {top_k} is more than the model's {info.num_classes} classes")
     if layer is not None:
         find_conv_layer(model, layer)
-
-
-def model_name(info: CheckpointInfo) -> str:
-    """'resnet-56 (akamaster), cifar10' for titles."""
-    kwargs = info.model_kwargs
-    source = read_metrics(info.run_dir).get("source")
-    origin = f" ({source})" if source else ""
-    return f"{kwargs.get('arch', '?')}-{kwargs.get('depth', '?')}{origin}, {info.data_name}"
-
-
-def image_record(item: ExplainedImage) -> dict:
-    return {
-        "path": str(item.path),
-        "width": item.width,
-        "height": item.height,
-        "warning": item.warning,
-        "maps": [
-            {
-                "method": entry.method,
-                "predicted": entry.predicted,
-                "predicted_probability": entry.predicted_probability,
-                "target": entry.target,
-                "target_probability": entry.target_probability,
-                "files": [str(f) for f in entry.files],
-            }
-            for entry in item.maps
-        ],
-    }
-
-
-def draw_grid(path: Path, explained: list[ExplainedImage], settings: ExplainSettings) -> None:
-    """Rows: the inputs; columns: each method (times each top-k class)."""
-    columns = []
-    for method in settings.methods:
-        for rank in range(settings.ranks):
-            columns.append(method if settings.ranks == 1 else f"{method}, top-{rank + 1}")
-    rows = []
-    for item in explained:
-        first = item.maps[0]
-        label = f"{item.path.name}\n{first.predicted} {first.predicted_probability:.2f}"
-        cells = [
-            GridCell(entry.overlay, f"{entry.target} {entry.target_probability:.2f}")
-            for entry in item.maps
-        ]
-        rows.append((label, cells))
-    save_grid(path, rows, columns, title=settings.model_name)
 
 
 def _print_image_table(item: ExplainedImage) -> None:
