@@ -376,3 +376,28 @@ def test_a_failed_start_removes_only_what_it_wrote(tmp_path):
     (theirs / "config.yaml").write_text("x")
     undo_failed_start(theirs, stop_at=tmp_path)
     assert (theirs / "config.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    "name,kind",
+    [("notes.txt", "a text file"), ("rocket.jpg", "a JPEG image"), ("cat.png", "a PNG image")],
+)
+def test_a_foreign_file_given_as_checkpoint_gets_one_resdeep_sentence(capsys, tmp_path, name, kind):
+    path = tmp_path / name
+    if name == "notes.txt":
+        path.write_text("these are my notes\n" * 20)
+    else:
+        path.write_bytes((REPO / "examples" / "photos" / name).read_bytes())
+    image = REPO / "examples" / "digits" / "digit_a.png"
+    for command in (("cam", str(image)), ("uncertainty",)):
+        status, line = _refusal(capsys, *command, "--checkpoint", str(path))
+        assert status == 1 and line == f"error: {path} is not a PyTorch checkpoint ({kind})"
+    # PyTorch's own advice to turn safe loading off never reaches the user.
+    status, line = _refusal(capsys, "import", "akamaster", str(path))
+    assert status == 1 and kind in line and "weights_only" not in line
+
+
+def test_a_refused_pickle_never_suggests_unsafe_loading(capsys, tmp_path, malicious_checkpoint):
+    path, _ = malicious_checkpoint
+    status, line = _refusal(capsys, "uncertainty", "--checkpoint", str(path))
+    assert "could run code" in line and "weights_only" not in line
