@@ -43,6 +43,19 @@ def _report(message: str, exit_code: int) -> None:
     sys.exit(exit_code)
 
 
+def _is_usage_error(error: Exception) -> bool:
+    """Click's UsageError (Typer vendors Click in recent versions, so matched by name)."""
+    return any(cls.__name__ == "UsageError" for cls in type(error).__mro__)
+
+
+def _usage_line(error: Exception) -> str:
+    """'No such option: --bogus Did you mean --out? (see resdeep cam --help)'."""
+    context = getattr(error, "ctx", None)
+    path = getattr(context, "command_path", "resdeep") or "resdeep"
+    message = " ".join(error.format_message().split())  # type: ignore[attr-defined]
+    return f"{message} (see {path} --help)"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. `--debug` anywhere (or RESDEEP_DEBUG=1) shows tracebacks instead of one line."""
     from resdeep.train.app import PropagatedError
@@ -52,8 +65,15 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a != "--debug"]
     if debug:
         os.environ["HYDRA_FULL_ERROR"] = "1"
+    if not args:
+        args = ["--help"]
     try:
-        app(args=args, prog_name="resdeep")
+        # Not standalone: Click's usage errors come here as exceptions, so they get resdeep's
+        # one line instead of a boxed panel.
+        code = app(args=args, prog_name="resdeep", standalone_mode=False)
+    except typer.Abort:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
     except PropagatedError as propagated:
         if debug:
             raise propagated.error from None
@@ -68,4 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as error:  # an unexpected bug: still one line, with the way to see more
         if debug:
             raise
+        if _is_usage_error(error):
+            _report(_usage_line(error), 2)
         _report(f"{type(error).__name__}: {error} (run with --debug for the traceback)", 1)
+    if isinstance(code, int) and code:
+        sys.exit(code)
