@@ -5,14 +5,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from resdeep.checkpoint import CheckpointInfo, load_checkpoint
-
 __version__ = "0.1.0"
 __all__ = ["CheckpointInfo", "load_checkpoint", "load_image"]
 
 
 def __getattr__(name: str) -> Any:
     # Heavier helpers load on first use, so `import resdeep` stays quick.
+    if name in ("CheckpointInfo", "load_checkpoint"):
+        from resdeep import checkpoint
+
+        return getattr(checkpoint, name)
     if name == "load_image":
         from resdeep.images import load_image
 

@@ -15,13 +15,14 @@ from resdeep.commands.report import report
 from resdeep.commands.runs import runs
 from resdeep.commands.train import train
 from resdeep.commands.uncertainty import uncertainty
-from resdeep.errors import ResdeepError, first_line
+from resdeep.errors import PropagatedError, ResdeepError, first_line
 
 app = typer.Typer(
     name="resdeep",
     help="Train plain and residual networks, watch gradients flow, and analyse checkpoints.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: flags without value placeholders, quick to print
     add_completion=False,
 )
 app.command()(models)
@@ -58,8 +59,6 @@ def _usage_line(error: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point. `--debug` anywhere (or RESDEEP_DEBUG=1) shows tracebacks instead of one line."""
-    from resdeep.train.app import PropagatedError
-
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("RESDEEP_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]

@@ -19,3 +19,11 @@ def first_line(error: BaseException | str, default: str = "") -> str:
     """The first non-blank line of an error (or message): what a one-line report shows."""
     text = str(error).strip()
     return text.splitlines()[0] if text else default
+
+
+class PropagatedError(BaseException):
+    """Carries a user-facing error past Hydra's reporter (which handles only `Exception`)."""
+
+    def __init__(self, error: ResdeepError) -> None:
+        super().__init__(str(error))
+        self.error = error

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from resdeep.cam.options import CROPS
 from resdeep.data import normalize
 from resdeep.data.imagefolder import IMAGE_SUFFIXES
 from resdeep.errors import ResdeepError, first_line
@@ -34,11 +35,6 @@ class Preprocessing(Protocol):
     input_shape: tuple[int, int, int]  # (C, H, W)
     mean: tuple[float, ...]
     std: tuple[float, ...]
-
-
-# How a non-square image becomes the net's square input: its centre square (the default, so a
-# landscape photo is not squashed), the whole image squashed, or the whole image padded with black.
-CROPS: tuple[str, ...] = ("center", "none", "pad")
 
 
 @dataclass(frozen=True)

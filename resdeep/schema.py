@@ -21,21 +21,21 @@ def choice(default: Any, *allowed: Any) -> Any:
 
 @dataclass
 class ModelConfig:
-    arch: str = choice("resnet", "plain", "preact")
+    arch: str = choice("resnet", "plain", "preact")  # set with model=OPTION
     depth: int = 20  # 6n+2 for basic blocks, 9n+2 for bottleneck units
-    block: str = choice("basic", "bottleneck")
+    block: str = choice("basic", "bottleneck")  # bottleneck: preact only
     shortcut: str = choice("A", "B")  # A: parameter-free; B: 1x1 projection (+ BN)
     shortcut_pad: str = choice("after", "both")  # where option A's zero channels go
-    init: str = choice("kaiming", "xavier", "orthogonal", "default")
-    norm: str = choice("batch", "none")
+    init: str = choice("kaiming", "xavier", "orthogonal", "default")  # weight initialisation
+    norm: str = choice("batch", "none")  # none: no batch norm (gradients vanish sooner)
     zero_init_residual: bool = False  # last BN (pre-act: last conv) of each branch starts at 0
     dropout: float = 0.0  # probability; > 0 enables MC-dropout uncertainty
-    dropout_at: str = choice("head", "blocks")
+    dropout_at: str = choice("head", "blocks")  # before the classifier, or in every block
 
 
 @dataclass
 class DataConfig:
-    name: str = "digits"
+    name: str = "digits"  # set with data=OPTION
     root: str = "data"  # where the files live (or are downloaded to)
     download: bool = False  # fetch with torchvision when missing (needs internet)
     val_size: Any = 0.1  # images held out for validation: a count (int) or a fraction (float)
@@ -51,9 +51,9 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = choice("sgd", "adam", "adamw")
-    lr: float = 0.02
-    weight_decay: float = 1e-4
+    name: str = choice("sgd", "adam", "adamw")  # set with optim=OPTION
+    lr: float = 0.02  # base learning rate (never rescaled with the batch or devices)
+    weight_decay: float = 1e-4  # L2 penalty on every weight
     momentum: float = 0.9  # sgd
     nesterov: bool = False  # sgd
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam, adamw
@@ -61,7 +61,7 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: str = choice("multistep", "cosine", "constant")
+    name: str = choice("multistep", "cosine", "constant")  # set with schedule=OPTION
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep: fractions
     gamma: float = 0.1  # multistep: lr factor at each milestone
     min_lr: float = 0.0  # cosine: the floor
@@ -78,7 +78,7 @@ class TrainerConfig:
     precision: str = choice("32", "bf16", "16")  # 16 needs CUDA (with a GradScaler)
     log_every: int = 10  # steps between gradient-norm and training-scalar logs
     dense_first_epoch: bool = False  # log gradient norms at every step of the first epoch
-    eval_batch_size: int = 512
+    eval_batch_size: int = 512  # images per forward pass in validation and test
     channels_last: Any = choice("auto", True, False)  # auto: on where measured faster
     compile: bool = False  # torch.compile the model
     compile_mode: str = choice(
@@ -101,7 +101,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    seed: int = 0
+    seed: int = 0  # data split, initialisation, batch order and augmentation
 
 
 def choices_by_key(node: type = TrainConfig, prefix: str = "") -> dict:

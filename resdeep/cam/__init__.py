@@ -4,7 +4,19 @@
 (overlays) and `resdeep.cam.localize` (boxes) are imported where they are used.
 """
 
-from resdeep.cam.api import CamOutput, class_activation_maps, compute_cam
-from resdeep.cam.methods import METHODS
+from __future__ import annotations
+
+from typing import Any
+
+from resdeep.cam.options import METHODS
 
 __all__ = ["METHODS", "CamOutput", "class_activation_maps", "compute_cam"]
+
+
+def __getattr__(name: str) -> Any:
+    # torch loads on first use, so the command line's help needs none of it.
+    if name in ("CamOutput", "class_activation_maps", "compute_cam"):
+        from resdeep.cam import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'resdeep.cam' has no attribute {name!r}")

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-DEFAULT_THRESHOLD = 0.2  # of the map's maximum: the CAM paper's value
+from resdeep.cam.options import DEFAULT_THRESHOLD
+
 IOU_HIT = 0.5  # a box counts as a correct localisation at this IoU with the true box
 
 # 8-connectivity: pixels touching at a corner belong to the same region, as a traced contour

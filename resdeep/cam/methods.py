@@ -17,7 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-METHODS = ("cam", "gradcam", "gradcam++", "scorecam")
+from resdeep.cam.options import METHODS
+
+__all__ = ["METHODS"]  # re-exported: its home is resdeep.cam.options
 
 
 def weighted_maps(activations: torch.Tensor, channel_weights: torch.Tensor) -> torch.Tensor:

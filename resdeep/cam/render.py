@@ -10,9 +10,8 @@ import numpy as np
 from matplotlib.colors import Colormap
 from PIL import Image
 
+from resdeep.cam.options import DEFAULT_COLORMAP
 from resdeep.errors import UsageError
-
-DEFAULT_COLORMAP = "jet"  # the CAM and Grad-CAM papers' figures, so overlays read the same way
 
 
 def get_colormap(name: str) -> Colormap:

@@ -29,7 +29,9 @@ def bench(
         typer.Option(help="Timed windows per variant (default: 7; 1 with --quick)."),
     ] = None,
 ) -> None:
-    """Time resdeep's training loop and analysis tools against bare PyTorch, side by side.
+    """Time resdeep's loop against bare PyTorch.
+
+    resdeep's training loop and analysis tools against bare PyTorch, side by side.
 
     Variants run interleaved (A, B, A, B, ...) after warm-up, in one process on one device.
     Each number is the median over rounds of a ratio (or a time) taken within one round.

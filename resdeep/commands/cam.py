@@ -4,32 +4,21 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from resdeep.cam.api import find_conv_layer
-from resdeep.cam.evaluate import CamBenchmark
-from resdeep.cam.explain import (
-    BadInput,
-    ExplainedImage,
-    ExplainSettings,
-    benchmark_checkpoint,
-    explain_images,
-)
-from resdeep.cam.localize import DEFAULT_THRESHOLD
-from resdeep.cam.methods import METHODS
-from resdeep.cam.outputs import draw_grid, image_record, model_name, target_index
-from resdeep.cam.render import DEFAULT_COLORMAP, get_colormap
-from resdeep.checkpoint import CheckpointInfo, load_checkpoint
+from resdeep.cam.options import CROPS, DEFAULT_COLORMAP, DEFAULT_THRESHOLD, METHODS
 from resdeep.console import console
 from resdeep.errors import ResdeepError, UsageError
-from resdeep.images import CROPS
-from resdeep.io import save_json_atomic
-from resdeep.models import ConvNet
-from resdeep.runs import DEFAULT_RUNS_ROOT, latest_checkpoint
-from resdeep.train.device import resolve_device
+from resdeep.runs import DEFAULT_RUNS_ROOT
+
+if TYPE_CHECKING:
+    from resdeep.cam.evaluate import CamBenchmark
+    from resdeep.cam.explain import ExplainedImage
+    from resdeep.checkpoint import CheckpointInfo
+    from resdeep.models import ConvNet
 
 
 def cam(
@@ -37,7 +26,7 @@ def cam(
         list[Path] | None,
         typer.Argument(
             help="Image files or directories of them (PNG, JPEG, ...).",
-            metavar="IMAGE_OR_DIR...",
+            metavar="IMAGE_OR_DIR",
             show_default=False,
         ),
     ] = None,
@@ -99,12 +88,27 @@ def cam(
         typer.Option("--json", help="Also write the results (per image, and --evaluate's) here."),
     ] = None,
 ) -> None:
-    """Class activation maps of a checkpoint on images: overlays, and with --evaluate, how well
-    the maps localise on the test split.
+    """Class activation maps of a checkpoint.
+
+    Without --evaluate: an overlay per image (and method and class); with --evaluate: how well
+    the maps localise on the checkpoint's test split.
 
     Example: resdeep cam examples/ --checkpoint runs/imported/akamaster_resnet56_cifar10
     --method cam,gradcam --grid cams.png
     """
+    # The heavy parts (torch, matplotlib) load only when the command runs: help stays quick.
+    from resdeep.cam.explain import (
+        BadInput,
+        ExplainSettings,
+        benchmark_checkpoint,
+        explain_images,
+    )
+    from resdeep.cam.outputs import draw_grid, image_record, model_name, target_index
+    from resdeep.checkpoint import load_checkpoint
+    from resdeep.io import save_json_atomic
+    from resdeep.runs import latest_checkpoint
+    from resdeep.train.device import resolve_device
+
     methods = _methods(method, evaluate)
     _check_options(methods, target_class, top_k, layer, alpha, colormap, batch_size, crop)
     if grid is not None and grid.suffix.lower() != ".png":
@@ -206,6 +210,8 @@ def _check_options(
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if crop not in CROPS:
         raise UsageError(f"--crop must be one of {', '.join(CROPS)}, got {crop!r}")
+    from resdeep.cam.render import get_colormap
+
     get_colormap(colormap)
 
 
@@ -215,6 +221,8 @@ def _check_against_model(
     if top_k is not None and top_k > info.num_classes:
         raise UsageError(f"--top-k {top_k} is more than the model's {info.num_classes} classes")
     if layer is not None:
+        from resdeep.cam.api import find_conv_layer
+
         find_conv_layer(model, layer)
 
 

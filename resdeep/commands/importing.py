@@ -14,8 +14,18 @@ SOURCE_NAMES = ("akamaster", "chenyaofo")
 
 
 def import_checkpoint(
-    source: Annotated[str, typer.Argument(help=f"Who published it: {', '.join(SOURCE_NAMES)}.")],
-    file: Annotated[Path, typer.Argument(help="The published checkpoint file.")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help=f"Who published it: {', '.join(SOURCE_NAMES)}.",
+            metavar="SOURCE",
+            show_default=False,
+        ),
+    ],
+    file: Annotated[
+        Path,
+        typer.Argument(help="The published checkpoint file.", metavar="FILE", show_default=False),
+    ],
     name: Annotated[
         str | None,
         typer.Option(help="Run directory under runs/imported/ (default: SOURCE_resnetN_DATA)."),
@@ -25,8 +35,11 @@ def import_checkpoint(
         typer.Option(help="cifar10 or cifar100 (default: from the number of classes)."),
     ] = None,
 ) -> None:
-    """Import a published CIFAR ResNet (akamaster .th, chenyaofo state dict) as a run directory
-    that cam, uncertainty, runs, load_checkpoint and trainer.init_from read.
+    """Import a published CIFAR ResNet as a run.
+
+    akamaster's and chenyaofo's checkpoints become resdeep run directories.
+
+    cam, uncertainty, runs, load_checkpoint and trainer.init_from read it like a trained run.
 
     Example: resdeep import akamaster resnet20-12fca82f.th
     """

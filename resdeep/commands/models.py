@@ -10,7 +10,6 @@ from rich.table import Table
 
 from resdeep.console import console
 from resdeep.errors import UsageError
-from resdeep.models import ModelConfigError, build_model, summarize
 
 STANDARD_DEPTHS = (20, 32, 44, 56, 110, 200)
 STANDARD_PREACT_DEPTHS = (164, 200)
@@ -29,7 +28,12 @@ def models(
     image_size: Annotated[int, typer.Option(help="Square input size for the MAC count.")] = 32,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead.")] = False,
 ) -> None:
-    """List architectures with depth, weight layers, parameters and MACs per image."""
+    """List architectures: depth, parameters, MACs.
+
+    Each net with its depth, weight layers, parameters and multiply-accumulates per image.
+    """
+    from resdeep.models import ModelConfigError, build_model, summarize
+
     rows = []
     for arch_name, depth_value, block_name in _requested(arch, depth, block):
         try:

@@ -10,8 +10,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from resdeep.console import console
-from resdeep.report import build_report, default_out_dir
-from resdeep.report.document import TABLE_HEADERS, table_rows
 
 
 def report(
@@ -19,7 +17,7 @@ def report(
         list[Path],
         typer.Argument(
             help="Sweep dirs (every run below them) or run dirs.",
-            metavar="SWEEP_DIR_OR_RUN_DIR",
+            metavar="RUN_OR_SWEEP_DIR",
             show_default=False,
         ),
     ],
@@ -31,12 +29,17 @@ def report(
         bool, typer.Option("--html", help="Also write report.html with the figures inlined.")
     ] = False,
 ) -> None:
-    """Training curves, gradient profiles and heatmaps, accuracy against depth, and findings.
+    """Figures, tables and findings from runs.
+
+    Training curves, gradient profiles and heatmaps, accuracy against depth, and findings.
 
     Writes report.md, report.json and the PNGs (and report.html with --html).
 
     Runs still training are read as far as they got; runs on different data sets are grouped.
     """
+    from resdeep.report import build_report, default_out_dir
+    from resdeep.report.document import TABLE_HEADERS, table_rows
+
     out_dir = out if out is not None else default_out_dir(paths)
     result = build_report(paths, out_dir, html=html)
     table = Table(title=f"{len(result.summaries)} runs in {len(result.groups)} settings")

@@ -23,10 +23,17 @@ def _relative(path: Path, root: Path) -> str:
 
 def runs(
     directory: Annotated[
-        Path, typer.Argument(help="A runs folder, sweep folder or run directory.")
+        Path,
+        typer.Argument(
+            help="A runs folder, sweep folder or run directory (relative paths: from here).",
+            metavar="DIR",
+        ),
     ] = DEFAULT_RUNS_ROOT,
 ) -> None:
-    """List runs: time, arch, depth, data, epochs, best val acc, test acc, status."""
+    """List runs with their accuracy and status.
+
+    Start time, arch, depth, data, epochs, best val acc, test acc, status and run dir.
+    """
     records = find_runs(directory)
     table = Table(title=f"runs under {directory}")
     for column in (

@@ -6,14 +6,20 @@ import typer
 
 
 def train(ctx: typer.Context) -> None:
-    """Train plain / residual networks. Arguments are Hydra overrides, e.g.
+    """Train plain and residual networks.
 
-    resdeep train model=plain model.depth=56 data=digits trainer.epochs=10
+    Arguments are Hydra overrides; -m sweeps; resdeep train --help lists every key.
 
-    resdeep train -m model=plain,resnet model.depth=20,56   (a sweep)
-
-    resdeep train --help   (Hydra's help: config groups and the composed config)
+    Examples: resdeep train model=plain model.depth=56;
+    resdeep train -m model=plain,resnet model.depth=20,56,110
     """
+    if {"--help", "-h"} & set(ctx.args):
+        # resdeep's own help, from the schema and the config groups (no torch, no Hydra run);
+        # Hydra's is `--hydra-help`.
+        from resdeep.train.help import train_help
+
+        typer.echo(train_help())
+        return
     from resdeep.train.app import launch
 
     launch(ctx.args)

@@ -14,7 +14,11 @@ from resdeep.errors import UsageError
 def uncertainty(
     images: Annotated[
         list[Path] | None,
-        typer.Argument(help="Images to score; without any, the run's data set split is scored."),
+        typer.Argument(
+            help="Images to score; without any, the run's data set split is scored.",
+            metavar="IMAGE",
+            show_default=False,
+        ),
     ] = None,
     checkpoint: Annotated[
         Path | None,
@@ -45,7 +49,9 @@ def uncertainty(
     seed: Annotated[int, typer.Option(help="Seed of the dropout masks (and noise images).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """MC dropout (Gal & Ghahramani 2016): dropout on at test time, batch norm in eval mode.
+    """MC-dropout uncertainty of a checkpoint.
+
+    MC dropout (Gal & Ghahramani 2016): dropout on at test time, batch norm in eval mode.
 
     Without images: the run's data set split, deterministic vs MC dropout side by side.
 

@@ -23,19 +23,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from resdeep.checkpoint import resolve_checkpoint_path
 from resdeep.console import route_logging_through_rich
-from resdeep.errors import ResdeepError, UsageError, first_line
+from resdeep.errors import PropagatedError, ResdeepError, UsageError, first_line
 from resdeep.experiment import CONFIG_DIR, compose_train_config
 from resdeep.runs import check_run_dir, run_dir_of
 from resdeep.train.distributed import World, join_process_group, launched_world
 from resdeep.train.validation import unknown_key_message, validate
-
-
-class PropagatedError(BaseException):
-    """Carries a user-facing error past Hydra's reporter (which handles only `Exception`)."""
-
-    def __init__(self, error: ResdeepError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
