@@ -46,7 +46,12 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
 def find_runs(root: Path) -> list[RunRecord]:
     """Every run directory at or below `root`, oldest first."""
     if not root.exists():
-        raise ResdeepError(f"no such directory: {root}")
+        where = (
+            ""
+            if root.is_absolute()
+            else f" (looked in {root.resolve()}; run dirs are relative to where `resdeep train` ran)"
+        )
+        raise ResdeepError(f"no such directory: {root}{where}")
     candidates = [root] if is_run_dir(root) else []
     candidates += [p.parent for p in root.rglob("metrics.json") if p.parent != root]
     candidates += [

@@ -56,6 +56,11 @@ def test_plain20_run_dir_is_complete(cli, tmp_path):
     assert result.returncode == 0, result.stderr
     [run_dir] = (tmp_path / "runs").iterdir()
     assert "plain20_digits" in run_dir.name
+    # Output to a file, not a terminal: where the run went, and its test accuracy at the end.
+    lines = result.stdout.strip().splitlines()
+    assert f"run dir: {run_dir}" in result.stdout
+    test_acc = json.loads((run_dir / "metrics.json").read_text())["test_acc"]
+    assert lines[-1].startswith(f"test acc {test_acc:.4f}") and str(run_dir) in lines[-1]
     events = event_tags(run_dir)
     scalars = events.Tags()["scalars"]
     grad_tags = [t for t in scalars if t.startswith("grad_norm/")]
@@ -89,6 +94,9 @@ def test_multirun_leaves_complete_run_dirs(cli, capsys, tmp_path):
     assert result.returncode == 0, result.stderr
     run_dirs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert len(run_dirs) == 2
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == f"sweep dir: {sweep}"
+    assert lines[-1] == f"sweep done; its report: resdeep report {sweep}"
     archs = set()
     for run_dir in run_dirs:
         assert (run_dir / "checkpoints" / "best.pt").is_file()
@@ -166,6 +174,19 @@ def test_resume_matches_an_uninterrupted_run(cli, tmp_path, reference_run):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     metrics = json.loads((resumed / "metrics.json").read_text())
     assert metrics["epochs"] == REFERENCE_EPOCHS and len(metrics["history"]) == REFERENCE_EPOCHS
+
+
+def test_resuming_a_finished_run_says_how_to_extend_it(capsys, reference_run):
+    before = sorted(
+        (p.relative_to(reference_run), p.stat().st_mtime) for p in reference_run.rglob("*")
+    )
+    status, _, stderr = run_main(capsys, "train", f"trainer.resume={reference_run}")
+    assert status == 2 and stderr.count("\n") == 1
+    assert "is complete (3 epochs" in stderr and "trainer.epochs=6" in stderr
+    after = sorted(
+        (p.relative_to(reference_run), p.stat().st_mtime) for p in reference_run.rglob("*")
+    )
+    assert [name for name, _ in after] == [name for name, _ in before]  # nothing added
 
 
 def test_existing_run_dir_is_never_overwritten(cli, train_run):

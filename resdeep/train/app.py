@@ -22,12 +22,14 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from resdeep.checkpoint import resolve_checkpoint_path
-from resdeep.console import route_logging_through_rich
+from resdeep.console import console, route_logging_through_rich
 from resdeep.errors import PropagatedError, ResdeepError, UsageError, first_line
 from resdeep.experiment import CONFIG_DIR, compose_train_config
 from resdeep.runs import check_run_dir, run_dir_of
 from resdeep.train.distributed import World, join_process_group, launched_world
 from resdeep.train.validation import unknown_key_message, validate
+
+log = logging.getLogger("resdeep.train")
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
@@ -171,5 +173,28 @@ def launch(args: list[str]) -> None:
     world = launched_world()
     if world is not None and not {"-m", "--multirun", "--help", "-h", "--cfg", "-c"} & set(args):
         args = agree_on_run_dir(args, world)
+    sweep_dir = _sweep_dir(args)
+    if sweep_dir is not None:
+        args = [*args, f"hydra.sweep.dir={sweep_dir}"]
+        console.print(f"sweep dir: {sweep_dir}", markup=False, highlight=False)
     sys.argv = ["resdeep train", *args]
     hydra_main()
+    if sweep_dir is not None and Path(sweep_dir).is_dir():
+        console.print(
+            f"sweep done; its report: resdeep report {sweep_dir}", markup=False, highlight=False
+        )
+
+
+def _sweep_dir(args: list[str]) -> str | None:
+    """A sweep's directory, fixed before Hydra runs so it can be named at start and end."""
+    if not {"-m", "--multirun"} & set(args) or {"--help", "-h", "--cfg", "-c"} & set(args):
+        return None
+    given = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir=")), None)
+    if given is not None:
+        return given
+    # Compose without the swept values (a,b,c): only the sweep dir is wanted here.
+    single = [a for a in args if not a.startswith("-") and "," not in a.split("=", 1)[-1]]
+    try:
+        return str(compose_train_config(single, hydra=True).hydra.sweep.dir)
+    except (HydraException, OmegaConfBaseException):
+        return None

@@ -95,6 +95,20 @@ def _train_in_worker(container: dict, run_dir: str, world: World) -> None:
     train(OmegaConf.create(container), Path(run_dir), world)
 
 
+def refuse_finished(checkpoint: dict[str, Any], trainer: DictConfig, run_dir: Path) -> None:
+    """Resuming a run that already has its budget is a mistake worth one line: say so, and how
+    to extend it, before anything is written."""
+    state = checkpoint.get("loop_state", {})
+    epoch, step = int(state.get("epoch", 0)), int(state.get("step", 0))
+    done_epochs = trainer.epochs is not None and epoch >= int(trainer.epochs)
+    done_steps = trainer.max_steps is not None and step >= int(trainer.max_steps)
+    if state.get("status") != "interrupted" and (done_epochs or done_steps):
+        raise UsageError(
+            f"{run_dir} is complete ({epoch} epochs, {step} steps); to train on, give a larger "
+            f"budget: resdeep train trainer.resume={run_dir} trainer.epochs={epoch * 2 or 1}"
+        )
+
+
 def _detach_file_logs(run_dir: Path) -> None:
     """Close the log files kept in `run_dir` (Hydra's train.log) so they can go."""
     root = logging.getLogger()
@@ -110,6 +124,8 @@ def _detach_file_logs(run_dir: Path) -> None:
 def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
     target = resume_target(cfg.trainer, run_dir)
     checkpoint = read_checkpoint(target) if target is not None else None
+    if checkpoint is not None:
+        refuse_finished(checkpoint, cfg.trainer, run_dir)
     if world.is_main:
         # Claimed before the run writes anything of its own: a second run started into this
         # directory stops here, leaving no config or events of its own behind.
@@ -127,7 +143,15 @@ def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
         raise
     loop, model = training.loop, training.model
     if checkpoint is not None:
-        log.info("resuming from %s at epoch %d, step %d", target, loop.state.epoch, loop.state.step)
+        # Numbered like the stop message: the epoch in progress, and the step reached.
+        log.info(
+            "resuming from %s in epoch %d, at step %d",
+            target,
+            loop.state.epoch + 1,
+            loop.state.step,
+        )
+    elif world.is_main:
+        log.info("run dir: %s", run_dir)
     with StopRequest() as stop:
         loop.stop = stop
         status = loop.fit()
@@ -137,7 +161,7 @@ def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
             loop.close()
         stop.pass_on()  # under submitit this requeues the job, which resumes from last.pt
         raise Interrupted(
-            f"stopped by {stop.name} at epoch {loop.state.epoch + 1}, step {loop.state.step}; "
+            f"stopped by {stop.name} in epoch {loop.state.epoch + 1}, at step {loop.state.step}; "
             f"resume with: resdeep train trainer.resume={run_dir}"
         )
 
@@ -171,6 +195,11 @@ def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
                 payload["metrics"] = {**payload.get("metrics", {}), **extra}
                 save_checkpoint(path, payload)
     loop.close()
+    if status == "completed":
+        log.info(
+            "test acc %.4f, test loss %.4f (best.pt: epoch %d of %d); run dir %s",
+            test_acc, test_loss, loop.state.best_epoch, loop.state.epoch, run_dir,
+        )  # fmt: skip
     if status == "diverged":
         kept = (
             f"the last good checkpoint is kept in {run_dir / 'checkpoints'}"
