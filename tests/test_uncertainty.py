@@ -331,7 +331,8 @@ def run_main(*args: str) -> int:
     """The real entry point in-process; returns its exit code."""
     with pytest.raises(SystemExit) as exit_info:
         main(list(args))
-    return exit_info.value.code
+        raise SystemExit(0)  # a command that succeeds may simply return
+    return exit_info.value.code or 0
 
 
 @pytest.fixture(scope="module")
@@ -397,6 +398,13 @@ def test_cli_noise_ood_and_image_mode(heldout_run, tmp_path, capsys):
     assert len(scored["top"]) == 3 and scored["mutual_information"] >= 0
     assert 0 <= scored["variation_ratio"] <= 0.75
     assert "variation ratio" in capsys.readouterr().out
+    # One missing image among good ones: reported, the rest still scored, exit 1 at the end.
+    status = run_main(*command(heldout_run, image, tmp_path / "gone.png", "-T", "4"))
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert status == 1 and "digit.png" in captured.out
+    assert len(errors) == 2 and "gone.png: no such file" in errors[0]
+    assert "1 input(s) could not be processed" in errors[1]
 
 
 @pytest.mark.parametrize(

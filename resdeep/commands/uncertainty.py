@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from resdeep.console import console
-from resdeep.errors import UsageError
+from resdeep.errors import ResdeepError, UsageError
 
 
 def uncertainty(
@@ -86,10 +87,18 @@ def uncertainty(
     )
     require_dropout(model, str(info.path))
 
+    failures: list[str] = []
     if images:
         result = evaluate.evaluate_images(model, info, images, samples=samples, seed=seed)
+        failures = result.failures
+        if result.summary is None and len(failures) == 1:
+            raise ResdeepError(failures[0])
+        for message in failures:  # as cam does: report each, score the rest, exit 1 at the end
+            sys.stderr.write(f"error: {message}\n")
+        if result.summary is None:
+            raise ResdeepError(f"none of the {len(images)} images could be read")
         console.print(report.images_table(result.summary))
-        labels = torch.full((len(images),), -1, dtype=torch.int64)  # unknown
+        labels = torch.full((len(result.originals),), -1, dtype=torch.int64)  # unknown
         ood = None
     else:
         result = evaluate.evaluate_dataset(
@@ -110,3 +119,5 @@ def uncertainty(
     if save_probs is not None:
         report.save_probs(save_probs, result.predictions, labels, ood)
         console.print(f"wrote {save_probs}")
+    if failures:
+        raise ResdeepError(f"{len(failures)} input(s) could not be processed; see the lines above")

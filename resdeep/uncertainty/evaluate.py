@@ -6,7 +6,7 @@ float64, so anyone can recompute every reported number from that file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import torch
 
 from resdeep.checkpoint import CheckpointInfo
 from resdeep.data import normalize
+from resdeep.errors import ResdeepError
 from resdeep.images import load_image
 from resdeep.models import ConvNet
 from resdeep.uncertainty import metrics
@@ -160,9 +161,10 @@ def evaluate_dataset(
 
 @dataclass
 class ImageEvaluation:
-    summary: dict[str, Any]  # the JSON document
-    predictions: Predictions
+    summary: dict[str, Any] | None  # the JSON document (None: no image could be read)
+    predictions: Predictions | None
     originals: list[Any]  # what load_image returned beside the tensor, for display
+    failures: list[str] = field(default_factory=list)  # one line per unreadable image
 
 
 def summarize_images(
@@ -207,12 +209,20 @@ def evaluate_images(
     seed: int = 0,
     batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> ImageEvaluation:
-    loaded = [load_image(path, info) for path in paths]
+    loaded, scored, failures = [], [], []
+    for path in paths:
+        try:
+            loaded.append(load_image(path, info))
+            scored.append(path)
+        except ResdeepError as error:  # one bad file is a line of its own, not the end
+            failures.append(str(error))
+    if not loaded:
+        return ImageEvaluation(None, None, [], failures)
     inputs = torch.cat([tensor for tensor, _ in loaded])  # (N, C, H, W), normalised
     predictions = mc_predict(model, inputs, samples=samples, seed=seed, batch_rows=batch_rows)
     summary = {
         "checkpoint": str(info.path),
         "seed": seed,
-        **summarize_images(predictions, [str(p) for p in paths], info.classes),
+        **summarize_images(predictions, [str(p) for p in scored], info.classes),
     }
-    return ImageEvaluation(summary, predictions, [original for _, original in loaded])
+    return ImageEvaluation(summary, predictions, [original for _, original in loaded], failures)
