@@ -273,6 +273,7 @@ def test_checkpoint_of_another_input_shape_is_refused_on_resume(cli, tmp_path, t
         "model.depth=8",
         "trainer.device=cpu",
         f"trainer.resume={source}/checkpoints/last.pt",
+        "trainer.epochs=4",  # more than it has: not refused as finished
         f"hydra.run.dir={tmp_path / 'r'}",
     )
     assert result.returncode == 2 and "does not match" in _one_clear_line(result)

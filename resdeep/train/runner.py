@@ -11,7 +11,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from resdeep.checkpoint import read_checkpoint, resolve_checkpoint_path, save_checkpoint
 from resdeep.errors import ResdeepError, UsageError
-from resdeep.runs import claim_run_dir, refuse_existing_run, slurm_requeued, undo_failed_start
+from resdeep.runs import (
+    claim_run_dir,
+    refuse_existing_run,
+    run_dir_of,
+    slurm_requeued,
+    undo_failed_start,
+)
 from resdeep.train import distributed
 from resdeep.train.build import build_training, per_device_batch
 from resdeep.train.device import resolve_device
@@ -96,6 +102,7 @@ def _train_in_worker(container: dict, run_dir: str, world: World) -> None:
 
 
 def refuse_finished(checkpoint: dict[str, Any], trainer: DictConfig, run_dir: Path) -> None:
+    # run_dir: the finished run's own directory, the one to name in the advice
     """Resuming a run that already has its budget is a mistake worth one line: say so, and how
     to extend it, before anything is written."""
     state = checkpoint.get("loop_state", {})
@@ -125,7 +132,7 @@ def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
     target = resume_target(cfg.trainer, run_dir)
     checkpoint = read_checkpoint(target) if target is not None else None
     if checkpoint is not None:
-        refuse_finished(checkpoint, cfg.trainer, run_dir)
+        refuse_finished(checkpoint, cfg.trainer, run_dir_of(Path(target)))
     if world.is_main:
         # Claimed before the run writes anything of its own: a second run started into this
         # directory stops here, leaving no config or events of its own behind.
