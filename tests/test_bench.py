@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from resdeep.bench import REQUIRED_NAMES
+from resdeep.bench import QUICK, REQUIRED_NAMES
 from tests.conftest import run_main
 
 
@@ -16,13 +16,15 @@ def test_quick_bench_writes_every_required_benchmark_as_json(cli, tmp_path):
     out = tmp_path / "bench.json"
     result = cli("bench", "--quick", "--device", "cpu", "--json", str(out), timeout=90)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "train_throughput_ratio_resnet20" in result.stdout  # the table
+    # Rows are named by what they timed at --quick's sizes (ResNet-8 and -14), goals not judged.
+    assert "train_throughput_ratio_resnet8" in result.stdout and "not judged" in result.stdout
 
     records = json.loads(out.read_text())
     assert isinstance(records, list)
     by_name = {record["name"]: record for record in records}
     assert len(by_name) == len(records)  # names are unique
-    assert set(REQUIRED_NAMES) <= set(by_name)
+    assert {QUICK.named(name) for name in REQUIRED_NAMES} <= set(by_name)
+    assert not any("resnet20" in name or "resnet110" in name for name in by_name)
     for record in records:
         assert {"name", "value", "unit", "goal", "met", "what", "context"} <= set(record)
         value = record["value"]
@@ -31,6 +33,7 @@ def test_quick_bench_writes_every_required_benchmark_as_json(cli, tmp_path):
         else:
             assert isinstance(value, int | float) and math.isfinite(value)
         assert record["goal"] is None or record["goal"].split()[0] in (">=", "<=")
+        assert record["met"] is None and record["judged"] is False
         context = record["context"]
         assert context["device"] == "cpu" and context["quick"] is True
         for key in ("device_name", "torch", "threads", "repeats"):
@@ -39,10 +42,10 @@ def test_quick_bench_writes_every_required_benchmark_as_json(cli, tmp_path):
     # last where resdeep's `auto` picks it), so the ratio does not credit the format.
     resdeep_format = "AVX512" in torch.backends.cpu.get_cpu_capability()
     baseline = "bare_channels_last" if resdeep_format else "bare"
-    for name in ("train_throughput_ratio_resnet20", "train_throughput_ratio_resnet110"):
+    for name in ("train_throughput_ratio_resnet8", "train_throughput_ratio_resnet14"):
         assert set(by_name[name]["detail"]) == {baseline, "resdeep_every", "resdeep_never"}
     # The training loops and tools were really timed, not skipped.
-    for name in ("train_throughput_ratio_resnet110", "mc_dropout_head_cost_ratio_t32"):
+    for name in ("train_throughput_ratio_resnet14", "mc_dropout_head_cost_ratio_t32"):
         assert by_name[name]["value"] > 0
 
 

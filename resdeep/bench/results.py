@@ -21,10 +21,11 @@ class BenchResult:
     goal: str | None  # ">= 0.97", "<= 0.05", or None for numbers that are only reported
     what: str
     detail: dict[str, Any] = field(default_factory=dict)
+    judged: bool = True  # False at --quick's toy sizes: a goal there says nothing
 
     @property
     def met(self) -> bool | None:
-        if self.goal is None or self.value is None:
+        if self.goal is None or self.value is None or not self.judged:
             return None
         relation, threshold = self.goal.split()
         if relation == ">=":
@@ -40,6 +41,7 @@ class BenchResult:
             "unit": self.unit,
             "goal": self.goal,
             "met": self.met,
+            "judged": self.judged,
             "what": self.what,
             "detail": self.detail,
             "context": context,

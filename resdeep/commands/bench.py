@@ -59,6 +59,8 @@ def bench(
     for r in report.results:
         value = "not measured" if r.value is None else f"{r.value:.3g}"
         met = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[r.met]
+        if r.goal and r.value is not None and not r.judged:
+            met = "not judged (quick)"
         what = r.what if r.value is not None else f"{r.what} ({r.detail.get('error', '')})"
         table.add_row(r.name, value, r.unit, r.goal or "-", met, what)
     console.print(table)
