@@ -70,6 +70,8 @@ def test_plain20_run_dir_is_complete(cli, tmp_path):
         assert tag in scalars
     assert "grad_norm_by_layer" in events.Tags()["images"]
     assert all(v.value > 0 for v in events.Scalars("grad_norm/stem.conv"))
+    # Logged at step 1 too (the bar has numbers at once; curves start at the first step).
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 10]
     for name in ("best.pt", "last.pt"):
         payload = torch.load(run_dir / "checkpoints" / name, weights_only=True)
         assert payload["model_kwargs"]["arch"] == "plain" and payload["input_shape"] == [1, 8, 8]

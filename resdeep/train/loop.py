@@ -220,7 +220,9 @@ class TrainingLoop:
     def should_log(self, epoch: int) -> bool:
         if self.settings.dense_first_epoch and epoch == 1:
             return True
-        return self.state.step % self.settings.log_every == 0
+        # Step 1 always: the progress bar has numbers at once, and every curve starts where
+        # plain nets lose their gradients.
+        return self.state.step == 1 or self.state.step % self.settings.log_every == 0
 
     def fit(self) -> str:
         """Train until the step budget is spent; returns the final status."""
