@@ -36,7 +36,7 @@ def unknown_key_message(key: str) -> str:
         leaf = key.rsplit(".", 1)[-1]
         near = [k for k in schema_keys() if k.rsplit(".", 1)[-1] == leaf][:2]
     hint = f"; did you mean {' or '.join(near)}?" if near else ""
-    return f"unknown config key {key}{hint} (`resdeep train --cfg job` lists every key)"
+    return f"unknown config key {key}{hint} (`resdeep train --help` lists every key)"
 
 
 def validate(cfg: DictConfig) -> None:
