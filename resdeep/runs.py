@@ -16,9 +16,22 @@ from resdeep.errors import ResdeepError, UsageError
 
 DEFAULT_RUNS_ROOT = Path("runs")
 CLAIM_MARKER = ".resdeep-run"  # created atomically by the run that owns the directory
-# TensorBoard tag of each layer's gradient norm: `grad_norm/<layer name>`, written by training,
-# read by `resdeep report`.
+# TensorBoard tag of each layer's gradient norm: `grad_norm/<NNN>_<layer name>`, NNN its place
+# from the input (000), so TensorBoard's alphabetical cards follow the network. Written by
+# training, read by `resdeep report` (which still reads the older `grad_norm/<layer name>`).
 GRAD_NORM_PREFIX = "grad_norm/"
+
+
+def grad_norm_tag(index: int, layer: str) -> str:
+    return f"{GRAD_NORM_PREFIX}{index:03d}_{layer}"
+
+
+def layer_of_grad_norm_tag(tag: str) -> str:
+    """`grad_norm/003_stage1.block1.conv2` (or the older `grad_norm/stage1.block1.conv2`) ->
+    `stage1.block1.conv2`."""
+    name = tag.removeprefix(GRAD_NORM_PREFIX)
+    index, _, rest = name.partition("_")
+    return rest if len(index) == 3 and index.isdigit() and rest else name
 
 
 @dataclass

@@ -13,6 +13,7 @@ import yaml
 from matplotlib.collections import PolyCollection
 from omegaconf import OmegaConf
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from resdeep.experiment import compose_train_config
 from resdeep.models import build_model, weight_layers
@@ -448,3 +449,43 @@ def test_failures_are_counted_over_the_seeds_of_a_setting():
         "resnet-56 had a non-finite loss at 39 of 89 steps in 3 of 3 seeds and skipped them: "
         "it did not train.",
     ]
+
+
+def test_runs_logged_with_the_older_tags_are_still_read(tmp_path):
+    """Before the tags carried their index (`grad_norm/<layer>`): same layers, same order."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_dir = tmp_path / "old"
+    layers = [name for name, _ in weight_layers(build_model("plain", depth=8))]
+    writer = SummaryWriter(str(run_dir))
+    for step in (1, 10):
+        for index, name in enumerate(reversed(layers)):  # written out of order on purpose
+            writer.add_scalar(f"grad_norm/{name}", float(index + step), step)
+    writer.close()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"model": {"arch": "plain", "depth": 8}}))
+    grads = read_run(run_dir).grads
+    assert grads.layer_names == layers and grads.steps == [1, 10]
+
+
+def test_the_gradient_layouts_of_different_depths_merge_into_one(tmp_path):
+    """TensorBoard merges the runs' custom-scalars layouts by title, dropping identical charts:
+    runs of any depth write the same layout, so a sweep shows each chart once."""
+    from tensorboard.plugins.custom_scalar import layout_pb2
+    from tensorboard.util import tensor_util
+
+    from resdeep.train.tensorboard import TensorBoardLogger
+
+    layouts = []
+    for depth in (8, 20):
+        layers = [name for name, _ in weight_layers(build_model("resnet", depth=depth))]
+        logger = TensorBoardLogger(tmp_path / str(depth), layers, None, title=f"resnet-{depth}")
+        logger.grad_norms([1.0] * len(layers), 1)
+        logger.close()
+        events = EventAccumulator(str(tmp_path / str(depth)))
+        events.Reload()
+        layout = layout_pb2.Layout()
+        event = events.Tensors("custom_scalars__config__")[0]
+        layout.ParseFromString(tensor_util.make_ndarray(event.tensor_proto).item())
+        layouts.append(layout)
+        assert "grad_norm_log10_at/4_output" in events.Tags()["scalars"]
+    assert layouts[0] == layouts[1]

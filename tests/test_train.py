@@ -6,6 +6,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -61,15 +62,27 @@ def test_plain20_run_dir_is_complete(cli, tmp_path):
     assert f"run dir: {run_dir}" in result.stdout
     test_acc = json.loads((run_dir / "metrics.json").read_text())["test_acc"]
     assert lines[-1].startswith(f"test acc {test_acc:.4f}") and str(run_dir) in lines[-1]
+    assert "best val acc" in lines[-1]
     events = event_tags(run_dir)
     scalars = events.Tags()["scalars"]
     grad_tags = [t for t in scalars if t.startswith("grad_norm/")]
-    assert len(grad_tags) == 20
-    assert "grad_norm/stem.conv" in grad_tags and "grad_norm/classifier" in grad_tags
+    # Tags sort in network order (TensorBoard lists cards alphabetically): input 000 first.
+    layers = [name for name, _ in weight_layers(build_model("plain", depth=20, in_channels=1))]
+    assert sorted(grad_tags) == [f"grad_norm/{i:03d}_{name}" for i, name in enumerate(layers)]
+    assert sorted(grad_tags)[0] == "grad_norm/000_stem.conv"
+    assert sorted(grad_tags)[-1] == "grad_norm/019_classifier"
     for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "throughput/img_per_s"):
         assert tag in scalars
-    assert "grad_norm_by_layer" in events.Tags()["images"]
-    assert all(v.value > 0 for v in events.Scalars("grad_norm/stem.conv"))
+    # Pictures at the global step; log10 norms at the same relative depths in every run.
+    for tag in ("grad_norm_by_layer", "grad_norm_heatmap"):
+        [picture] = events.Images(tag)
+        assert picture.step == 10 and picture.width > 400
+    assert all(v.value > 0 for v in events.Scalars("grad_norm/000_stem.conv"))
+    first = events.Scalars("grad_norm/000_stem.conv")[0].value
+    at_input = events.Scalars("grad_norm_log10_at/0_input")[0].value
+    assert at_input == pytest.approx(np.log10(first), rel=1e-5)
+    for tag in ("grad_norm_summary/min_over_layers", "grad_norm_summary/input_over_output"):
+        assert len(events.Scalars(tag)) == 2
     # Logged at step 1 too (the bar has numbers at once; curves start at the first step).
     assert [e.step for e in events.Scalars("train/loss")] == [1, 10]
     for name in ("best.pt", "last.pt"):
@@ -99,6 +112,7 @@ def test_multirun_leaves_complete_run_dirs(cli, capsys, tmp_path):
     lines = result.stdout.strip().splitlines()
     assert lines[0] == f"sweep dir: {sweep}"
     assert lines[-1] == f"sweep done; its report: resdeep report {sweep}"
+    assert any(line.strip().startswith("runs under") for line in lines)  # its runs table
     archs = set()
     for run_dir in run_dirs:
         assert (run_dir / "checkpoints" / "best.pt").is_file()

@@ -20,6 +20,15 @@ def train(ctx: typer.Context) -> None:
 
         typer.echo(train_help())
         return
+    from pathlib import Path
+
+    from resdeep.commands.runs import runs
+    from resdeep.console import console
     from resdeep.train.app import launch
 
-    launch(ctx.args)
+    sweep_dir = launch(ctx.args)
+    if sweep_dir is not None:  # a sweep ends with its runs side by side, and what to do next
+        runs(Path(sweep_dir))
+        console.print(
+            f"sweep done; its report: resdeep report {sweep_dir}", markup=False, highlight=False
+        )

@@ -16,7 +16,13 @@ import numpy as np
 import yaml
 
 from resdeep.errors import ResdeepError
-from resdeep.runs import GRAD_NORM_PREFIX, find_runs, is_run_dir, read_metrics
+from resdeep.runs import (
+    GRAD_NORM_PREFIX,
+    find_runs,
+    is_run_dir,
+    layer_of_grad_norm_tag,
+    read_metrics,
+)
 
 log = logging.getLogger("resdeep.report")
 
@@ -144,12 +150,12 @@ def read_grad_norms(accumulator: Any, model_config: dict[str, Any]) -> GradNorms
     tags = [t for t in accumulator.Tags()["scalars"] if t.startswith(GRAD_NORM_PREFIX)]
     if not tags:
         return None
-    logged = {tag.removeprefix(GRAD_NORM_PREFIX) for tag in tags}
-    names = [name for name in layer_order(model_config, accumulator) if name in logged]
-    names += sorted(logged - set(names))  # layers the model no longer has: last, never lost
+    tag_of = {layer_of_grad_norm_tag(tag): tag for tag in sorted(tags)}
+    names = [name for name in layer_order(model_config, accumulator) if name in tag_of]
+    names += [name for name in tag_of if name not in names]  # by tag (index) order: never lost
     values: dict[str, dict[int, float]] = {
         # A dict per layer: a resumed run that re-logs a step keeps the later value.
-        name: {event.step: event.value for event in accumulator.Scalars(GRAD_NORM_PREFIX + name)}
+        name: {event.step: event.value for event in accumulator.Scalars(tag_of[name])}
         for name in names
     }
     steps = sorted(set().union(*(by_step.keys() for by_step in values.values())))
@@ -189,7 +195,7 @@ def _layout_order(accumulator: Any) -> list[str]:
     layout = layout_pb2.Layout()
     layout.ParseFromString(tensor_util.make_ndarray(event.tensor_proto).item())
     return [
-        tag.removeprefix(GRAD_NORM_PREFIX)
+        layer_of_grad_norm_tag(tag)
         for category in layout.category
         for chart in category.chart
         for tag in chart.multiline.tag

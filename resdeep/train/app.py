@@ -166,8 +166,8 @@ def check_overrides(args: list[str]) -> None:
     check_run_dir(run_dir, resuming=cfg.trainer.resume is not None)
 
 
-def launch(args: list[str]) -> None:
-    """Run the Hydra app with `args` as its command line."""
+def launch(args: list[str]) -> str | None:
+    """Run the Hydra app with `args` as its command line; returns a sweep's directory."""
     args = with_resume_overrides(list(args))
     check_overrides(args)
     world = launched_world()
@@ -179,10 +179,7 @@ def launch(args: list[str]) -> None:
         console.print(f"sweep dir: {sweep_dir}", markup=False, highlight=False)
     sys.argv = ["resdeep train", *args]
     hydra_main()
-    if sweep_dir is not None and Path(sweep_dir).is_dir():
-        console.print(
-            f"sweep done; its report: resdeep report {sweep_dir}", markup=False, highlight=False
-        )
+    return sweep_dir if sweep_dir is not None and Path(sweep_dir).is_dir() else None
 
 
 def _sweep_dir(args: list[str]) -> str | None:

@@ -354,6 +354,8 @@ def build_training(
             run_dir,
             layer_names=[name for name, _ in weight_layers(model)],
             purge_step=loop.state.step + 1 if checkpoint else None,
+            title=f"{description.arch}-{description.depth}, seed {description.seed}, "
+            f"{description.data}",
         )
     _log_plan(description, data, total_steps, world)
     return Training(loop, model, test_loader, description)

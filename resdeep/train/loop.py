@@ -304,7 +304,7 @@ class TrainingLoop:
         epoch_loss, epoch_correct, epoch_seen = zero.clone(), zero.clone(), 0
         window_loss, window_correct, window_seen = zero.clone(), zero.clone(), 0
         window_start = time.perf_counter()
-        profile: list[float] | None = None
+        logged = False  # a log point this epoch: the epoch ends with its pictures
         for images, labels in self.train_loader:
             if state.step >= self.settings.total_steps:
                 break
@@ -369,7 +369,7 @@ class TrainingLoop:
                 )
                 if self.logger is not None:
                     self.logger.grad_norms(norm_values, state.step)
-                profile = norm_values
+                logged = True
                 progress.show(
                     epoch=epoch,
                     loss=loss_value / window_seen,
@@ -382,8 +382,8 @@ class TrainingLoop:
                 window_correct.zero_()
                 window_seen = 0
                 window_start = time.perf_counter()
-        if profile is not None and self.logger is not None:
-            self.logger.grad_norm_profile(profile, state.step, epoch)
+        if logged and self.logger is not None:
+            self.logger.epoch_images(state.step, epoch)
         totals = torch.stack(
             [epoch_loss, epoch_correct, torch.tensor(float(epoch_seen), device=self.device)]
         )

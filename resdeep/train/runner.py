@@ -204,8 +204,9 @@ def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
     loop.close()
     if status == "completed":
         log.info(
-            "test acc %.4f, test loss %.4f (best.pt: epoch %d of %d); run dir %s",
-            test_acc, test_loss, loop.state.best_epoch, loop.state.epoch, run_dir,
+            "test acc %.4f (best.pt: epoch %d of %d), best val acc %.4f, %.0f s; run dir %s",
+            test_acc, loop.state.best_epoch, loop.state.epoch, loop.state.best_val_acc,
+            loop.state.wall_time_s, run_dir,
         )  # fmt: skip
     if status == "diverged":
         kept = (
