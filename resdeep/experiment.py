@@ -34,6 +34,28 @@ def _at_least(value: float, threshold: float, then: object, otherwise: object) -
 # Registered on import, so every composition (the app's, a tool's, a test's) resolves it.
 OmegaConf.register_new_resolver("resdeep.at_least", _at_least, replace=True)
 
+# Keys the short run name always shows (as plain56_s0); every other override is appended short.
+_NAMED_KEYS = {"model", "model.arch", "model.depth", "seed"}
+
+
+def short_run_name(arch: str, depth: int, seed: int, overrides: str) -> str:
+    """A sweep job's directory and TensorBoard run name: `plain56_s0`, then each other override
+    by its last key part (`init-xavier`, `lr-0.1`; a group by its option: `cifar10`). The
+    full overrides stay in the run's config.yaml and .hydra/overrides.yaml."""
+    parts = [f"{arch}{depth}", f"s{seed}"]
+    for item in filter(None, str(overrides).split(",")):
+        key, _, value = item.partition("=")
+        key = key.lstrip("+~")
+        if key in _NAMED_KEYS or not value:
+            continue
+        parts.append(
+            value if "." not in key and "/" not in key else f"{key.rsplit('.', 1)[-1]}-{value}"
+        )
+    return "_".join(part.replace("/", "-") for part in parts)
+
+
+OmegaConf.register_new_resolver("resdeep.run_name", short_run_name, replace=True)
+
 # The model group's keys that are arguments of resdeep.models.build_model.
 MODEL_KEYS = (
     "arch",

@@ -108,7 +108,8 @@ def test_multirun_leaves_complete_run_dirs(cli, capsys, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     run_dirs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert len(run_dirs) == 2
+    # Short names that say what the sweep varies (the fixed overrides stay in config.yaml).
+    assert [p.name for p in run_dirs] == ["plain8_s0", "resnet8_s0"]
     lines = result.stdout.strip().splitlines()
     assert lines[0] == f"sweep dir: {sweep}"
     assert lines[-1] == f"sweep done; its report: resdeep report {sweep}"
@@ -366,3 +367,14 @@ def test_the_default_recipe_trains_deep_residual_nets_without_stalling(cli, tmp_
     errors = [1 - epoch["train_acc"] for epoch in history]
     assert errors[-1] < 0.15  # measured: 3.3 % (depth 56), 5.2 % (depth 110)
     assert max(errors[len(errors) // 2 :]) < 0.3  # no blow-up after the warm-up
+
+
+def test_short_run_names_show_what_varies():
+    from resdeep.experiment import short_run_name
+
+    assert short_run_name("plain", 56, 0, "model.depth=56,model=plain,seed=0") == "plain56_s0"
+    assert (
+        short_run_name("resnet", 20, 2, "data=cifar10,model.init=xavier,optim.lr=0.1,seed=2")
+        == "resnet20_s2_cifar10_init-xavier_lr-0.1"
+    )
+    assert short_run_name("plain", 8, 0, "hydra/launcher=joblib") == "plain8_s0_joblib"

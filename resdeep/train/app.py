@@ -173,25 +173,41 @@ def launch(args: list[str]) -> str | None:
     world = launched_world()
     if world is not None and not {"-m", "--multirun", "--help", "-h", "--cfg", "-c"} & set(args):
         args = agree_on_run_dir(args, world)
-    sweep_dir = _sweep_dir(args)
-    if sweep_dir is not None:
-        args = [*args, f"hydra.sweep.dir={sweep_dir}"]
+    sweep = _sweep_settings(args)
+    sweep_dir = None
+    if sweep is not None:
+        sweep_dir, extra = sweep
+        args = [*args, *extra]
         console.print(f"sweep dir: {sweep_dir}", markup=False, highlight=False)
     sys.argv = ["resdeep train", *args]
     hydra_main()
     return sweep_dir if sweep_dir is not None and Path(sweep_dir).is_dir() else None
 
 
-def _sweep_dir(args: list[str]) -> str | None:
-    """A sweep's directory, fixed before Hydra runs so it can be named at start and end."""
+SWEEP_SYNTAX = (",", "range(", "choice(", "glob(", "interval(")
+
+
+def _sweep_settings(args: list[str]) -> tuple[str, list[str]] | None:
+    """A sweep's directory, fixed before Hydra runs so it can be named at start and end, and
+    job names (plain56_s0_init-xavier) that show what the sweep varies: the overrides it holds
+    fixed join the override_dirname exclusions of conf/train.yaml."""
     if not {"-m", "--multirun"} & set(args) or {"--help", "-h", "--cfg", "-c"} & set(args):
         return None
-    given = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir=")), None)
-    if given is not None:
-        return given
-    # Compose without the swept values (a,b,c): only the sweep dir is wanted here.
-    single = [a for a in args if not a.startswith("-") and "," not in a.split("=", 1)[-1]]
+    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    fixed = [a for a in overrides if not any(t in a.split("=", 1)[1] for t in SWEEP_SYNTAX)]
     try:
-        return str(compose_train_config(single, hydra=True).hydra.sweep.dir)
+        hydra_cfg = compose_train_config(fixed, hydra=True).hydra
     except (HydraException, OmegaConfBaseException):
         return None
+    given = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir=")), None)
+    sweep_dir = given or str(hydra_cfg.sweep.dir)
+    excluded = list(hydra_cfg.job.config.override_dirname.exclude_keys)
+    excluded += [
+        key
+        for key in (a.split("=", 1)[0].lstrip("+~") for a in fixed)
+        if not key.startswith("hydra.") and key not in excluded
+    ]
+    return sweep_dir, [
+        f"hydra.sweep.dir={sweep_dir}",
+        f"hydra.job.config.override_dirname.exclude_keys=[{','.join(excluded)}]",
+    ]
