@@ -48,9 +48,8 @@ def short_run_name(arch: str, depth: int, seed: int, overrides: str) -> str:
         key = key.lstrip("+~")
         if key in _NAMED_KEYS or not value:
             continue
-        parts.append(
-            value if "." not in key and "/" not in key else f"{key.rsplit('.', 1)[-1]}-{value}"
-        )
+        # A config group (model=plain, hydra/launcher=joblib) by its option, a key by its end.
+        parts.append(value if "." not in key else f"{key.rsplit('.', 1)[-1]}-{value}")
     return "_".join(part.replace("/", "-") for part in parts)
 
 
