@@ -83,6 +83,15 @@ def test_plain20_run_dir_is_complete(cli, tmp_path):
     assert at_input == pytest.approx(np.log10(first), rel=1e-5)
     for tag in ("grad_norm_summary/min_over_layers", "grad_norm_summary/input_over_output"):
         assert len(events.Scalars(tag)) == 2
+    # HParams: what a sweep varies first, the final metrics at the last step (not step 0).
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = events.PluginTagToContent("hparams")["_hparams_/experiment"]
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    names = [info.name for info in experiment.hparam_infos]
+    assert names[:8] == ["arch", "depth", "init", "norm", "shortcut", "lr", "seed", "data"]
+    assert {m.name.tag for m in experiment.metric_infos} >= {"hparam/test_acc"}
+    assert [e.step for e in events.Scalars("hparam/test_acc")] == [10]
     # Logged at step 1 too (the bar has numbers at once; curves start at the first step).
     assert [e.step for e in events.Scalars("train/loss")] == [1, 10]
     for name in ("best.pt", "last.pt"):

@@ -43,8 +43,19 @@ class RunDescription:
         return {key: getattr(self, key) for key in self.SUMMARY_KEYS}
 
     def hparams(self) -> dict[str, Any]:
-        extra = ("optim", "lr", "batch_size", "seed", "epochs")
-        return {**self.summary(), **{key: getattr(self, key) for key in extra}}
+        """What a sweep varies first (TensorBoard shows the first columns), the setting after."""
+        first = {
+            "arch": self.arch,
+            "depth": self.depth,
+            "init": self.init,
+            "norm": self.norm,
+            "shortcut": str(self.model_kwargs.get("shortcut", "")),
+            "lr": self.lr,
+            "seed": self.seed,
+            "data": self.data,
+        }
+        rest = ("optim", "batch_size", "epochs", "params", "device", "precision", "world_size")
+        return {**first, **{key: getattr(self, key) for key in rest}}
 
     def checkpoint_fields(self) -> dict[str, Any]:
         """What a tool needs besides the weights (resdeep.checkpoint.CheckpointInfo)."""

@@ -193,6 +193,7 @@ def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
                 "best_val_acc": final["best_val_acc"] or 0.0,
                 "train_loss": final["train_loss"] or float("nan"),
             },
+            loop.state.step,
         )
         # Keep the test numbers with the checkpoints too, so tools need nothing but the file.
         for name in ("best.pt", "last.pt"):

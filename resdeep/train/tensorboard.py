@@ -121,16 +121,17 @@ class TensorBoardLogger:
         )
         self.writer.add_figure("grad_norm_heatmap", heatmap, step)
 
-    def hyperparameters(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
-        """HParams tab: the run's settings beside its final numbers, in this run's event file."""
+    def hyperparameters(self, params: dict[str, Any], metrics: dict[str, float], step: int) -> None:
+        """HParams tab: the run's settings (in `params`' order: the first are the columns shown)
+        beside its final numbers, which sit at the run's last step."""
         clean = {
             k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in params.items()
         }
         experiment, start, end = hparams(clean, {f"hparam/{k}": v for k, v in metrics.items()})
         for summary in (experiment, start, end):
-            self.writer.file_writer.add_summary(summary)
+            self.writer.file_writer.add_summary(summary, step)
         for name, value in metrics.items():
-            self.writer.add_scalar(f"hparam/{name}", value)
+            self.writer.add_scalar(f"hparam/{name}", value, step)
 
     def close(self) -> None:
         self.writer.close()
