@@ -63,17 +63,17 @@ def test_the_cpu_plan_skips_only_what_needs_cuda():
             assert any(word in step.skip for word in ("CUDA", "fp16", "compile")), step
 
 
-def test_each_step_is_recorded_and_a_failure_does_not_stop_the_rest(tmp_path, train_run):
-    """Two real steps on a copied run without dropout: the checkpoint check passes, MC dropout
-    fails with resdeep's own error line, and both land in the JSON."""
+def test_each_step_is_recorded_and_a_failure_does_not_stop_the_rest(capsys, tmp_path, train_run):
+    """Two real steps, each in its own process, on a copied run without dropout: the checkpoint
+    check passes, MC dropout fails with resdeep's own error line, and both land in the JSON."""
     work, out = tmp_path / "work", tmp_path / "gpu_check.json"
     shutil.copytree(train_run(), work / "train_digits")
-    done = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "gpu_check.py"), "--device", "cpu",
-         "--work", str(work), "--out", str(out), "--only", "uncertainty,checkpoint_devices"],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+    status = gpu_check.main(
+        ["--device", "cpu", "--work", str(work), "--out", str(out),
+         "--only", "uncertainty,checkpoint_devices"]
     )  # fmt: skip
-    assert done.returncode == 1, done.stdout + done.stderr
+    stdout = capsys.readouterr().out
+    assert status == 1, stdout
     report = json.loads(out.read_text())
     steps = {step["name"]: step for step in report["steps"]}
     assert list(steps) == ["uncertainty", "checkpoint_devices"]
@@ -82,7 +82,7 @@ def test_each_step_is_recorded_and_a_failure_does_not_stop_the_rest(tmp_path, tr
     assert steps["checkpoint_devices"]["status"] == "ok"
     assert steps["checkpoint_devices"]["result"]["max_abs_diff_moved_back"] == 0.0
     assert report["environment"]["torch"] == torch.__version__
-    assert "1 ok, 1 failed" in done.stdout
+    assert "1 ok, 1 failed" in stdout
 
 
 @pytest.mark.slow

@@ -85,7 +85,9 @@ class TensorBoardLogger:
         # One event holding every layer: ~40x less host time than an add_scalar per layer,
         # which matters when a GPU step takes milliseconds. Readers still see one tag a layer.
         values = np.asarray(norms, dtype=float)
-        logs = np.log10(np.maximum(values, 1e-30))
+        with np.errstate(invalid="ignore", over="ignore"):  # a diverging run logs inf and nan
+            logs = np.log10(np.maximum(values, 1e-30))
+            min_log, input_over_output = float(np.min(logs)), float(logs[0] - logs[-1])
         summary = [
             Summary.Value(tag=tag, simple_value=float(norm))
             for tag, norm in zip(self.tags, values, strict=True)
@@ -97,10 +99,8 @@ class TensorBoardLogger:
             for (key, _), index in zip(POSITIONS, self.positions, strict=True)
         ]
         summary += [
-            Summary.Value(tag=SUMMARY_PREFIX + "min_over_layers", simple_value=float(logs.min())),
-            Summary.Value(
-                tag=SUMMARY_PREFIX + "input_over_output", simple_value=float(logs[0] - logs[-1])
-            ),
+            Summary.Value(tag=SUMMARY_PREFIX + "min_over_layers", simple_value=min_log),
+            Summary.Value(tag=SUMMARY_PREFIX + "input_over_output", simple_value=input_over_output),
         ]
         self.writer.file_writer.add_summary(Summary(value=summary), step)
         self.history_steps.append(step)
