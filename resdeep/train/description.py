@@ -43,8 +43,10 @@ class RunDescription:
         return {key: getattr(self, key) for key in self.SUMMARY_KEYS}
 
     def hparams(self) -> dict[str, Any]:
-        """What a sweep varies first (TensorBoard shows the first columns), the setting after."""
-        first = {
+        """What a sweep varies, and only that: TensorBoard shows the first five columns (by
+        name: arch, data, depth, init, lr) and hides the rest behind a click; the setting (batch,
+        device, precision, ...) is in metrics.json and config.yaml."""
+        return {
             "arch": self.arch,
             "depth": self.depth,
             "init": self.init,
@@ -54,8 +56,6 @@ class RunDescription:
             "seed": self.seed,
             "data": self.data,
         }
-        rest = ("optim", "batch_size", "epochs", "params", "device", "precision", "world_size")
-        return {**first, **{key: getattr(self, key) for key in rest}}
 
     def checkpoint_fields(self) -> dict[str, Any]:
         """What a tool needs besides the weights (resdeep.checkpoint.CheckpointInfo)."""
