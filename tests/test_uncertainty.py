@@ -22,6 +22,7 @@ from resdeep.models import build_model
 from resdeep.uncertainty import metrics
 from resdeep.uncertainty.data import ood_images
 from resdeep.uncertainty.sampling import (
+    Predictions,
     dropout_sampling,
     is_head_only,
     mc_predict,
@@ -433,3 +434,78 @@ def test_cli_refuses_a_checkpoint_without_dropout(heldout_run, tmp_path, capsys)
     error = capsys.readouterr().err
     assert "train with model.dropout>0" in error and error.count("\n") == 1
     assert run_main(*command(heldout_run, "--ood-data", "noise", "extra.png")) == 2
+
+
+# ---- temperature scaling ----------------------------------------------------------------------
+
+
+def test_temperature_is_one_for_a_calibrated_set_and_scaling_matches_the_logits():
+    from resdeep.uncertainty.calibration import fit_temperature, scale
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(20_000, 5, generator=generator, dtype=torch.float64) * 2
+    probs = logits.softmax(dim=1)
+    labels = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # drawn from probs
+    assert fit_temperature(probs.unsqueeze(1), labels) == pytest.approx(1.0, abs=0.05)
+    # Overconfident by a factor of 2 in the logits: T finds it.
+    sharp = (logits * 2).softmax(dim=1)
+    assert fit_temperature(sharp.unsqueeze(1), labels) == pytest.approx(2.0, rel=0.05)
+    # On probabilities, exactly the scaling of the logits.
+    torch.testing.assert_close(scale(probs, 1.7), (logits / 1.7).softmax(dim=1))
+
+
+def test_temperature_comes_from_val_only():
+    from resdeep.uncertainty.evaluate import calibrate_temperature
+
+    generator = torch.Generator().manual_seed(1)
+
+    def predictions(n):
+        samples = torch.rand(n, 4, 3, generator=generator).softmax(dim=2)
+        return Predictions(samples=samples, deterministic=samples.mean(dim=1))
+
+    val, labels = predictions(50), torch.randint(0, 3, (50,), generator=generator)
+    one = calibrate_temperature(val, labels, predictions(30))
+    other = calibrate_temperature(val, labels, predictions(80))  # another split to score
+    assert one.temperatures == other.temperatures
+
+
+def test_cli_temperature_scaling_recomputes_from_the_saved_probs(heldout_run, tmp_path, capsys):
+    report, probs = tmp_path / "t.json", tmp_path / "t.npz"
+    args = ("-T", "4", "--calibrate", "temperature", "--json", report, "--save-probs", probs)
+    assert run_main(*command(heldout_run, *args)) == 0
+    assert "temp. scaled" in capsys.readouterr().out
+    summary, saved = json.loads(report.read_text()), np.load(probs)
+    t_det = summary["temperature"]["deterministic"]
+    assert summary["temperature"]["fitted_on"] == "val"
+    # Independent code: a dense grid over log T on the saved val probabilities, in numpy.
+    val, val_labels = saved["val_deterministic_probs"].astype(np.float64), saved["val_labels"]
+    grid = np.exp(np.linspace(np.log(1 / 20), np.log(20), 4001))
+
+    def nll(temperature):
+        logp = np.log(np.clip(val, 1e-30, None)) / temperature
+        logp -= np.log(np.exp(logp - logp.max(1, keepdims=True)).sum(1, keepdims=True)) + logp.max(
+            1, keepdims=True
+        )
+        return -logp[np.arange(len(val_labels)), val_labels].mean()
+
+    best = grid[np.argmin([nll(t) for t in grid])]
+    assert t_det == pytest.approx(best, rel=0.01)
+    scaled = np.clip(saved["deterministic_probs"].astype(np.float64), 1e-30, None) ** (1 / t_det)
+    scaled /= scaled.sum(1, keepdims=True)
+    np.testing.assert_allclose(saved["temperature_scaled_probs"], scaled, rtol=1e-6, atol=1e-9)
+    labels = saved["labels"]
+    expected_nll = -np.log(np.clip(scaled[np.arange(len(labels)), labels], 1e-12, None)).mean()
+    assert summary["temperature_scaled"]["nll"] == pytest.approx(expected_nll, rel=1e-6)
+    assert saved["mc_dropout_temperature_scaled_probs"].shape == saved["probs"].shape
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--calibrate", "platt"], "--calibrate knows temperature"),
+        (["--calibrate", "temperature", "--split", "val"], "fits its temperature on the val"),
+    ],
+)
+def test_calibration_refusals(heldout_run, capsys, args, message):
+    assert run_main(*command(heldout_run, *args)) == 2
+    assert message in capsys.readouterr().err

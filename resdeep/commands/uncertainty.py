@@ -36,6 +36,13 @@ def uncertainty(
             "svhn, cifar10, cifar100, mnist, fashion_mnist."
         ),
     ] = None,
+    calibrate: Annotated[
+        str | None,
+        typer.Option(
+            help="temperature: also temperature scaling (one T fitted on the val split by NLL) "
+            "beside the deterministic and MC-dropout columns."
+        ),
+    ] = None,
     bins: Annotated[int, typer.Option(help="Equal-width confidence bins for ECE.")] = 15,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the numbers as JSON here.")
@@ -80,6 +87,14 @@ def uncertainty(
         check_ood_name(ood_data)
     if images and (ood_data is not None or plot is not None):
         raise UsageError("--ood-data and --plot score a data set; drop them when giving images")
+    if calibrate is not None:
+        if calibrate != "temperature":
+            raise UsageError(f"--calibrate knows temperature, got {calibrate!r}")
+        if images or split == "val":
+            raise UsageError(
+                "--calibrate fits its temperature on the val split: score the test split "
+                "(no images, --split test)"
+            )
 
     model, info = load_checkpoint(
         checkpoint if checkpoint is not None else latest_checkpoint(),
@@ -102,8 +117,9 @@ def uncertainty(
         ood = None
     else:
         result = evaluate.evaluate_dataset(
-            model, info, split=split, samples=samples, seed=seed, bins=bins, ood_data=ood_data
-        )
+            model, info, split=split, samples=samples, seed=seed, bins=bins, ood_data=ood_data,
+            calibrate=calibrate,
+        )  # fmt: skip
         console.print(report.dataset_table(result.summary))
         if result.ood is not None:
             console.print(report.ood_table(result.summary))
@@ -117,7 +133,8 @@ def uncertainty(
         report.write_json(result.summary, json_path)
         console.print(f"wrote {json_path}")
     if save_probs is not None:
-        report.save_probs(save_probs, result.predictions, labels, ood)
+        fitted = getattr(result, "calibration", None)
+        report.save_probs(save_probs, result.predictions, labels, ood, fitted)
         console.print(f"wrote {save_probs}")
     if failures:
         raise ResdeepError(f"{len(failures)} input(s) could not be processed; see the lines above")

@@ -22,14 +22,19 @@ def _number(value: float | None, spec: str = ".4f") -> str:
 
 def dataset_table(summary: dict[str, Any]) -> Table:
     """Deterministic and MC dropout side by side, one metric a row."""
-    deterministic, mc = summary["deterministic"], summary["mc_dropout"]
     table = Table(
         title=f"{summary['data']} {summary['split']}: {summary['n']} images, "
         f"T = {summary['samples']} samples"
     )
+    sections = [summary["deterministic"], summary["mc_dropout"]]
     table.add_column("metric")
     table.add_column("deterministic", justify="right")
     table.add_column(f"MC dropout (T={summary['samples']})", justify="right")
+    if "temperature" in summary:  # temperature scaling, fitted on the val split
+        temperature = summary["temperature"]
+        table.add_column(f"temp. scaled (τ={temperature['deterministic']:.2f})", justify="right")
+        table.add_column(f"MC + temp. (τ={temperature['mc_dropout']:.2f})", justify="right")
+        sections += [summary["temperature_scaled"], summary["mc_dropout_temperature_scaled"]]
     rows = [
         ("accuracy", "accuracy"),
         ("NLL", "nll"),
@@ -40,13 +45,11 @@ def dataset_table(summary: dict[str, Any]) -> Table:
         ("mean mutual information", "mean_mutual_information"),
     ]
     for label, key in rows:
-        table.add_row(label, _number(deterministic[key]), _number(mc[key]))
+        table.add_row(label, *(_number(part[key]) for part in sections))
     for section, title in (("auroc_misclassification", "AUROC error"), ("aurc", "AURC")):
         for score, label in SCORE_LABELS.items():
             table.add_row(
-                f"{title} ({label})",
-                _number(deterministic[section][score]),
-                _number(mc[section][score]),
+                f"{title} ({label})", *(_number(part[section][score]) for part in sections)
             )
     return table
 
@@ -101,9 +104,13 @@ def save_probs(
     predictions: Predictions,
     labels: torch.Tensor,
     ood: Predictions | None = None,
+    calibration: Any = None,
 ) -> None:
     """`.npz` with probs (N, T, C) float32, labels (N,) int64 (-1: unknown), deterministic_probs
-    (N, C) float32, and ood_probs / ood_deterministic_probs in OOD mode."""
+    (N, C) float32, ood_probs / ood_deterministic_probs in OOD mode, and with temperature
+    scaling: temperatures [deterministic, MC], temperature_scaled_probs (N, C),
+    mc_dropout_temperature_scaled_probs (N, T, C), and the val split it was fitted on
+    (val_probs, val_deterministic_probs, val_labels), so every number can be recomputed."""
     arrays = {
         "probs": predictions.samples.numpy().astype(np.float32),
         "labels": labels.numpy().astype(np.int64),
@@ -112,6 +119,13 @@ def save_probs(
     if ood is not None:
         arrays["ood_probs"] = ood.samples.numpy().astype(np.float32)
         arrays["ood_deterministic_probs"] = ood.deterministic.numpy().astype(np.float32)
+    if calibration is not None:
+        arrays["temperatures"] = np.asarray(calibration.temperatures, dtype=np.float64)
+        arrays["temperature_scaled_probs"] = calibration.scaled_deterministic.numpy()
+        arrays["mc_dropout_temperature_scaled_probs"] = calibration.scaled_samples.numpy()
+        arrays["val_probs"] = calibration.val.samples.numpy().astype(np.float32)
+        arrays["val_deterministic_probs"] = calibration.val.deterministic.numpy().astype(np.float32)
+        arrays["val_labels"] = calibration.val_labels.numpy().astype(np.int64)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as stream:  # a stream, so numpy does not append ".npz" to the name
