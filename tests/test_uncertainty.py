@@ -509,3 +509,36 @@ def test_cli_temperature_scaling_recomputes_from_the_saved_probs(heldout_run, tm
 def test_calibration_refusals(heldout_run, capsys, args, message):
     assert run_main(*command(heldout_run, *args)) == 2
     assert message in capsys.readouterr().err
+
+
+# ---- deep ensembles ---------------------------------------------------------------------------
+
+
+def test_an_ensemble_of_one_net_twice_is_that_net(heldout_run, tmp_path, capsys):
+    import shutil
+
+    twin = tmp_path / "twin"
+    shutil.copytree(heldout_run, twin)
+    report, probs = tmp_path / "e.json", tmp_path / "e.npz"
+    args = ("-T", "2", "--ensemble", heldout_run, "--ensemble", twin, "--json", report)
+    assert run_main(*command(heldout_run, *args, "--save-probs", probs)) == 0
+    assert "ensemble (M=2)" in capsys.readouterr().out
+    summary, saved = json.loads(report.read_text()), np.load(probs)
+    ensemble, single = summary["ensemble"], summary["deterministic"]
+    for key in ("accuracy", "nll", "brier", "ece"):
+        assert ensemble[key] == pytest.approx(single[key], abs=1e-6), key
+    assert ensemble["mean_mutual_information"] == pytest.approx(0.0, abs=1e-9)
+    members = saved["ensemble_probs"]
+    assert members.shape == (len(saved["labels"]), 2, saved["probs"].shape[2])
+    # Recomputed from the saved member probabilities by independent code.
+    accuracy = (members.mean(axis=1).argmax(axis=1) == saved["labels"]).mean()
+    assert ensemble["accuracy"] == pytest.approx(accuracy)
+
+
+def test_members_of_another_data_setting_are_refused(heldout_run, train_run, tmp_path, capsys):
+    args = ("--ensemble", heldout_run, "--ensemble", train_run())  # classes 0-4 vs all ten
+    assert run_main(*command(heldout_run, *args)) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "members must share data, split and classes" in error
+    assert run_main(*command(heldout_run, "--ensemble", heldout_run)) == 2
+    assert "at least two members" in capsys.readouterr().err

@@ -43,6 +43,13 @@ def uncertainty(
             "beside the deterministic and MC-dropout columns."
         ),
     ] = None,
+    ensemble: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A deep-ensemble member: a run dir, or a sweep dir for all its runs "
+            "(repeatable; e.g. the runs of `resdeep train -m seed=0,1,2,3,4`)."
+        ),
+    ] = None,
     bins: Annotated[int, typer.Option(help="Equal-width confidence bins for ECE.")] = 15,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the numbers as JSON here.")
@@ -87,6 +94,8 @@ def uncertainty(
         check_ood_name(ood_data)
     if images and (ood_data is not None or plot is not None):
         raise UsageError("--ood-data and --plot score a data set; drop them when giving images")
+    if ensemble and images:
+        raise UsageError("--ensemble scores a data set; drop it when giving images")
     if calibrate is not None:
         if calibrate != "temperature":
             raise UsageError(f"--calibrate knows temperature, got {calibrate!r}")
@@ -101,6 +110,10 @@ def uncertainty(
         device=resolve_device(device),
     )
     require_dropout(model, str(info.path))
+    members = [
+        load_checkpoint(path, device=resolve_device(device))
+        for path in ensemble_members(ensemble or [])
+    ]
 
     failures: list[str] = []
     if images:
@@ -118,7 +131,7 @@ def uncertainty(
     else:
         result = evaluate.evaluate_dataset(
             model, info, split=split, samples=samples, seed=seed, bins=bins, ood_data=ood_data,
-            calibrate=calibrate,
+            calibrate=calibrate, members=members,
         )  # fmt: skip
         console.print(report.dataset_table(result.summary))
         if result.ood is not None:
@@ -134,7 +147,25 @@ def uncertainty(
         console.print(f"wrote {json_path}")
     if save_probs is not None:
         fitted = getattr(result, "calibration", None)
-        report.save_probs(save_probs, result.predictions, labels, ood, fitted)
+        report.save_probs(
+            save_probs, result.predictions, labels, ood, fitted, getattr(result, "ensemble", None)
+        )
         console.print(f"wrote {save_probs}")
     if failures:
         raise ResdeepError(f"{len(failures)} input(s) could not be processed; see the lines above")
+
+
+def ensemble_members(paths: list[Path]) -> list[Path]:
+    """Run dirs (with a best.pt) from run or sweep dirs, each once, in order."""
+    from resdeep.runs import find_runs
+
+    found: list[Path] = []
+    for path in paths:
+        runs = [r.path for r in find_runs(path) if (r.path / "checkpoints" / "best.pt").is_file()]
+        if not runs:
+            raise UsageError(f"--ensemble {path}: no run with checkpoints/best.pt there")
+        found += runs
+    members = list(dict.fromkeys(found))
+    if len(members) == 1:
+        raise UsageError("--ensemble needs at least two members")
+    return members

@@ -16,7 +16,7 @@ from resdeep.checkpoint import CheckpointInfo
 from resdeep.data import normalize
 from resdeep.errors import ResdeepError
 from resdeep.images import load_image
-from resdeep.models import ConvNet
+from resdeep.models import ConvNet, restoring_modes
 from resdeep.uncertainty import calibration, metrics
 from resdeep.uncertainty.data import in_distribution, ood_images
 from resdeep.uncertainty.sampling import DEFAULT_BATCH_ROWS, Predictions, mc_predict
@@ -93,6 +93,51 @@ def _as_float64(predictions: Predictions) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @dataclass
+class Ensemble:
+    """Deep ensemble (Lakshminarayanan et al. 2017): each member's deterministic softmax."""
+
+    members: list[str]  # checkpoint paths
+    probs: torch.Tensor  # (N, M, C) float32
+
+
+def member_probs(model: ConvNet, inputs: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """One deterministic pass (dropout off): (N, C) softmax."""
+    device = next(model.parameters()).device
+    with torch.no_grad(), restoring_modes(model):
+        model.eval()
+        return torch.cat(
+            [
+                model(inputs[start : start + batch].to(device)).softmax(dim=1).float().cpu()
+                for start in range(0, len(inputs), batch)
+            ]
+        )
+
+
+def check_members(info: CheckpointInfo, members: list[CheckpointInfo]) -> None:
+    """Members of an ensemble must see the same images with the same classes; only the seed
+    (initialisation, batch order, validation draw, and so the normalisation statistics each
+    member measured on its training split) may differ."""
+
+    def setting(member: CheckpointInfo) -> dict[str, Any]:
+        data = dict(member.config.get("data", {}))
+        return {
+            "data": data,
+            "classes": list(member.classes),
+            "input_shape": tuple(member.input_shape),
+        }
+
+    reference = setting(info)
+    for member in members:
+        theirs = setting(member)
+        for key, value in reference.items():
+            if theirs[key] != value:
+                raise ResdeepError(
+                    f"ensemble member {member.path} differs from {info.path} in its {key} "
+                    f"({theirs[key]} vs {value}); members must share data, split and classes"
+                )
+
+
+@dataclass
 class Calibration:
     """Temperature scaling fitted on the validation split, applied to the scored split."""
 
@@ -110,6 +155,7 @@ class DatasetEvaluation:
     predictions: Predictions  # in-distribution
     ood: Predictions | None = None
     calibration: Calibration | None = None
+    ensemble: Ensemble | None = None
 
 
 def calibrate_temperature(
@@ -183,6 +229,7 @@ def evaluate_dataset(
     bins: int = 15,
     ood_data: str | None = None,
     calibrate: str | None = None,
+    members: list[tuple[ConvNet, CheckpointInfo]] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> DatasetEvaluation:
     """MC dropout on the run's `split`, on OOD set `ood_data` when given, and beside them
@@ -213,7 +260,24 @@ def evaluate_dataset(
         )
         fitted = calibrate_temperature(val_predictions, val.labels, predictions)
         summary.update(calibration_summary(fitted, data.labels, bins))
-    return DatasetEvaluation(summary, data.labels, predictions, ood, fitted)
+    ensemble = None
+    if members:
+        check_members(info, [member_info for _, member_info in members])
+        # Each member normalises the same uint8 images with its own statistics.
+        probs = torch.stack(
+            [
+                member_probs(member, normalize(data.images, member_info.mean, member_info.std))
+                for member, member_info in members
+            ],
+            dim=1,
+        )
+        ensemble = Ensemble([str(member_info.path) for _, member_info in members], probs)
+        # The members' spread is the ensemble's epistemic part: its mutual information.
+        summary["ensemble"] = {
+            "members": ensemble.members,
+            **prediction_summary(probs.double(), data.labels, bins),
+        }
+    return DatasetEvaluation(summary, data.labels, predictions, ood, fitted, ensemble)
 
 
 @dataclass

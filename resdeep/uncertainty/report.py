@@ -35,6 +35,9 @@ def dataset_table(summary: dict[str, Any]) -> Table:
         table.add_column(f"temp. scaled (τ={temperature['deterministic']:.2f})", justify="right")
         table.add_column(f"MC + temp. (τ={temperature['mc_dropout']:.2f})", justify="right")
         sections += [summary["temperature_scaled"], summary["mc_dropout_temperature_scaled"]]
+    if "ensemble" in summary:
+        table.add_column(f"ensemble (M={len(summary['ensemble']['members'])})", justify="right")
+        sections.append(summary["ensemble"])
     rows = [
         ("accuracy", "accuracy"),
         ("NLL", "nll"),
@@ -105,12 +108,14 @@ def save_probs(
     labels: torch.Tensor,
     ood: Predictions | None = None,
     calibration: Any = None,
+    ensemble: Any = None,
 ) -> None:
     """`.npz` with probs (N, T, C) float32, labels (N,) int64 (-1: unknown), deterministic_probs
     (N, C) float32, ood_probs / ood_deterministic_probs in OOD mode, and with temperature
     scaling: temperatures [deterministic, MC], temperature_scaled_probs (N, C),
     mc_dropout_temperature_scaled_probs (N, T, C), and the val split it was fitted on
-    (val_probs, val_deterministic_probs, val_labels), so every number can be recomputed."""
+    (val_probs, val_deterministic_probs, val_labels); with an ensemble, ensemble_probs (N, M, C),
+    each member's deterministic softmax; so every number can be recomputed."""
     arrays = {
         "probs": predictions.samples.numpy().astype(np.float32),
         "labels": labels.numpy().astype(np.int64),
@@ -126,6 +131,8 @@ def save_probs(
         arrays["val_probs"] = calibration.val.samples.numpy().astype(np.float32)
         arrays["val_deterministic_probs"] = calibration.val.deterministic.numpy().astype(np.float32)
         arrays["val_labels"] = calibration.val_labels.numpy().astype(np.int64)
+    if ensemble is not None:
+        arrays["ensemble_probs"] = ensemble.probs.numpy().astype(np.float32)  # (N, M, C)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as stream:  # a stream, so numpy does not append ".npz" to the name
