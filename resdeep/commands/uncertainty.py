@@ -136,11 +136,13 @@ def uncertainty(
         console.print(report.dataset_table(result.summary))
         if result.ood is not None:
             console.print(report.ood_table(result.summary))
+        console.print(report.comparison_table(result.summary))
         labels, ood = result.labels, result.ood
         if plot is not None:
             for path in plots.save_plots(
-                plot, result.predictions, labels, bins, ood=ood, ood_name=ood_data
-            ):
+                plot, result.predictions, labels, bins, ood=ood, ood_name=ood_data,
+                methods=evaluate.method_probs(result),
+            ):  # fmt: skip
                 console.print(f"wrote {path}")
     if json_path is not None:
         report.write_json(result.summary, json_path)

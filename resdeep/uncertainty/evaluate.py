@@ -6,6 +6,7 @@ float64, so anyone can recompute every reported number from that file.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from resdeep.images import load_image
 from resdeep.models import ConvNet, restoring_modes
 from resdeep.uncertainty import calibration, metrics
 from resdeep.uncertainty.data import in_distribution, ood_images
-from resdeep.uncertainty.sampling import DEFAULT_BATCH_ROWS, Predictions, mc_predict
+from resdeep.uncertainty.sampling import DEFAULT_BATCH_ROWS, Predictions, is_head_only, mc_predict
 
 SCORES = ("max_prob", "entropy", "mutual_information")
 
@@ -113,6 +114,37 @@ def member_probs(model: ConvNet, inputs: torch.Tensor, batch: int = 512) -> torc
         )
 
 
+def cost_summary(
+    images: int,
+    samples: int,
+    single_seconds: float,
+    mc_seconds: float,
+    *,
+    head_only: bool,
+    calibrated: bool,
+    ensemble: tuple[int, float] | None,
+) -> dict[str, Any]:
+    """What each method costs per image: full forward passes, and measured milliseconds here
+    (temperature scaling costs its deterministic pass; MC dropout's time includes it)."""
+    ms = 1000.0 / images
+    cost: dict[str, Any] = {
+        "deterministic": {"forward_passes": 1, "ms_per_image": single_seconds * ms},
+        "mc_dropout": {
+            # Head-only dropout: one feature pass, then T samples of the classifier alone.
+            "forward_passes": 1 if head_only else samples + 1,
+            "head_samples": samples if head_only else 0,
+            "ms_per_image": mc_seconds * ms,
+        },
+    }
+    if calibrated:
+        cost["temperature_scaled"] = dict(cost["deterministic"])
+        cost["mc_dropout_temperature_scaled"] = dict(cost["mc_dropout"])
+    if ensemble is not None:
+        count, seconds = ensemble
+        cost["ensemble"] = {"forward_passes": count, "ms_per_image": seconds * ms}
+    return cost
+
+
 def check_members(info: CheckpointInfo, members: list[CheckpointInfo]) -> None:
     """Members of an ensemble must see the same images with the same classes; only the seed
     (initialisation, batch order, validation draw, and so the normalisation statistics each
@@ -146,6 +178,21 @@ class Calibration:
     val_labels: torch.Tensor
     scaled_deterministic: torch.Tensor  # (N, C) float64
     scaled_samples: torch.Tensor  # (N, T, C) float64
+
+
+def method_probs(evaluation: DatasetEvaluation) -> dict[str, torch.Tensor]:
+    """(N, C) probabilities of every method evaluated, by the tables' names."""
+    predictions = evaluation.predictions
+    methods = {
+        "deterministic": predictions.deterministic,
+        "MC dropout": metrics.mean_probs(predictions.samples.double()),
+    }
+    if evaluation.calibration is not None:
+        methods["temperature scaled"] = evaluation.calibration.scaled_deterministic
+        methods["MC dropout + temperature"] = evaluation.calibration.scaled_samples.mean(dim=1)
+    if evaluation.ensemble is not None:
+        methods["ensemble"] = evaluation.ensemble.probs.double().mean(dim=1)
+    return methods
 
 
 @dataclass
@@ -236,8 +283,14 @@ def evaluate_dataset(
     temperature scaling fitted on the val split when `calibrate` is "temperature"."""
     data = in_distribution(info, split)
     inputs = normalize(data.images, info.mean, info.std)
+    started = time.perf_counter()
     predictions = mc_predict(model, inputs, samples=samples, seed=seed, batch_rows=batch_rows)
+    mc_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    member_probs(model, inputs)
+    single_seconds = time.perf_counter() - started
     ood = None
+    ood_uint8 = None
     if ood_data is not None:
         ood_uint8 = ood_images(ood_data, info, split=split, count=len(data), seed=seed)
         ood_inputs = normalize(ood_uint8, info.mean, info.std)
@@ -260,10 +313,20 @@ def evaluate_dataset(
         )
         fitted = calibrate_temperature(val_predictions, val.labels, predictions)
         summary.update(calibration_summary(fitted, data.labels, bins))
+        if ood is not None:
+            t_det, t_mc = fitted.temperatures
+            in_det = fitted.scaled_deterministic.unsqueeze(1)
+            summary["ood"]["temperature_scaled"] = ood_summary(
+                in_det, calibration.scale(ood.deterministic, t_det).unsqueeze(1)
+            )
+            summary["ood"]["mc_dropout_temperature_scaled"] = ood_summary(
+                fitted.scaled_samples, calibration.scale(ood.samples, t_mc)
+            )
     ensemble = None
     if members:
         check_members(info, [member_info for _, member_info in members])
         # Each member normalises the same uint8 images with its own statistics.
+        started = time.perf_counter()
         probs = torch.stack(
             [
                 member_probs(member, normalize(data.images, member_info.mean, member_info.std))
@@ -271,12 +334,27 @@ def evaluate_dataset(
             ],
             dim=1,
         )
+        ensemble_seconds = time.perf_counter() - started
         ensemble = Ensemble([str(member_info.path) for _, member_info in members], probs)
         # The members' spread is the ensemble's epistemic part: its mutual information.
         summary["ensemble"] = {
             "members": ensemble.members,
             **prediction_summary(probs.double(), data.labels, bins),
         }
+        if ood_uint8 is not None:
+            ood_members = torch.stack(
+                [
+                    member_probs(member, normalize(ood_uint8, member_info.mean, member_info.std))
+                    for member, member_info in members
+                ],
+                dim=1,
+            )
+            summary["ood"]["ensemble"] = ood_summary(probs.double(), ood_members.double())
+    summary["cost"] = cost_summary(
+        len(data), samples, single_seconds, mc_seconds, head_only=is_head_only(model),
+        calibrated=fitted is not None,
+        ensemble=(len(members), ensemble_seconds) if members else None,
+    )  # fmt: skip
     return DatasetEvaluation(summary, data.labels, predictions, ood, fitted, ensemble)
 
 

@@ -42,14 +42,14 @@ def reliability_diagram(
         confidence, accuracy, count = metrics.reliability_bins(probs, labels, bins)
         filled = count > 0
         ece = metrics.expected_calibration_error(probs, labels, bins)
-        axis.bar(
-            centres[filled], accuracy[filled], width=width, edgecolor="black", label="accuracy"
-        )
+        # numpy for matplotlib: torch tensors go through a wrapping NumPy 2 deprecates.
+        at, height = centres[filled].numpy(), accuracy[filled].numpy()
+        axis.bar(at, height, width=width, edgecolor="black", label="accuracy")
         # The gap as a hatched outline from accuracy to mean confidence: readable both ways.
         axis.bar(
-            centres[filled],
-            (confidence - accuracy).abs()[filled],
-            bottom=torch.minimum(confidence, accuracy)[filled],
+            at,
+            (confidence - accuracy).abs()[filled].numpy(),
+            bottom=torch.minimum(confidence, accuracy)[filled].numpy(),
             width=width,
             fill=False,
             hatch="//",
@@ -112,6 +112,33 @@ def entropy_in_vs_ood(
     )
 
 
+def reliability_curves(
+    methods: dict[str, torch.Tensor], labels: torch.Tensor, bins: int, path: Path
+) -> Path:
+    """One reliability curve per method (accuracy against mean confidence in each filled bin)
+    on one set of axes, each labelled with its ECE."""
+    figure = Figure(figsize=(5.6, 5.0), layout="constrained")
+    axis = figure.subplots()
+    axis.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    for name, probs in methods.items():
+        confidence, accuracy, count = metrics.reliability_bins(probs.double(), labels, bins)
+        filled = count > 0
+        ece = metrics.expected_calibration_error(probs.double(), labels, bins)
+        axis.plot(
+            confidence[filled].numpy(), accuracy[filled].numpy(), marker="o", markersize=3,
+            label=f"{name} (ECE {ece:.3f})",
+        )  # fmt: skip
+    axis.set(
+        xlabel="confidence (mean max probability in the bin)",
+        ylabel="accuracy",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title=f"reliability, {bins} bins",
+    )
+    axis.legend(loc="upper left", fontsize=8)
+    return _save(figure, path)
+
+
 def save_plots(
     directory: Path,
     predictions: Predictions,
@@ -119,12 +146,19 @@ def save_plots(
     bins: int,
     ood: Predictions | None = None,
     ood_name: str | None = None,
+    methods: dict[str, torch.Tensor] | None = None,
 ) -> list[Path]:
-    """Every figure of data-set mode into `directory`; returns the files written."""
+    """Every figure of data-set mode into `directory`; returns the files written. `methods`
+    (name -> (N, C) probabilities), when there are more than the two passes, adds one
+    reliability figure with a curve per method."""
     written = [
         reliability_diagram(predictions, labels, bins, directory / "reliability.png"),
         entropy_correct_vs_wrong(predictions, labels, directory / "entropy_correct_vs_wrong.png"),
     ]
+    if methods and len(methods) > 2:
+        written.append(
+            reliability_curves(methods, labels, bins, directory / "reliability_methods.png")
+        )
     if ood is not None:
         written.append(
             entropy_in_vs_ood(

@@ -14,6 +14,14 @@ from resdeep.io import save_json_atomic
 from resdeep.uncertainty.sampling import Predictions
 
 SCORE_LABELS = {"max_prob": "max prob", "entropy": "entropy", "mutual_information": "MI"}
+# Each method's section in the JSON, by the name the tables give it.
+METHOD_LABELS = {
+    "deterministic": "deterministic",
+    "MC dropout": "mc_dropout",
+    "temperature scaled": "temperature_scaled",
+    "MC dropout + temperature": "mc_dropout_temperature_scaled",
+    "ensemble": "ensemble",
+}
 
 
 def _number(value: float | None, spec: str = ".4f") -> str:
@@ -66,7 +74,9 @@ def ood_table(summary: dict[str, Any]) -> Table:
     )
     for column in ("passes", "score", "AUROC", "AUPR", "FPR@95%TPR"):
         table.add_column(column, justify="left" if column in ("passes", "score") else "right")
-    for passes, section in (("deterministic", "deterministic"), ("MC dropout", "mc_dropout")):
+    for passes, section in METHOD_LABELS.items():
+        if section not in ood:
+            continue
         for score, values in ood[section].items():
             table.add_row(
                 passes,
@@ -75,6 +85,46 @@ def ood_table(summary: dict[str, Any]) -> Table:
                 _number(values["aupr"]),
                 _number(values["fpr_at_95_tpr"]),
             )
+    return table
+
+
+def comparison_table(summary: dict[str, Any]) -> Table:
+    """Every method side by side on the numbers that decide between them, with its cost."""
+    table = Table(title="methods compared (the test split; OOD: the chosen set)")
+    columns = ["method", "acc.", "NLL", "Brier", "ECE", "AURC", "AUROC err."]
+    ood = summary.get("ood")
+    if ood:
+        columns += [f"OOD AUROC ({ood['data']})", "FPR@95"]
+    columns += ["passes / image", "ms / image"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for label, section in METHOD_LABELS.items():
+        if section not in summary:
+            continue
+        numbers = summary[section]
+        row = [
+            label,
+            _number(numbers["accuracy"]),
+            _number(numbers["nll"]),
+            _number(numbers["brier"]),
+            _number(numbers["ece"]),
+            _number(numbers["aurc"]["max_prob"]),
+            _number(numbers["auroc_misclassification"]["max_prob"]),
+        ]
+        if ood:
+            entropy = ood.get(section, {}).get("entropy")
+            row += [
+                _number(entropy and entropy["auroc"]),
+                _number(entropy and entropy["fpr_at_95_tpr"]),
+            ]
+        cost = summary.get("cost", {}).get(section, {})
+        passes = cost.get("forward_passes")
+        heads = cost.get("head_samples")
+        row += [
+            "-" if passes is None else f"{passes}" + (f" + {heads} heads" if heads else ""),
+            _number(cost.get("ms_per_image"), ".3f"),
+        ]
+        table.add_row(*row)
     return table
 
 
