@@ -516,27 +516,6 @@ def test_calibration_refusals(heldout_run, capsys, args, message):
 # ---- deep ensembles ---------------------------------------------------------------------------
 
 
-def test_an_ensemble_of_one_net_twice_is_that_net(heldout_run, tmp_path, capsys):
-    import shutil
-
-    twin = tmp_path / "twin"
-    shutil.copytree(heldout_run, twin)
-    report, probs = tmp_path / "e.json", tmp_path / "e.npz"
-    args = ("-T", "2", "--ensemble", heldout_run, "--ensemble", twin, "--json", report)
-    assert run_main(*command(heldout_run, *args, "--save-probs", probs)) == 0
-    assert "ensemble (M=2)" in capsys.readouterr().out
-    summary, saved = json.loads(report.read_text()), np.load(probs)
-    ensemble, single = summary["ensemble"], summary["deterministic"]
-    for key in ("accuracy", "nll", "brier", "ece"):
-        assert ensemble[key] == pytest.approx(single[key], abs=1e-6), key
-    assert ensemble["mean_mutual_information"] == pytest.approx(0.0, abs=1e-9)
-    members = saved["ensemble_probs"]
-    assert members.shape == (len(saved["labels"]), 2, saved["probs"].shape[2])
-    # Recomputed from the saved member probabilities by independent code.
-    accuracy = (members.mean(axis=1).argmax(axis=1) == saved["labels"]).mean()
-    assert ensemble["accuracy"] == pytest.approx(accuracy)
-
-
 def test_members_of_another_data_setting_are_refused(heldout_run, train_run, tmp_path, capsys):
     args = ("--ensemble", heldout_run, "--ensemble", train_run())  # classes 0-4 vs all ten
     assert run_main(*command(heldout_run, *args)) == 1
@@ -551,10 +530,10 @@ def test_one_comparison_of_every_method_with_its_cost(heldout_run, tmp_path, cap
 
     twin = tmp_path / "twin"
     shutil.copytree(heldout_run, twin)
-    report, plots_dir = tmp_path / "c.json", tmp_path / "plots"
+    report, plots_dir, probs = tmp_path / "c.json", tmp_path / "plots", tmp_path / "c.npz"
     args = (
         "-T", "3", "--calibrate", "temperature", "--ensemble", heldout_run, "--ensemble", twin,
-        "--ood-data", "heldout", "--plot", plots_dir, "--json", report,
+        "--ood-data", "heldout", "--plot", plots_dir, "--json", report, "--save-probs", probs,
     )  # fmt: skip
     assert run_main(*command(heldout_run, *args)) == 0
     out = capsys.readouterr().out
@@ -574,3 +553,13 @@ def test_one_comparison_of_every_method_with_its_cost(heldout_run, tmp_path, cap
         summary["ood"]["deterministic"]["entropy"]["auroc"], abs=1e-6
     )
     assert (plots_dir / "reliability_methods.png").is_file()
+    # An ensemble of one net twice is that net; its numbers recompute from the saved members.
+    ensemble, single = summary["ensemble"], summary["deterministic"]
+    for key in ("accuracy", "nll", "brier", "ece"):
+        assert ensemble[key] == pytest.approx(single[key], abs=1e-6), key
+    assert ensemble["mean_mutual_information"] == pytest.approx(0.0, abs=1e-9)
+    saved = np.load(probs)
+    members = saved["ensemble_probs"]
+    assert members.shape == (len(saved["labels"]), 2, saved["probs"].shape[2])
+    accuracy = (members.mean(axis=1).argmax(axis=1) == saved["labels"]).mean()
+    assert ensemble["accuracy"] == pytest.approx(accuracy)
