@@ -457,7 +457,7 @@ def test_temperature_is_one_for_a_calibrated_set_and_scaling_matches_the_logits(
 
 
 def test_temperature_comes_from_val_only():
-    from resdeep.uncertainty.evaluate import calibrate_temperature
+    from resdeep.uncertainty.calibration import calibrate_temperature
 
     generator = torch.Generator().manual_seed(1)
 

@@ -11,9 +11,12 @@ saved probabilities exactly (probabilities that underflowed to 0 in float32 are 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from scipy.optimize import minimize_scalar
+
+from resdeep.uncertainty.sampling import Predictions
 
 LOG_FLOOR = math.log(1e-30)
 # T between 1/20 and 20: a wider search only finds degenerate optima on tiny splits.
@@ -43,3 +46,31 @@ def fit_temperature(samples: torch.Tensor, labels: torch.Tensor) -> float:
         options={"xatol": 1e-4},
     )
     return math.exp(float(result.x))
+
+
+@dataclass
+class Calibration:
+    """Temperature scaling fitted on the validation split, applied to the scored split."""
+
+    temperatures: tuple[float, float]  # (deterministic, MC dropout)
+    val: Predictions
+    val_labels: torch.Tensor
+    scaled_deterministic: torch.Tensor  # (N, C) float64
+    scaled_samples: torch.Tensor  # (N, T, C) float64
+
+
+def calibrate_temperature(
+    val: Predictions, val_labels: torch.Tensor, scored: Predictions
+) -> Calibration:
+    """One T for the deterministic pass and one for the MC average, each fitted on `val` only;
+    the scored split chooses nothing."""
+    deterministic, samples = val.deterministic.double().unsqueeze(1), val.samples.double()
+    t_det = fit_temperature(deterministic, val_labels)
+    t_mc = fit_temperature(samples, val_labels)
+    return Calibration(
+        temperatures=(t_det, t_mc),
+        val=val,
+        val_labels=val_labels,
+        scaled_deterministic=scale(scored.deterministic, t_det),
+        scaled_samples=scale(scored.samples, t_mc),
+    )

@@ -17,9 +17,11 @@ from resdeep.checkpoint import CheckpointInfo
 from resdeep.data import normalize
 from resdeep.errors import ResdeepError
 from resdeep.images import load_image
-from resdeep.models import ConvNet, restoring_modes
+from resdeep.models import ConvNet
 from resdeep.uncertainty import calibration, metrics
+from resdeep.uncertainty.calibration import Calibration, calibrate_temperature
 from resdeep.uncertainty.data import in_distribution, ood_images
+from resdeep.uncertainty.ensemble import Ensemble, check_members, member_probs
 from resdeep.uncertainty.sampling import DEFAULT_BATCH_ROWS, Predictions, is_head_only, mc_predict
 
 SCORES = ("max_prob", "entropy", "mutual_information")
@@ -93,27 +95,6 @@ def _as_float64(predictions: Predictions) -> tuple[torch.Tensor, torch.Tensor]:
     return predictions.deterministic.double().unsqueeze(1), predictions.samples.double()
 
 
-@dataclass
-class Ensemble:
-    """Deep ensemble (Lakshminarayanan et al. 2017): each member's deterministic softmax."""
-
-    members: list[str]  # checkpoint paths
-    probs: torch.Tensor  # (N, M, C) float32
-
-
-def member_probs(model: ConvNet, inputs: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    """One deterministic pass (dropout off): (N, C) softmax."""
-    device = next(model.parameters()).device
-    with torch.no_grad(), restoring_modes(model):
-        model.eval()
-        return torch.cat(
-            [
-                model(inputs[start : start + batch].to(device)).softmax(dim=1).float().cpu()
-                for start in range(0, len(inputs), batch)
-            ]
-        )
-
-
 def cost_summary(
     images: int,
     samples: int,
@@ -145,41 +126,6 @@ def cost_summary(
     return cost
 
 
-def check_members(info: CheckpointInfo, members: list[CheckpointInfo]) -> None:
-    """Members of an ensemble must see the same images with the same classes; only the seed
-    (initialisation, batch order, validation draw, and so the normalisation statistics each
-    member measured on its training split) may differ."""
-
-    def setting(member: CheckpointInfo) -> dict[str, Any]:
-        data = dict(member.config.get("data", {}))
-        return {
-            "data": data,
-            "classes": list(member.classes),
-            "input_shape": tuple(member.input_shape),
-        }
-
-    reference = setting(info)
-    for member in members:
-        theirs = setting(member)
-        for key, value in reference.items():
-            if theirs[key] != value:
-                raise ResdeepError(
-                    f"ensemble member {member.path} differs from {info.path} in its {key} "
-                    f"({theirs[key]} vs {value}); members must share data, split and classes"
-                )
-
-
-@dataclass
-class Calibration:
-    """Temperature scaling fitted on the validation split, applied to the scored split."""
-
-    temperatures: tuple[float, float]  # (deterministic, MC dropout)
-    val: Predictions
-    val_labels: torch.Tensor
-    scaled_deterministic: torch.Tensor  # (N, C) float64
-    scaled_samples: torch.Tensor  # (N, T, C) float64
-
-
 def method_probs(evaluation: DatasetEvaluation) -> dict[str, torch.Tensor]:
     """(N, C) probabilities of every method evaluated, by the tables' names."""
     predictions = evaluation.predictions
@@ -203,23 +149,6 @@ class DatasetEvaluation:
     ood: Predictions | None = None
     calibration: Calibration | None = None
     ensemble: Ensemble | None = None
-
-
-def calibrate_temperature(
-    val: Predictions, val_labels: torch.Tensor, scored: Predictions
-) -> Calibration:
-    """One T for the deterministic pass and one for the MC average, each fitted on `val` only;
-    the scored split chooses nothing."""
-    deterministic, samples = _as_float64(val)
-    t_det = calibration.fit_temperature(deterministic, val_labels)
-    t_mc = calibration.fit_temperature(samples, val_labels)
-    return Calibration(
-        temperatures=(t_det, t_mc),
-        val=val,
-        val_labels=val_labels,
-        scaled_deterministic=calibration.scale(scored.deterministic, t_det),
-        scaled_samples=calibration.scale(scored.samples, t_mc),
-    )
 
 
 def calibration_summary(fitted: Calibration, labels: torch.Tensor, bins: int) -> dict[str, Any]:
