@@ -563,3 +563,14 @@ def test_one_comparison_of_every_method_with_its_cost(heldout_run, tmp_path, cap
     assert members.shape == (len(saved["labels"]), 2, saved["probs"].shape[2])
     accuracy = (members.mean(axis=1).argmax(axis=1) == saved["labels"]).mean()
     assert ensemble["accuracy"] == pytest.approx(accuracy)
+
+
+def test_a_temperature_fitted_on_too_few_mistakes_comes_with_a_warning():
+    from resdeep.uncertainty.calibration import fit_warning
+
+    labels = torch.arange(40) % 4
+    right = torch.nn.functional.one_hot(labels, 4).double() * 0.7 + 0.075  # all correct
+    warning = fit_warning(right, labels, 0.05)
+    assert "40 validation images hold 0 mistake(s)" in warning and "bound" in warning
+    wrong = right.roll(1, dims=1)  # every one a mistake
+    assert fit_warning(wrong, labels, 1.3) is None

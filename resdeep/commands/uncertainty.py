@@ -134,6 +134,9 @@ def uncertainty(
             calibrate=calibrate, members=members,
         )  # fmt: skip
         console.print(report.dataset_table(result.summary))
+        warning = result.summary.get("temperature", {}).get("warning")
+        if warning:
+            sys.stderr.write(f"warning: {warning}\n")
         if result.ood is not None:
             console.print(report.ood_table(result.summary))
         console.print(report.comparison_table(result.summary))

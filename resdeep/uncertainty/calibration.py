@@ -21,6 +21,29 @@ from resdeep.uncertainty.sampling import Predictions
 LOG_FLOOR = math.log(1e-30)
 # T between 1/20 and 20: a wider search only finds degenerate optima on tiny splits.
 LOG_T_BOUNDS = (-math.log(20.0), math.log(20.0))
+# With fewer mistakes than this on the validation split, NLL is lowered by sharpening without
+# end: the fitted T says more about the split than about the model (seen on digits 0-4).
+FEW_MISTAKES = 5
+
+
+def fit_warning(
+    val_deterministic: torch.Tensor, val_labels: torch.Tensor, temperature: float
+) -> str | None:
+    """One sentence when a fitted T should not be trusted: too few validation mistakes to fit
+    on, or T at the search's bound."""
+    mistakes = int((val_deterministic.argmax(dim=1) != val_labels).sum())
+    at_bound = min(abs(math.log(temperature) - b) for b in LOG_T_BOUNDS) < 1e-3
+    if mistakes >= FEW_MISTAKES and not at_bound:
+        return None
+    reasons = []
+    if mistakes < FEW_MISTAKES:
+        reasons.append(f"the {len(val_labels)} validation images hold {mistakes} mistake(s)")
+    if at_bound:
+        reasons.append(f"T = {temperature:.3g} is at the search's bound")
+    return (
+        f"temperature scaling is unreliable here: {' and '.join(reasons)}; "
+        "a larger data.val_size gives it more to fit"
+    )
 
 
 def scale(probs: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -159,6 +159,7 @@ def calibration_summary(fitted: Calibration, labels: torch.Tensor, bins: int) ->
             "n": len(fitted.val_labels),
             "deterministic": t_det,
             "mc_dropout": t_mc,
+            "warning": calibration.fit_warning(fitted.val.deterministic, fitted.val_labels, t_det),
         },
         "temperature_scaled": prediction_summary(
             fitted.scaled_deterministic.unsqueeze(1), labels, bins
