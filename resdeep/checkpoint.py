@@ -134,7 +134,7 @@ def foreign_kind(path: Path) -> str | None:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if text.isprintable() or all(c.isprintable() or c in "\n\r\t" for c in text):
+    if all(c.isprintable() or c in "\n\r\t" for c in text):
         return "a text file"
     return None
 

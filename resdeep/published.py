@@ -15,15 +15,23 @@ normalised with, so each source says how its tensors are named, how it shortcuts
 
 from __future__ import annotations
 
+import hashlib
 import re
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
+from resdeep.checkpoint import load_plain_tensors, save_checkpoint
 from resdeep.errors import ResdeepError
-from resdeep.models import ConvNet, build_model
+from resdeep.experiment import compose_train_config
+from resdeep.io import save_json_atomic
+from resdeep.models import ConvNet, build_model, count_parameters
+from resdeep.runs import DEFAULT_RUNS_ROOT
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
@@ -214,18 +222,6 @@ def import_published(
     """Convert `file` of `source_name` into a run directory (checkpoints/best.pt, config.yaml,
     metrics.json with status `imported`); returns (run dir, metrics). Everything is written in
     a temporary folder next to it and renamed into place, so a failure leaves nothing behind."""
-    import hashlib
-    import shutil
-    import tempfile
-
-    from omegaconf import OmegaConf
-
-    from resdeep.checkpoint import load_plain_tensors, save_checkpoint
-    from resdeep.experiment import compose_train_config
-    from resdeep.io import save_json_atomic
-    from resdeep.models import count_parameters
-    from resdeep.runs import DEFAULT_RUNS_ROOT
-
     if source_name not in SOURCES:
         raise ResdeepError(f"unknown source {source_name!r}; choose one of {', '.join(SOURCES)}")
     source = SOURCES[source_name]

@@ -405,7 +405,16 @@ def run_step(name: str, ctx: Context) -> dict[str, Any]:
         mode = {"eager": False, "compiled": "default", "cudagraphs": "reduce-overhead"}[kind]
         depth = int(net.removeprefix("resnet"))
         return synthetic_run(ctx, name, depth, precision, mode, ctx.sizes.train_images)
-    return globals()[f"step_{name}"](ctx)
+    return {
+        "train_digits": step_train_digits,
+        "cam": step_cam,
+        "uncertainty": step_uncertainty,
+        "checkpoint_devices": step_checkpoint_devices,
+        "resume_on_cpu": step_resume_on_cpu,
+        "multi_gpu": step_multi_gpu,
+        "bench_quick": step_bench_quick,
+        "bench": step_bench,
+    }[name](ctx)
 
 
 # ---- the parent: runs each step in a child, records, writes the JSON ------------------------

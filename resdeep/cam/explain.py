@@ -41,7 +41,9 @@ class ExplainSettings:
     colormap: str
     save_raw: bool
     batch_size: int
-    crop: str = "center"  # how a non-square image becomes the net's square input (images.CROPS)
+    crop: str = (
+        "center"  # how a non-square image becomes the net's square input (cam.options.CROPS)
+    )
     panel: bool = False  # also input | map | overlay in one titled PNG per map
     model_name: str = ""  # for panel titles
 
@@ -84,7 +86,8 @@ class _Loaded:
     path: Path
     tensor: torch.Tensor  # (1, C, H, W), what the net sees
     image: Image.Image  # the original, upright
-    view: View  # where the net's square lies on the original
+    seen: Image.Image  # the square of it the net is shown, at full resolution
+    view: View  # where that square lies on the original
 
 
 def expand_inputs(inputs: list[Path]) -> tuple[list[Path], list[BadInput]]:
@@ -148,7 +151,7 @@ def explain_images(
             try:
                 image = read_image(path)
                 seen, view = crop_to_view(image, settings.crop)
-                loaded.append(_Loaded(path, preprocess(seen, info), image, view))
+                loaded.append(_Loaded(path, preprocess(seen, info), image, seen, view))
             except ResdeepError as error:
                 yield BadInput(str(error))
         if loaded:
@@ -239,11 +242,10 @@ def write_map(
         np.save(raw, heatmap.astype(np.float32))
         files.append(raw)
     if settings.panel:
-        seen, _ = crop_to_view(item.image, settings.crop)
         files.append(
             save_panel(
                 base.with_name(base.name + "_panel.png"),
-                seen,
+                item.seen,
                 on_view,
                 input_title=f"input ({settings.crop} crop; the net sees it at "
                 f"{seen_at[1]}x{seen_at[0]})",

@@ -171,8 +171,10 @@ def layer_order(model_config: dict[str, Any], accumulator: Any) -> list[str]:
     """Layer names from input to output.
 
     TensorBoard returns tags in no promised order, so the order comes from rebuilding the model
-    the config describes (names do not depend on channels or classes). A run without a usable
-    config falls back on the custom-scalars layout the training logger writes in network order.
+    the config describes (names do not depend on channels or classes). Without a usable config,
+    runs logged before the tags carried their index fall back on the per-layer custom-scalars
+    chart they wrote in network order; newer runs need neither (read_grad_norms orders their
+    `NNN_` tags).
     """
     from resdeep.models import build_model, weight_layers
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 
 from resdeep import schema
+from resdeep.experiment import CONFIG_DIR
 
-CONFIG_DIR = Path(schema.__file__).resolve().parent / "conf"
 GROUPS = ("model", "data", "optim", "schedule", "experiment")
 
 USAGE = """\

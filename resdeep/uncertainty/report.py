@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -12,6 +12,10 @@ from rich.table import Table
 from resdeep.errors import ResdeepError
 from resdeep.io import save_json_atomic
 from resdeep.uncertainty.sampling import Predictions
+
+if TYPE_CHECKING:
+    from resdeep.uncertainty.calibration import Calibration
+    from resdeep.uncertainty.ensemble import Ensemble
 
 SCORE_LABELS = {"max_prob": "max prob", "entropy": "entropy", "mutual_information": "MI"}
 # Each method's section in the JSON, by the name the tables give it.
@@ -157,8 +161,8 @@ def save_probs(
     predictions: Predictions,
     labels: torch.Tensor,
     ood: Predictions | None = None,
-    calibration: Any = None,
-    ensemble: Any = None,
+    calibration: Calibration | None = None,
+    ensemble: Ensemble | None = None,
 ) -> None:
     """`.npz` with probs (N, T, C) float32, labels (N,) int64 (-1: unknown), deterministic_probs
     (N, C) float32, ood_probs / ood_deterministic_probs in OOD mode, and with temperature
