@@ -16,20 +16,30 @@ from resdeep.errors import ResdeepError, UsageError
 
 DEFAULT_RUNS_ROOT = Path("runs")
 CLAIM_MARKER = ".resdeep-run"  # created atomically by the run that owns the directory
-# TensorBoard tag of each layer's gradient norm: `grad_norm/<NNN>_<layer name>`, NNN its place
-# from the input (000), so TensorBoard's alphabetical cards follow the network. Written by
-# training, read by `resdeep report` (which still reads the older `grad_norm/<layer name>`).
-GRAD_NORM_PREFIX = "grad_norm/"
+# TensorBoard tags of the per-layer and per-unit series: `<quantity>/<NNN>_<name>`, NNN the
+# layer's or unit's place from the input (000), so TensorBoard's alphabetical cards follow the
+# network. Written by training (resdeep.train.tensorboard), read by `resdeep report`.
+GRAD_NORM_PREFIX = "grad_norm/"  # ‖∂L/∂W‖ per weight layer (older runs: `grad_norm/<layer>`)
+WEIGHT_NORM_PREFIX = "weight_norm/"  # ‖W‖ per weight layer, before the step
+RELATIVE_UPDATE_PREFIX = "relative_update/"  # ‖ΔW‖ / ‖W‖ of the step taken, per weight layer
+BACKWARD_SIGNAL_PREFIX = "backward_signal/"  # ‖∂L/∂x‖ at the output of the stem and each block
+BACKWARD_GAIN_PREFIX = "backward_gain/"  # ‖∂L/∂x‖ at a block's input over at its output
+FORWARD_STD_PREFIX = "forward_std/"  # std of the output of the stem and each block
+LAYER_RESPONSE_PREFIX = "layer_response/"  # std of each conv's response (He et al. 2015, Fig. 7)
+
+
+def series_tag(prefix: str, index: int, name: str) -> str:
+    return f"{prefix}{index:03d}_{name}"
 
 
 def grad_norm_tag(index: int, layer: str) -> str:
-    return f"{GRAD_NORM_PREFIX}{index:03d}_{layer}"
+    return series_tag(GRAD_NORM_PREFIX, index, layer)
 
 
-def layer_of_grad_norm_tag(tag: str) -> str:
+def name_of_series_tag(tag: str) -> str:
     """`grad_norm/003_stage1.block1.conv2` (or the older `grad_norm/stage1.block1.conv2`) ->
     `stage1.block1.conv2`."""
-    name = tag.removeprefix(GRAD_NORM_PREFIX)
+    name = tag.partition("/")[2]
     index, _, rest = name.partition("_")
     return rest if len(index) == 3 and index.isdigit() and rest else name
 

@@ -14,9 +14,9 @@ from torch.overrides import TorchFunctionMode
 
 from resdeep.checkpoint import load_checkpoint
 from resdeep.experiment import compose_train_config
-from resdeep.models import build_model, weight_layers
+from resdeep.models import build_model, layer_responses, units, weight_layers
 from resdeep.train.build import build_training
-from resdeep.train.grad_norms import GradNormTracker
+from resdeep.train.diagnostics import LayerDiagnostics
 from resdeep.train.optim import lr_multiplier
 from resdeep.train.progress import TrainingProgress
 from tests.conftest import FAST, REFERENCE, REFERENCE_EPOCHS, REPO, run_main
@@ -82,7 +82,30 @@ def test_plain20_run_dir_is_complete(cli, tmp_path):
     at_input = events.Scalars("grad_norm_log10_at/0_input")[0].value
     assert at_input == pytest.approx(np.log10(first), rel=1e-5)
     for tag in ("grad_norm_summary/min_over_layers", "grad_norm_summary/input_over_output"):
-        assert len(events.Scalars(tag)) == 2
+        assert [e.step for e in events.Scalars(tag)] == [0, 1, 10]
+    # The diagnostics: a tag per layer, unit or conv, in network order, from step 0 (the net as
+    # initialised, before any update: no relative update yet) to every log point.
+    model = build_model("plain", depth=20, in_channels=1)
+    expected = {
+        "weight_norm/": layers,
+        "relative_update/": layers,
+        "backward_signal/": [name for name, _ in units(model)],
+        "forward_std/": [name for name, _ in units(model)],
+        "layer_response/": [name for name, _ in layer_responses(model)],
+    }
+    for prefix, names in expected.items():
+        tags = sorted(t for t in scalars if t.startswith(prefix))
+        assert tags == [f"{prefix}{i:03d}_{name}" for i, name in enumerate(names)], prefix
+    assert len(expected["backward_signal/"]) == 10  # the stem and 9 blocks
+    gains = sorted(t for t in scalars if t.startswith("backward_gain/"))
+    assert gains[0] == "backward_gain/001_stage1.block1" and len(gains) == 9
+    assert [e.step for e in events.Scalars("backward_signal/000_stem")] == [0, 1, 10]
+    update = events.Scalars("relative_update/000_stem.conv")
+    assert [e.step for e in update] == [0, 1, 10] and np.isnan(update[0].value)
+    assert 0 < update[1].value < 1
+    for tag in ("backward_signal_heatmap", "relative_update_heatmap"):
+        [picture] = events.Images(tag)
+        assert picture.step == 10
     # HParams: what a sweep varies first, the final metrics at the last step (not step 0).
     from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -242,9 +265,9 @@ class HostSyncCounter(TorchFunctionMode):
 def test_grad_norms_need_no_per_layer_host_sync(depth):
     model = build_model("plain", depth=depth, in_channels=1)
     model(torch.randn(4, 1, 8, 8)).sum().backward()
-    tracker = GradNormTracker(model)
+    diagnostics = LayerDiagnostics(model)
     with HostSyncCounter() as counter:
-        norms = tracker.compute()
+        norms = diagnostics.grad_norms()
     assert counter.count == 0
     assert norms.shape == (depth,)
     expected = torch.stack([m.weight.grad.norm() for _, m in weight_layers(model)])
@@ -278,7 +301,7 @@ def test_logging_grad_norms_costs_the_same_host_syncs_at_any_depth(tmp_path):
     shallow = _host_syncs_of_a_logged_epoch(8, tmp_path / "shallow")
     deep = _host_syncs_of_a_logged_epoch(56, tmp_path / "deep")
     assert shallow == deep  # per log point, not per layer
-    assert deep <= 5 * 10 + 5  # ten steps, a handful of reads each
+    assert deep == 10 + 1  # one copy at each of the ten log points, one at the epoch's end
 
 
 def test_lr_schedules():

@@ -1,5 +1,6 @@
 """Plain, residual and pre-activation residual networks for small images."""
 
+from resdeep.models.anatomy import depth_layers, layer_responses, units, weight_layers
 from resdeep.models.base import ConvNet, restoring_modes
 from resdeep.models.factory import (
     ARCHITECTURES,
@@ -13,9 +14,7 @@ from resdeep.models.summary import (
     ModelSummary,
     count_macs,
     count_parameters,
-    depth_layers,
     summarize,
-    weight_layers,
 )
 
 __all__ = [
@@ -31,7 +30,9 @@ __all__ = [
     "count_parameters",
     "depth_layers",
     "init_weights",
+    "layer_responses",
     "restoring_modes",
     "summarize",
+    "units",
     "weight_layers",
 ]

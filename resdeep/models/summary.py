@@ -8,19 +8,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every conv and linear layer in network order, shortcut projections included."""
-    return [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Conv2d | nn.Linear)
-    ]
-
-
-def depth_layers(model: nn.Module) -> list[str]:
-    """The weight layers that count towards a network's depth: not the shortcut projections."""
-    return [name for name, _ in weight_layers(model) if ".shortcut." not in name]
+from resdeep.models.anatomy import depth_layers
 
 
 def count_parameters(model: nn.Module) -> int:

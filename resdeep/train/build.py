@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from resdeep.data import DataSplits, DeviceLoader
 from resdeep.errors import UsageError
 from resdeep.experiment import data_from_config, model_kwargs_from_config
-from resdeep.models import ConvNet, ModelConfigError, build_model, count_parameters, weight_layers
+from resdeep.models import ConvNet, ModelConfigError, build_model, count_parameters
 from resdeep.train.description import RunDescription
 from resdeep.train.device import resolve_device, resolve_precision
 from resdeep.train.distributed import World
@@ -352,7 +352,7 @@ def build_training(
         # Only rank 0 writes; purge_step drops the events a resumed run will write again.
         loop.logger = TensorBoardLogger(
             run_dir,
-            layer_names=[name for name, _ in weight_layers(model)],
+            layout=loop.diagnostics.layout,
             purge_step=loop.state.step + 1 if checkpoint else None,
             title=f"{description.arch}-{description.depth}, seed {description.seed}, "
             f"{description.data}",

@@ -1,7 +1,8 @@
 """The training loop: steps, evaluation, logging points and checkpoints.
 
 Loss and accuracy accumulate on the device and are read back only at log points and epoch
-ends, so a step never waits for the host.
+ends, so a step never waits for the host. At a log point the step also measures the net
+(resdeep.train.diagnostics).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from torch import nn
 from resdeep.checkpoint import save_checkpoint
 from resdeep.io import save_json_atomic
 from resdeep.train.description import RunDescription
+from resdeep.train.diagnostics import LayerDiagnostics
 from resdeep.train.distributed import World
-from resdeep.train.grad_norms import GradNormTracker
 from resdeep.train.interrupts import StopRequest
 from resdeep.train.progress import TrainingProgress
 from resdeep.train.tensorboard import TensorBoardLogger
@@ -96,12 +97,13 @@ def evaluate(
 
 class TrainingLoop:
     """One run's training: epochs of steps, evaluation at each epoch end, checkpoints and
-    metrics.json after every epoch, TensorBoard scalars and gradient norms at log points.
+    metrics.json after every epoch, TensorBoard scalars and the net's diagnostics at log points.
 
-    A step is forward, loss, backward, (at a log point: every layer's gradient norm in one
-    grouped kernel), optimizer and schedule step; its loss and accuracy are added up on the
-    device. The host waits for the device only at log points (one copy of the window's loss,
-    accuracy and all layer norms together), at epoch ends and, with on_nan=skip, once a step.
+    A step is forward, loss, backward, optimizer and schedule step; its loss and accuracy are
+    added up on the device. A log step runs the forward and backward with the diagnostics'
+    hooks on, and around the optimizer step measures every layer's gradient, weight and update
+    norms. The host waits for the device only at log points (one copy of the window's loss,
+    accuracy and every diagnostic together), at epoch ends and, with on_nan=skip, once a step.
     """
 
     def __init__(
@@ -139,7 +141,7 @@ class TrainingLoop:
         self.world = world or World()
         self.stop = StopRequest()
         self.description = description
-        self.grad_norms = GradNormTracker(model)
+        self.diagnostics = LayerDiagnostics(model)
         self.best_state: dict[str, torch.Tensor] | None = None
 
     # ---- checkpoints and metrics -------------------------------------------------------
@@ -217,12 +219,25 @@ class TrainingLoop:
             self.logger.scalars(values, step)
 
     # ---- the loop ----------------------------------------------------------------------
-    def should_log(self, epoch: int) -> bool:
+    def should_log(self, epoch: int, step: int) -> bool:
+        """Is `step` (counted from 1) a log point?"""
         if self.settings.dense_first_epoch and epoch == 1:
             return True
         # Step 1 always: the progress bar has numbers at once, and every curve starts where
         # plain nets lose their gradients.
-        return self.state.step == 1 or self.state.step % self.settings.log_every == 0
+        return step == 1 or step % self.settings.log_every == 0
+
+    @property
+    def eager_model(self) -> nn.Module:
+        """The module log steps run: the training module without torch.compile, so the
+        diagnostics' hooks see every activation and no compiled graph is rebuilt around them
+        (DDP, if any, stays: the gradients are still averaged over ranks)."""
+        return getattr(self.train_model, "_orig_mod", self.train_model)
+
+    def _loss_scale(self) -> torch.Tensor | None:
+        """fp16's loss scale as a device tensor (GradScaler.get_scale() would copy it to the
+        host and wait), or None when the loss is not scaled."""
+        return self.scaler._get_scale_async() if self.scaler.is_enabled() else None
 
     def fit(self) -> str:
         """Train until the step budget is spent; returns the final status."""
@@ -308,27 +323,32 @@ class TrainingLoop:
         for images, labels in self.train_loader:
             if state.step >= self.settings.total_steps:
                 break
+            log_now = self.should_log(epoch, state.step + 1)
             # Gradients go before the forward pass: with CUDA graphs, the last step's gradients
             # live in memory the next replay reuses.
             self.optimizer.zero_grad(set_to_none=True)
             if self.settings.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            with self.autocast():
-                logits = model(images)
-                loss = F.cross_entropy(logits, labels)
-            if self.settings.on_nan == "skip" and not bool(torch.isfinite(loss)):
-                state.skipped_steps += 1
-                log.warning("non-finite loss at step %d: step skipped", state.step + 1)
-                continue
-            self.scaler.scale(loss).backward()
+            with self.diagnostics.recording() if log_now else contextlib.nullcontext():
+                with self.autocast():
+                    logits = (self.eager_model if log_now else model)(images)
+                    loss = F.cross_entropy(logits, labels)
+                if self.settings.on_nan == "skip" and not bool(torch.isfinite(loss)):
+                    state.skipped_steps += 1
+                    log.warning("non-finite loss at step %d: step skipped", state.step + 1)
+                    continue
+                self.scaler.scale(loss).backward()
             state.step += 1
-            log_now = self.should_log(epoch)
             if log_now:
+                self.diagnostics.end_backward(self._loss_scale())
                 self.scaler.unscale_(self.optimizer)  # norms of the true gradients, not scaled ones
-                norms = self.grad_norms.compute()
+                self.diagnostics.grad_norms()
+                self.diagnostics.before_step()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+            if log_now:
+                measured = self.diagnostics.values()
             batch = labels.numel()
             correct = (logits.detach().argmax(dim=1) == labels).sum()
             batch_loss = loss.detach().float() * batch
@@ -346,8 +366,6 @@ class TrainingLoop:
                 state.status = "interrupted"
                 break
             if log_now:
-                # The one host sync of a log point: losses, accuracy and all layer norms together.
-                norm_values = norms.cpu().tolist()
                 window = torch.stack(
                     [
                         window_loss,
@@ -355,7 +373,10 @@ class TrainingLoop:
                         torch.tensor(float(window_seen), device=self.device),
                     ]
                 )
-                loss_value, correct_value, window_seen = self.world.all_reduce_sum(window).tolist()
+                # The one host sync of a log point: losses, accuracy and every diagnostic.
+                numbers = torch.cat([self.world.all_reduce_sum(window), measured]).tolist()
+                loss_value, correct_value, window_seen = numbers[:3]
+                point = self.diagnostics.layout.split(numbers[3:])
                 elapsed = time.perf_counter() - window_start
                 speed = window_seen / elapsed if elapsed > 0 else 0.0
                 self._log_scalars(
@@ -368,7 +389,12 @@ class TrainingLoop:
                     state.step,
                 )
                 if self.logger is not None:
-                    self.logger.grad_norms(norm_values, state.step)
+                    if state.step == 1:
+                        # Step 1 measured the net as initialised (its gradient, weights and
+                        # signals come before its update): that is step 0, the state before any
+                        # update, where deep plain nets' backward signal explodes.
+                        self.logger.diagnostics(point.before_update(), 0)
+                    self.logger.diagnostics(point, state.step)
                 logged = True
                 progress.show(
                     epoch=epoch,
@@ -383,7 +409,15 @@ class TrainingLoop:
                 window_seen = 0
                 window_start = time.perf_counter()
         if logged and self.logger is not None:
-            self.logger.epoch_images(state.step, epoch)
+            # Each heatmap holds every log point so far, so epochs 1, 2, 4, 8, ... and the last
+            # show its whole story at a fraction of the cost of drawing one every epoch.
+            last = (
+                epoch >= self.settings.epochs
+                or state.step >= self.settings.total_steps
+                or state.status == "interrupted"
+                or not math.isfinite(loss_value)
+            )
+            self.logger.epoch_images(state.step, epoch, heatmaps=last or epoch & (epoch - 1) == 0)
         totals = torch.stack(
             [epoch_loss, epoch_correct, torch.tensor(float(epoch_seen), device=self.device)]
         )

@@ -16,58 +16,124 @@ from tensorboard.compat.proto.summary_pb2 import Summary  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 from torch.utils.tensorboard.summary import hparams  # noqa: E402
 
-from resdeep.runs import grad_norm_tag  # noqa: E402
+from resdeep.runs import (  # noqa: E402
+    BACKWARD_GAIN_PREFIX,
+    BACKWARD_SIGNAL_PREFIX,
+    FORWARD_STD_PREFIX,
+    GRAD_NORM_PREFIX,
+    LAYER_RESPONSE_PREFIX,
+    RELATIVE_UPDATE_PREFIX,
+    WEIGHT_NORM_PREFIX,
+    series_tag,
+)
+from resdeep.train.diagnostics import DiagnosticsLayout, LogPoint  # noqa: E402
 
 # Relative depths compared across runs of any depth: the same tag in every run, so one chart
 # per position shows plain against residual nets of every depth.
 POSITIONS = (("0_input", 0.0), ("1_quarter", 0.25), ("2_half", 0.5), ("3_three_quarters", 0.75),
              ("4_output", 1.0))  # fmt: skip
+POSITION_NAMES = {
+    "0_input": "input end",
+    "1_quarter": "a quarter of the depth",
+    "2_half": "half the depth",
+    "3_three_quarters": "three quarters of the depth",
+    "4_output": "output end",
+}
 POSITION_PREFIX = "grad_norm_log10_at/"
+SIGNAL_POSITION_PREFIX = "backward_signal_log10_at/"
+UPDATE_POSITION_PREFIX = "relative_update_log10_at/"
 SUMMARY_PREFIX = "grad_norm_summary/"
-# One colour scale for every run's heatmap, so two runs compare by eye: 1e-12 (vanished) to 1e2.
-HEATMAP_RANGE = (-12.0, 2.0)
+DIAGNOSTICS_PREFIX = "diagnostics/"
+# One colour scale for every run's heatmap of a quantity, so two runs compare by eye.
+HEATMAP_RANGE = (-12.0, 2.0)  # log10 gradient norm: 1e-12 (vanished) to 1e2
+SIGNAL_RANGE = (-12.0, 2.0)  # log10 backward signal
+UPDATE_RANGE = (-12.0, 0.0)  # log10 relative update: frozen (1e-12) to the whole weight (1)
 
 
-def position_indices(layers: int) -> list[int]:
-    """The layer at each relative position of a net with `layers` weight layers."""
-    return [round(fraction * (layers - 1)) for _, fraction in POSITIONS]
+def position_indices(count: int) -> list[int]:
+    """The layer (or unit) at each relative position of a net with `count` of them."""
+    return [round(fraction * (count - 1)) for _, fraction in POSITIONS]
+
+
+def log10(values: Sequence[float]) -> np.ndarray:
+    """log10 with zeros at 1e-30; NaN (not measured) and inf (diverged) stay as they are."""
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        array = np.asarray(values, dtype=float)
+        return np.log10(np.where(array == 0, 1e-30, array))
 
 
 class TensorBoardLogger:
     def __init__(
         self,
         log_dir: Path,
-        layer_names: Sequence[str],
+        layout: DiagnosticsLayout,
         purge_step: int | None,
         title: str = "",
     ) -> None:
         # purge_step makes TensorBoard drop events a resumed run will write again.
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
-        self.layer_names = list(layer_names)
+        self.layout = layout
         self.title = title  # "plain-56, seed 0, digits": on every picture
-        self.tags = [grad_norm_tag(i, name) for i, name in enumerate(self.layer_names)]
-        self.positions = position_indices(len(self.layer_names))
+        layers, unit_names = layout.layer_names, layout.unit_names
+        self.tags = {
+            "grad_norm": _tags(GRAD_NORM_PREFIX, layers),
+            "weight_norm": _tags(WEIGHT_NORM_PREFIX, layers),
+            "relative_update": _tags(RELATIVE_UPDATE_PREFIX, layers),
+            "backward_signal": _tags(BACKWARD_SIGNAL_PREFIX, unit_names),
+            "forward_std": _tags(FORWARD_STD_PREFIX, unit_names),
+            "layer_response": _tags(LAYER_RESPONSE_PREFIX, layout.response_names),
+            # A block's gain is numbered like the block: unit 1 is the first block.
+            "backward_gain": [
+                series_tag(BACKWARD_GAIN_PREFIX, index, name)
+                for index, name in enumerate(unit_names[1:], start=1)
+            ],
+        }
+        self.positions = position_indices(len(layers))
+        self.unit_positions = position_indices(len(unit_names)) if unit_names else []
+        # log10 values per log point, for the heatmaps
         self.history_steps: list[int] = []
-        self.history: list[np.ndarray] = []  # log10 norms per log point, for the heatmap
+        self.history: dict[str, list[np.ndarray]] = {
+            "grad_norm": [],
+            "backward_signal": [],
+            "relative_update": [],
+        }
+
         # The same layout in every run (no per-run tag lists), so TensorBoard merges a sweep's
         # layouts into one set of charts.
-        where = {
-            "0_input": "input layer (first conv)",
-            "1_quarter": "a quarter of the depth",
-            "2_half": "half the depth",
-            "3_three_quarters": "three quarters of the depth",
-            "4_output": "output layer (classifier)",
-        }
+        def by_position(prefix: str) -> dict[str, list]:
+            return {POSITION_NAMES[key]: ["Multiline", [prefix + key]] for key, _ in POSITIONS}
+
         self.writer.add_custom_scalars(
             {
-                "gradient norm, log10, at the same relative depth in every run": {
-                    f"{where[key]}": ["Multiline", [POSITION_PREFIX + key]] for key, _ in POSITIONS
-                },
-                "gradient norm, log10, over all layers": {
-                    "smallest layer": ["Multiline", [SUMMARY_PREFIX + "min_over_layers"]],
-                    "input layer over output layer": [
+                "gradient norm ‖∂L/∂W‖, log10, at the same relative depth in every run": by_position(
+                    POSITION_PREFIX
+                ),
+                "backward signal ‖∂L/∂x‖ at block outputs, log10, at the same relative depth": (
+                    by_position(SIGNAL_POSITION_PREFIX)
+                ),
+                "relative update ‖ΔW‖/‖W‖, log10, at the same relative depth": by_position(
+                    UPDATE_POSITION_PREFIX
+                ),
+                "over all layers": {
+                    "smallest gradient norm, log10": [
+                        "Multiline",
+                        [SUMMARY_PREFIX + "min_over_layers"],
+                    ],
+                    "gradient norm, input layer over output layer, log10": [
                         "Multiline",
                         [SUMMARY_PREFIX + "input_over_output"],
+                    ],
+                    "backward signal, stem over last block, log10": [
+                        "Multiline",
+                        [DIAGNOSTICS_PREFIX + "backward_signal_input_over_output_log10"],
+                    ],
+                    "backward gain per block, geometric mean": [
+                        "Multiline",
+                        [DIAGNOSTICS_PREFIX + "backward_gain_geometric_mean"],
+                    ],
+                    "smallest relative update, log10": [
+                        "Multiline",
+                        [DIAGNOSTICS_PREFIX + "relative_update_min_log10"],
                     ],
                 },
                 "training": {
@@ -81,45 +147,108 @@ class TensorBoardLogger:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
 
-    def grad_norms(self, norms: Sequence[float], step: int) -> None:
-        # One event holding every layer: ~40x less host time than an add_scalar per layer,
-        # which matters when a GPU step takes milliseconds. Readers still see one tag a layer.
-        values = np.asarray(norms, dtype=float)
-        with np.errstate(invalid="ignore", over="ignore"):  # a diverging run logs inf and nan
-            logs = np.log10(np.maximum(values, 1e-30))
-            min_log, input_over_output = float(np.min(logs)), float(logs[0] - logs[-1])
+    def diagnostics(self, point: LogPoint, step: int) -> None:
+        """Every series of one log point, and its log10 charts and summaries, in one event.
+
+        One event holding every layer costs ~40x less host time than an add_scalar per value,
+        which matters when a GPU step takes milliseconds. Readers still see one tag a value.
+        """
+        series = {
+            "grad_norm": point.grad_norm,
+            "weight_norm": point.weight_norm,
+            "relative_update": point.relative_update,
+            "backward_signal": point.backward_signal,
+            "forward_std": point.forward_std,
+            "layer_response": point.layer_response,
+            "backward_gain": point.backward_gain,
+        }
         summary = [
-            Summary.Value(tag=tag, simple_value=float(norm))
-            for tag, norm in zip(self.tags, values, strict=True)
+            Summary.Value(tag=tag, simple_value=float(value))
+            for quantity, values in series.items()
+            for tag, value in zip(self.tags[quantity], values, strict=True)
         ]
         # log10 at fixed relative depths and over all layers: a vanished gradient is a drop of
         # orders of magnitude on a linear axis, not a line indistinguishable from zero.
+        grads, signal, update = (
+            log10(point.grad_norm),
+            log10(point.backward_signal),
+            log10(point.relative_update),
+        )
+        charts = [(POSITION_PREFIX, grads, self.positions)]
+        if len(signal):
+            charts.append((SIGNAL_POSITION_PREFIX, signal, self.unit_positions))
+        if np.isfinite(update).any():  # step 0 has no update yet
+            charts.append((UPDATE_POSITION_PREFIX, update, self.positions))
         summary += [
-            Summary.Value(tag=POSITION_PREFIX + key, simple_value=float(logs[index]))
-            for (key, _), index in zip(POSITIONS, self.positions, strict=True)
+            Summary.Value(tag=prefix + key, simple_value=float(values[index]))
+            for prefix, values, indices in charts
+            for (key, _), index in zip(POSITIONS, indices, strict=True)
         ]
-        summary += [
-            Summary.Value(tag=SUMMARY_PREFIX + "min_over_layers", simple_value=min_log),
-            Summary.Value(tag=SUMMARY_PREFIX + "input_over_output", simple_value=input_over_output),
-        ]
+        with np.errstate(invalid="ignore"):  # a diverging run logs inf and nan
+            totals = {
+                SUMMARY_PREFIX + "min_over_layers": np.min(grads),
+                SUMMARY_PREFIX + "input_over_output": grads[0] - grads[-1],
+            }
+            if len(signal) > 1:
+                blocks = len(signal) - 1
+                totals[DIAGNOSTICS_PREFIX + "backward_signal_input_over_output_log10"] = (
+                    signal[0] - signal[-1]
+                )
+                totals[DIAGNOSTICS_PREFIX + "backward_gain_geometric_mean"] = 10 ** (
+                    (signal[0] - signal[-1]) / blocks
+                )
+            if np.isfinite(update).any():
+                totals[DIAGNOSTICS_PREFIX + "relative_update_min_log10"] = np.nanmin(update)
+        summary += [Summary.Value(tag=t, simple_value=float(v)) for t, v in totals.items()]
         self.writer.file_writer.add_summary(Summary(value=summary), step)
         self.history_steps.append(step)
-        self.history.append(logs)
+        self.history["grad_norm"].append(grads)
+        self.history["backward_signal"].append(signal)
+        self.history["relative_update"].append(update)
 
-    def epoch_images(self, step: int, epoch: int) -> None:
+    def epoch_images(self, step: int, epoch: int, heatmaps: bool = True) -> None:
         """At an epoch's end, at the global step: the "gradient norm by layer" profile of the
-        last log point, and the layer x step heatmap of every log point so far."""
-        if not self.history:
+        last log point and, with `heatmaps`, the layer x step heatmaps of every log point so
+        far: gradient norm, backward signal and relative update."""
+        if not self.history_steps:
             return
         label = f"{self.title}, " if self.title else ""
+        steps = self.history_steps
         profile = grad_norm_profile_figure(
-            10.0 ** self.history[-1], title=f"{label}epoch {epoch}, step {step}"
+            self.history["grad_norm"][-1], title=f"{label}epoch {epoch}, step {step}"
         )
         self.writer.add_figure("grad_norm_by_layer", profile, step)
-        heatmap = grad_norm_heatmap_figure(
-            np.stack(self.history), self.history_steps, title=f"{label}steps 1-{step}"
-        )
-        self.writer.add_figure("grad_norm_heatmap", heatmap, step)
+        if not heatmaps:
+            return
+        for tag, quantity, what, value_range, rows in (
+            ("grad_norm_heatmap", "grad_norm", "log10 gradient norm", HEATMAP_RANGE, "layer"),
+            (
+                "backward_signal_heatmap",
+                "backward_signal",
+                "log10 backward signal ‖∂L/∂x‖",
+                SIGNAL_RANGE,
+                "block output (stem = 0)",
+            ),
+            (
+                "relative_update_heatmap",
+                "relative_update",
+                "log10 relative update ‖ΔW‖/‖W‖",
+                UPDATE_RANGE,
+                "layer",
+            ),
+        ):
+            values = self.history[quantity]
+            if not len(values[-1]):
+                continue
+            figure = heatmap_figure(
+                np.stack(values),
+                steps,
+                title=f"{label}steps {steps[0]}-{step}",
+                label=what,
+                value_range=value_range,
+                rows=rows,
+            )
+            self.writer.add_figure(tag, figure, step)
 
     def hyperparameters(self, params: dict[str, Any], metrics: dict[str, float], step: int) -> None:
         """HParams tab: the run's settings (in `params`' order: the first are the columns shown)
@@ -137,9 +266,10 @@ class TensorBoardLogger:
         self.writer.close()
 
 
-def grad_norm_profile_figure(norms: Sequence[float], title: str = "") -> plt.Figure:
+def grad_norm_profile_figure(log_norms: np.ndarray, title: str = "") -> plt.Figure:
+    """log10 gradient norm by layer at one log point."""
     figure, axis = plt.subplots(figsize=(6, 3.2), dpi=100)
-    values = np.log10(np.maximum(np.asarray(norms, dtype=float), 1e-30))
+    values = np.asarray(log_norms, dtype=float)
     layers = np.arange(1, len(values) + 1)
     axis.plot(layers, values, marker="o", markersize=2.5)
     axis.set_xlabel("layer (input → output)")
@@ -152,26 +282,36 @@ def grad_norm_profile_figure(norms: Sequence[float], title: str = "") -> plt.Fig
     return figure
 
 
-def grad_norm_heatmap_figure(
-    log_norms: np.ndarray, steps: Sequence[int], title: str = ""
+def heatmap_figure(
+    log_values: np.ndarray,
+    steps: Sequence[int],
+    *,
+    title: str = "",
+    label: str = "log10 gradient norm",
+    value_range: tuple[float, float] = HEATMAP_RANGE,
+    rows: str = "layer",
 ) -> plt.Figure:
-    """Layers (input at the bottom) by log points, coloured by log10 gradient norm."""
+    """Layers or units (input at the bottom) by log points, coloured by a log10 quantity."""
     figure, axis = plt.subplots(figsize=(6, 3.6), dpi=100)
     image = axis.imshow(
-        log_norms.T,
+        np.ma.masked_invalid(log_values.T),
         aspect="auto",
         origin="lower",
         cmap="viridis",
-        vmin=HEATMAP_RANGE[0],
-        vmax=HEATMAP_RANGE[1],
+        vmin=value_range[0],
+        vmax=value_range[1],
         interpolation="nearest",
     )
     ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 6)).round().astype(int))
     axis.set_xticks(ticks, [str(steps[i]) for i in ticks])
     axis.yaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.set_xlabel("step")
-    axis.set_ylabel("layer (input = 0)")
+    axis.set_xlabel("log point (step)")
+    axis.set_ylabel(f"{rows} (input = 0)" if rows == "layer" else rows)
     axis.set_title(title, fontsize=9)
-    figure.colorbar(image, ax=axis, label="log10 gradient norm")
+    figure.colorbar(image, ax=axis, label=label)
     figure.tight_layout()
     return figure
+
+
+def _tags(prefix: str, names: Sequence[str]) -> list[str]:
+    return [series_tag(prefix, index, name) for index, name in enumerate(names)]
