@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +22,26 @@ from resdeep.report import build_report, default_out_dir, findings, group_runs, 
 from resdeep.report import figures as draw
 from resdeep.report.document import report_json, table_rows
 from resdeep.report.findings import comparisons
-from resdeep.report.reading import GradNorms, RunData, StepCurve, read_run
+from resdeep.report.mechanism import (
+    EXPLODING,
+    FROZEN,
+    HEALTHY,
+    VANISHING,
+    VANISHING_FROM_START,
+)
+from resdeep.report.reading import Diagnostics, GradNorms, RunData, Series, StepCurve, read_run
 from resdeep.report.spread import Spread, compare
 from resdeep.train.optim import lr_multiplier
 from tests.conftest import run_main
 
-FIGURES = ("training_curves.png", "gradient_profile.png", "accuracy_vs_depth.png")
+FIGURES = (
+    "training_curves.png",
+    "gradient_profile.png",
+    "accuracy_vs_depth.png",
+    "backward_signal.png",
+    "weights_and_updates.png",
+    "layer_responses.png",
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +84,10 @@ def test_report_on_real_runs(capsys, two_runs, tmp_path):
         assert entry["layer_names"] == expected_layers  # network order, input to output
         for key in ("grad_norm_first_step", "grad_norm_last_step"):
             assert len(entry[key]) == len(expected_layers) and all(v > 0 for v in entry[key])
-    # Dense first epoch: plain logged every step from step 1; resnet at step 1, then every 10.
-    assert (runs["plain"]["first_step"], runs["plain"]["last_step"]) == (1, 10)
-    assert (runs["resnet"]["first_step"], runs["resnet"]["last_step"]) == (1, 20)
+    # Step 0 is the net as initialised; then dense first epoch: plain logged every step,
+    # resnet at step 1 and every 10.
+    assert (runs["plain"]["first_step"], runs["plain"]["last_step"]) == (0, 10)
+    assert (runs["resnet"]["first_step"], runs["resnet"]["last_step"]) == (0, 20)
 
     # The findings quote the runs' own numbers, and say that one seed has no spread.
     plain_loss, resnet_loss = runs["plain"]["final_train_loss"], runs["resnet"]["final_train_loss"]
@@ -81,7 +97,7 @@ def test_report_on_real_runs(capsys, two_runs, tmp_path):
     assert comparison.endswith("single seed: no spread.")
     assert [group["seeds"] for group in report["groups"]] == [[0], [0]]
     ratio = runs["plain"]["grad_norm_first_step"][0] / runs["plain"]["grad_norm_first_step"][-1]
-    assert any(f"plain-8 {ratio:.2g}× at step 1" in f for f in report["findings"])
+    assert any(f"plain-8 {ratio:.2g}× at step 0" in f for f in report["findings"])
 
     markdown = (out / "report.md").read_text()
     assert all(f"]({name})" in markdown for name in (*FIGURES, *heatmaps))
@@ -473,13 +489,14 @@ def test_the_gradient_layouts_of_different_depths_merge_into_one(tmp_path):
     from tensorboard.plugins.custom_scalar import layout_pb2
     from tensorboard.util import tensor_util
 
+    from resdeep.train.diagnostics import LayerDiagnostics
     from resdeep.train.tensorboard import TensorBoardLogger
 
     layouts = []
     for depth in (8, 20):
-        layers = [name for name, _ in weight_layers(build_model("resnet", depth=depth))]
-        logger = TensorBoardLogger(tmp_path / str(depth), layers, None, title=f"resnet-{depth}")
-        logger.grad_norms([1.0] * len(layers), 1)
+        layout = LayerDiagnostics(build_model("resnet", depth=depth)).layout
+        logger = TensorBoardLogger(tmp_path / str(depth), layout, None, title=f"resnet-{depth}")
+        logger.diagnostics(layout.split([1.0] * len(layout)), 1)
         logger.close()
         events = EventAccumulator(str(tmp_path / str(depth)))
         events.Reload()
@@ -489,3 +506,140 @@ def test_the_gradient_layouts_of_different_depths_merge_into_one(tmp_path):
         layouts.append(layout)
         assert "grad_norm_log10_at/4_output" in events.Tags()["scalars"]
     assert layouts[0] == layouts[1]
+
+
+# ---- the mechanism, on hand-made diagnostics -------------------------------------------------
+
+
+def with_diagnostics(
+    run: RunData,
+    *,
+    init_signal: float,
+    end_signal: float,
+    growth: float = 1.1,
+    relative_grad: float = 1e-3,
+    update: float = 1e-3,
+    blocks: int = 4,
+    convs: int = 6,
+) -> RunData:
+    """`run` with diagnostics at steps 0, 1 and 50: the backward signal at the stem over at the
+    last block (geometric across the blocks), the first two convs' weight growth by step 50 and
+    their relative gradient there (the other convs stay at 1x and 1e-3)."""
+    steps = [0, 1, 50]
+    units = [f"unit{i}" for i in range(blocks + 1)]
+    layers = [f"conv{i}" for i in range(convs)] + ["classifier"]
+
+    def signal(ratio: float) -> list[float]:
+        return list(np.geomspace(ratio, 1.0, blocks + 1))
+
+    def series(names: list[str], rows: list[list[float]]) -> Series:
+        return Series(steps=steps, names=names, values=np.array(rows, dtype=float))
+
+    end_weights = [growth, growth] + [1.0] * (convs - 1)
+    grads_end = [relative_grad * w for w in end_weights[:2]] + [1e-3] * (convs - 1)
+    diagnostics = Diagnostics(
+        backward_signal=series(units, [signal(init_signal)] * 2 + [signal(end_signal)]),
+        forward_std=series(units, [[1.0] * len(units)] * 3),
+        layer_response=series(layers[:-1], [[1.0] * convs] * 3),
+        weight_norm=series(layers, [[1.0] * len(layers)] * 2 + [end_weights]),
+        relative_update=series(layers, [[np.nan] * len(layers)] + [[update] * len(layers)] * 2),
+        lr={1: 0.02, 50: 0.02},
+    )
+    grads = GradNorms(steps=steps, layer_names=layers, norms=np.array([grads_end] * 3))
+    return replace(run, grads=grads, diagnostics=diagnostics)
+
+
+def test_the_report_names_each_mechanism_from_its_numbers():
+    runs = [
+        # the classical no-BN picture: the signal reaches the stem a millionth as strong
+        with_diagnostics(
+            fake_run("plain", 20, [2.3], [1.0] * 7), init_signal=1e-6, end_signal=1e-6
+        ),
+        with_diagnostics(
+            fake_run("plain", 56, [0.1], [1.0] * 7, train_error=0.6),
+            init_signal=3e3,  # below the exploding threshold: healthy, yet it degrades
+            end_signal=3.0,
+        ),
+        with_diagnostics(
+            fake_run("plain", 110, [2.3], [1.0] * 7, train_error=0.88),
+            init_signal=5e6,
+            end_signal=1e-9,
+            growth=5e3,
+            relative_grad=1e-12,
+            update=1e-5,
+        ),
+        with_diagnostics(
+            fake_run("resnet", 20, [0.1], [1.0] * 7, train_error=0.01),
+            init_signal=8.0,
+            end_signal=7.0,
+        ),
+        # weights that grew but still learn are not frozen
+        with_diagnostics(
+            fake_run("resnet", 56, [0.1], [1.0] * 7, train_error=0.01),
+            init_signal=20.0,
+            end_signal=6.0,
+            growth=50.0,
+            relative_grad=1e-4,
+        ),
+    ]
+    summaries = summarize(runs)
+    labels = {s.label: s.mechanism.labels() for s in summaries}
+    assert labels == {
+        "plain-20": [VANISHING_FROM_START],
+        "plain-56": [HEALTHY],
+        "plain-110": [EXPLODING, FROZEN, VANISHING],
+        "resnet-20": [HEALTHY],
+        "resnet-56": [HEALTHY],
+    }
+    lines = findings(summaries)
+    [plain110] = [line for line in lines if line.startswith("plain-110: at initialisation")]
+    assert "grows 5e6× from the last block to the stem" in plain110
+    assert "(47× per block: exploding)" in plain110  # 5e6 over 4 blocks
+    assert "2 of 6 convs are frozen" in plain110 and "the first conv's 1e-12" in plain110
+    assert "(vanishing)" in plain110
+    assert plain110.endswith(
+        "— exploding at initialisation, then frozen by weight growth, then vanishing."
+    )
+    [plain56] = [line for line in lines if line.startswith("plain-56: at initialisation")]
+    assert (
+        "grows 3,000× from the last block to the stem" in plain56 and ": exploding" not in plain56
+    )
+    assert "— healthy, and it degrades anyway: training error 60.0 % vs plain-20's" in plain56
+    [plain20] = [line for line in lines if line.startswith("plain-20: at initialisation")]
+    assert "falls to 1e-6× of the last block's at the stem" in plain20
+    assert plain20.endswith("— vanishing from initialisation.")
+    [resnet56] = [line for line in lines if line.startswith("resnet-56: at initialisation")]
+    assert "grow up to 50× their initial norms, and every conv keeps learning" in resnet56
+    assert resnet56.endswith("— healthy.")
+    # The table's column and report.json carry the same verdicts.
+    groups = group_runs(summaries)
+    rows = {row[0]: row for row in table_rows(groups)}
+    assert rows["plain-110"][-1] == "exploding → frozen → vanishing"
+    entry = next(
+        e
+        for e in report_json(summaries, groups, [], lines, [])["runs"]
+        if e["label"] == "plain-110"
+    )
+    assert entry["mechanism"]["labels"] == [EXPLODING, FROZEN, VANISHING]
+    assert entry["mechanism"]["frozen"] == 2 and entry["mechanism"]["init_growth"] == pytest.approx(
+        5e6
+    )
+
+
+def test_seeds_that_disagree_are_counted_and_runs_without_diagnostics_say_so():
+    runs = [
+        with_diagnostics(
+            fake_run("plain", 110, [2.3], [1.0] * 7, seed=seed),
+            init_signal=5e6 if seed else 5e3,
+            end_signal=1e-9,
+        )
+        for seed in (0, 1, 2)
+    ] + [fake_run("resnet", 110, [0.1], [1.0] * 7)]
+    lines = findings(summarize(runs))
+    [plain] = [line for line in lines if line.startswith("plain-110: at initialisation")]
+    assert "grows 5,000× to 5e6×" in plain and ": exploding in 2 of 3 seeds" in plain
+    assert plain.endswith("— exploding at initialisation (in 2 of 3 seeds), then vanishing.")
+    assert any(
+        line.startswith("resnet-110: no diagnostics logged (runs from before resdeep measured")
+        for line in lines
+    )

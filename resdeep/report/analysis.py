@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from resdeep.report.mechanism import Mechanism, diagnose
 from resdeep.report.reading import RunData
 from resdeep.report.spread import Spread
 
@@ -56,6 +57,7 @@ class RunSummary(Setting):
     last_step: int | None
     grad_norm_first_step: list[float]  # per layer, input to output
     grad_norm_last_step: list[float]
+    mechanism: Mechanism | None  # None when the run logged no diagnostics (older runs)
     run: RunData = field(repr=False, compare=False)  # the full history and gradient matrix
 
     def norms_at(self, moment: str) -> list[float]:
@@ -157,6 +159,7 @@ def _summary(run: RunData, label: str) -> RunSummary:
         last_step=grads.steps[-1] if grads else None,
         grad_norm_first_step=grads.norms[0].tolist() if grads else [],
         grad_norm_last_step=grads.norms[-1].tolist() if grads else [],
+        mechanism=diagnose(run.diagnostics, grads) if run.diagnostics and grads else None,
         run=run,
     )
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from resdeep.io import save_json_atomic
+from resdeep.report import diagnostic_figures
 from resdeep.report import figures as draw
 from resdeep.report.analysis import RunGroup, RunSummary, group_runs, summarize
 from resdeep.report.document import FigureFile, html_page, markdown, report_json
@@ -54,6 +55,28 @@ def build_report(paths: Sequence[Path], out_dir: Path, html: bool = False) -> Re
             draw.save_figure(draw.accuracy_vs_depth(groups), out_dir / "accuracy_vs_depth.png"),
         ),
     ]
+    if any(s.mechanism for s in summaries):  # runs that logged the diagnostics
+        figure_files += [
+            FigureFile(
+                "Backward signal ‖∂L/∂x‖ by block, at initialisation and at the end",
+                draw.save_figure(
+                    diagnostic_figures.backward_signal(groups), out_dir / "backward_signal.png"
+                ),
+            ),
+            FigureFile(
+                "Weight growth, relative gradient and relative update by layer",
+                draw.save_figure(
+                    diagnostic_figures.weights_and_updates(groups),
+                    out_dir / "weights_and_updates.png",
+                ),
+            ),
+            FigureFile(
+                "Layer responses (He et al. 2015, Fig. 7)",
+                draw.save_figure(
+                    diagnostic_figures.layer_responses(groups), out_dir / "layer_responses.png"
+                ),
+            ),
+        ]
     mixed_data = len({s.data for s in summaries}) > 1
     # One heatmap per group, of its lowest seed: the seeds' maps look alike, and a sweep of
     # 18 runs should not bury its figures under 18 heatmaps.

@@ -10,12 +10,13 @@ import base64
 import html
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from resdeep.report.analysis import RunGroup, RunSummary, grad_ratio
 from resdeep.report.findings import Comparison
+from resdeep.report.mechanism import SHORT_LABELS, Mechanism
 from resdeep.report.spread import format_spread
 
 TABLE_HEADERS = (
@@ -29,6 +30,7 @@ TABLE_HEADERS = (
     "test acc",
     "grad first/last (first step)",
     "grad first/last (last step)",
+    "mechanism",
 )
 
 
@@ -63,7 +65,20 @@ def run_entry(summary: RunSummary) -> dict[str, Any]:
         "layer_names": summary.layer_names,
         "grad_norm_first_step": [_json_number(v) for v in summary.grad_norm_first_step],
         "grad_norm_last_step": [_json_number(v) for v in summary.grad_norm_last_step],
+        "mechanism": _mechanism_entry(summary.mechanism),
     }
+
+
+def _mechanism_entry(mechanism: Mechanism | None) -> dict[str, Any] | None:
+    """The numbers a run's mechanism rests on, and its labels; None for a run without
+    diagnostics."""
+    if mechanism is None:
+        return None
+    numbers = {
+        key: _json_number(value) if isinstance(value, float) else value
+        for key, value in asdict(mechanism).items()
+    }
+    return {**numbers, "init_gain": _json_number(mechanism.init_gain), "labels": mechanism.labels()}
 
 
 def group_entry(group: RunGroup) -> dict[str, Any]:
@@ -118,6 +133,7 @@ def table_rows(groups: Sequence[RunGroup]) -> list[list[str]]:
             format_spread(g.test_acc, percent=True),
             _ratios([grad_ratio(s.grad_norm_first_step) for s in g.runs], g.first.first_step),
             _ratios([grad_ratio(s.grad_norm_last_step) for s in g.runs], g.first.last_step),
+            _mechanisms(g.runs),
         ]
         for g in groups
     ]
@@ -189,7 +205,8 @@ def _overview(groups: Sequence[RunGroup]) -> str:
         "deviation over the seeds, and a finding calls one setting worse than another only when "
         "their 95 % confidence intervals do not overlap. Gradient ratios are the first layer's "
         "gradient norm over the last layer's, at the first and last logged step (range over "
-        "the seeds)."
+        "the seeds); the mechanism is what the backward signal, weight norms and updates show "
+        "(see the findings for its numbers)."
     )
 
 
@@ -209,6 +226,22 @@ def _statuses(runs: Sequence[RunSummary]) -> str:
     )
     skipped = sum(run.skipped_steps for run in runs)
     return text + (f", {skipped} steps skipped" if skipped else "")
+
+
+def _mechanisms(runs: Sequence[RunSummary]) -> str:
+    """ "exploding → frozen → vanishing", per distinct verdict over the seeds; "-" without
+    diagnostics."""
+    verdicts = [
+        " → ".join(SHORT_LABELS[label] for label in run.mechanism.labels())
+        for run in runs
+        if run.mechanism
+    ]
+    if not verdicts:
+        return "-"
+    counts = {verdict: verdicts.count(verdict) for verdict in dict.fromkeys(verdicts)}
+    if len(counts) == 1:
+        return verdicts[0]
+    return "; ".join(f"{verdict} ({count} seeds)" for verdict, count in counts.items())
 
 
 def _span(values: Iterable[str]) -> str:

@@ -190,7 +190,7 @@ def gradient_profile(groups: Sequence[RunGroup]) -> Figure:
                         lw=0,
                     )
         seeds = max(len(g.runs) for g in members)
-        title = _variant_title(variant, groups) + (f" [{data}]" if mixed_data else "")
+        title = variant_title(variant, groups) + (f" [{data}]" if mixed_data else "")
         axis.set_title(title + (f", {seeds} seeds" if seeds > 1 else ""))
         axis.set_xlabel("layer (input → output)")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -206,7 +206,7 @@ def gradient_heatmap(summary: RunSummary) -> Figure:
     figure = Figure(figsize=(8, 4.5), layout="constrained")
     axis = figure.subplots()
     if grads is None:
-        _no_data(axis, "no gradient norms logged")
+        no_data(axis, "no gradient norms logged")
         return figure
     steps = np.asarray(grads.steps, dtype=float)
     layers = np.arange(len(grads.layer_names) + 1) + 0.5
@@ -304,7 +304,7 @@ def _variant_colors(runs: Sequence[RunGroup]) -> dict[tuple[int, str, str], tupl
     return {variant: cmap(x) for variant, x in zip(variants, spread, strict=True)}
 
 
-def _variant_title(variant: tuple[int, str, str], everything: Sequence[RunGroup]) -> str:
+def variant_title(variant: tuple[int, str, str], everything: Sequence[RunGroup]) -> str:
     depth, init, norm = variant
     parts = [f"depth {depth}"]
     if len({s.init for s in everything}) > 1:
@@ -323,7 +323,7 @@ def _panel_grid(count: int, panel_size: tuple[float, float]) -> tuple[Figure, li
     for extra in grid[count:]:
         figure.delaxes(extra)
     if count == 0:
-        _no_data(figure.add_subplot(), "no gradient norms logged")
+        no_data(figure.add_subplot(), "no gradient norms logged")
         return figure, []
     return figure, list(grid[:count])
 
@@ -334,6 +334,6 @@ def _log10(values: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.log10(np.maximum(array, 1e-30))
 
 
-def _no_data(axis: Axes, message: str) -> None:
+def no_data(axis: Axes, message: str) -> None:
     axis.text(0.5, 0.5, message, ha="center", va="center", transform=axis.transAxes)
     axis.set_axis_off()

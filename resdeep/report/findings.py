@@ -9,7 +9,7 @@ clear difference". Gradient numbers are ranges over the seeds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
@@ -24,6 +24,8 @@ from resdeep.report.analysis import (
     group_runs,
     vanished_layers,
 )
+from resdeep.report.mechanism_findings import mechanism_findings
+from resdeep.report.numbers import sci, sci_range, times, times_range
 from resdeep.report.spread import Spread, compare, format_spread, single_seed
 
 
@@ -75,6 +77,7 @@ def findings(summaries: Sequence[RunSummary]) -> list[str]:
         prefix = _setting_prefix(setting, groups)
         lines += [prefix + line for line in _depth_findings(members)]
         lines += [prefix + line for line in _architecture_findings(members)]
+        lines += [prefix + line for line in mechanism_findings(members, _degraded_against(members))]
         lines += [prefix + line for line in _gradient_findings(members)]
     return [_capitalize(line) for line in lines]
 
@@ -152,6 +155,16 @@ def _depth_pairs(groups: list[RunGroup]) -> list[tuple[RunGroup, RunGroup]]:
     return sorted(pairs, key=lambda pair: (pair[0].depth, pair[0].arch))
 
 
+def _degraded_against(groups: list[RunGroup]) -> Callable[[RunGroup], RunGroup | None]:
+    """group -> the shallowest setting of its arch that trains better beyond the seed spread."""
+    worse = {
+        deeper.label: shallowest
+        for deeper, shallowest in _depth_pairs(groups)
+        if compare(deeper.train_error, shallowest.train_error) == "higher"
+    }
+    return lambda group: worse.get(group.label)
+
+
 def _architecture_pairs(groups: list[RunGroup]) -> list[tuple[RunGroup, RunGroup]]:
     pairs = []
     for _, at_depth in _group(groups, "depth"):
@@ -191,7 +204,7 @@ def _numbers(a: RunGroup, b: RunGroup) -> str:
     if a.train_loss.mean is not None and b.train_loss.mean:
         text += (
             f", training loss {format_spread(a.train_loss)} vs {format_spread(b.train_loss)} "
-            f"({_times(a.train_loss.mean / b.train_loss.mean)})"
+            f"({times(a.train_loss.mean / b.train_loss.mean)})"
         )
     return text
 
@@ -243,11 +256,11 @@ def _gradient_findings(groups: list[RunGroup]) -> list[str]:
             last = [grad_ratio(run.grad_norm_last_step) for run in group.runs]
             if any(value is None for value in first):
                 continue
-            text = f"{group.name} {_times_range(first)} at step {group.first.first_step}"
+            text = f"{group.name} {times_range(first)} at step {group.first.first_step}"
             if all(value is not None for value in last) and (
                 group.first.last_step != group.first.first_step
             ):
-                text += f", {_times_range(last)} at step {group.first.last_step}"
+                text += f", {times_range(last)} at step {group.first.last_step}"
             ratios.append(text)
         if ratios:
             lines.append(
@@ -289,16 +302,16 @@ def _vanished_findings(groups: list[RunGroup], moment: str) -> list[str]:
         seeds = f" in {hit} of {len(counts)} seeds" if len(counts) > 1 else ""
         contrast = "".join(
             f"; {other.name}'s span "
-            f"{_sci(min(float(np.nanmin(r.norms_at(moment))) for r in other.runs))} to "
-            f"{_sci(max(float(np.nanmax(r.norms_at(moment))) for r in other.runs))} "
+            f"{sci(min(float(np.nanmin(r.norms_at(moment))) for r in other.runs))} to "
+            f"{sci(max(float(np.nanmax(r.norms_at(moment))) for r in other.runs))} "
             f"at step {other.first.step_at(moment)}"
             for other in flowing
         )
         lines.append(
             f"{group.name}'s gradients vanished by step {group.first.step_at(moment)}{seeds}: "
-            f"{scope} layers below {_sci(VANISHED)} (first layer "
-            f"{_sci_range([n[0] for n in norms])}, largest "
-            f"{_sci_range([float(np.nanmax(n)) for n in norms])}){contrast}."
+            f"{scope} layers below {sci(VANISHED)} (first layer "
+            f"{sci_range([n[0] for n in norms])}, largest "
+            f"{sci_range([float(np.nanmax(n)) for n in norms])}){contrast}."
         )
     return lines
 
@@ -316,33 +329,8 @@ def _group(runs: list[RunSummary], key: str) -> list[tuple[Any, list[RunSummary]
     return [(k, list(g)) for k, g in groupby(ordered, key=lambda s: getattr(s, key))]
 
 
-def _times(ratio: float) -> str:
-    if 100 <= ratio < 1e4:
-        return f"{ratio:,.0f}×"
-    return f"{ratio:.2g}×" if 0.01 <= ratio < 100 else f"{_sci(ratio)}×"
-
-
-def _sci(value: float) -> str:
-    """1.2e-14 for the tiny and huge, 0.0523 for the ordinary."""
-    if value == 0 or 1e-3 <= abs(value) < 1e4:
-        return f"{value:.3g}"
-    mantissa, exponent = f"{value:.1e}".split("e")
-    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
-
-
 def _capitalize(text: str) -> str:
     """Sentence case, except that a sentence opening with a run name keeps it as written."""
     if text.startswith(("plain", "resnet", "preact")):
         return text
     return text[:1].upper() + text[1:]
-
-
-def _times_range(ratios: Sequence[float | None]) -> str:
-    values = [v for v in ratios if v is not None]
-    low, high = min(values), max(values)
-    return _times(low) if _times(low) == _times(high) else f"{_times(low)} to {_times(high)}"
-
-
-def _sci_range(values: Sequence[float]) -> str:
-    low, high = _sci(min(values)), _sci(max(values))
-    return low if low == high else f"{low} to {high}"

@@ -17,10 +17,15 @@ import yaml
 
 from resdeep.errors import ResdeepError
 from resdeep.runs import (
+    BACKWARD_SIGNAL_PREFIX,
+    FORWARD_STD_PREFIX,
     GRAD_NORM_PREFIX,
+    LAYER_RESPONSE_PREFIX,
+    RELATIVE_UPDATE_PREFIX,
+    WEIGHT_NORM_PREFIX,
     find_runs,
     is_run_dir,
-    layer_of_grad_norm_tag,
+    name_of_series_tag,
     read_metrics,
 )
 
@@ -36,6 +41,36 @@ class GradNorms:
     steps: list[int]
     layer_names: list[str]
     norms: np.ndarray  # (len(steps), len(layer_names)); NaN where a layer lacks that step
+
+
+@dataclass(frozen=True)
+class Series:
+    """One logged quantity per layer, unit or conv of a run: (logged steps, names) in network
+    order; NaN where a name lacks that step or the value was not measured."""
+
+    steps: list[int]
+    names: list[str]
+    values: np.ndarray  # (len(steps), len(names))
+
+    def at(self, step: int) -> np.ndarray:
+        return self.values[self.steps.index(step)]
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """What a run measured at its log points beyond the gradient norms
+    (resdeep.train.diagnostics); step 0 is the net as initialised."""
+
+    backward_signal: Series  # ‖∂L/∂x‖ at the output of the stem and each block
+    forward_std: Series  # std of those outputs
+    layer_response: Series  # std of each conv's response (He et al. 2015, Fig. 7)
+    weight_norm: Series  # ‖W‖ per weight layer, before the step
+    relative_update: Series  # ‖ΔW‖ / ‖W‖ of the step taken
+    lr: dict[int, float]  # the learning rate logged at each log point
+
+    @property
+    def steps(self) -> list[int]:
+        return self.backward_signal.steps
 
 
 @dataclass(frozen=True)
@@ -66,6 +101,7 @@ class RunData:
     test_acc: float | None = None
     grads: GradNorms | None = None
     curve: StepCurve | None = None
+    diagnostics: Diagnostics | None = None  # None for runs logged before resdeep measured them
 
 
 def holds_run(path: Path) -> bool:
@@ -114,6 +150,7 @@ def read_run(run_dir: Path) -> RunData:
         test_acc=float(test_acc) if isinstance(test_acc, int | float) else None,
         grads=read_grad_norms(events, model),
         curve=read_step_curve(events),
+        diagnostics=read_diagnostics(events),
     )
 
 
@@ -150,21 +187,53 @@ def read_grad_norms(accumulator: Any, model_config: dict[str, Any]) -> GradNorms
     tags = [t for t in accumulator.Tags()["scalars"] if t.startswith(GRAD_NORM_PREFIX)]
     if not tags:
         return None
-    tag_of = {layer_of_grad_norm_tag(tag): tag for tag in sorted(tags)}
+    tag_of = {name_of_series_tag(tag): tag for tag in sorted(tags)}
     names = [name for name in layer_order(model_config, accumulator) if name in tag_of]
     names += [name for name in tag_of if name not in names]  # by tag (index) order: never lost
-    values: dict[str, dict[int, float]] = {
-        # A dict per layer: a resumed run that re-logs a step keeps the later value.
-        name: {event.step: event.value for event in accumulator.Scalars(tag_of[name])}
-        for name in names
+    series = _series(accumulator, [(name, tag_of[name]) for name in names])
+    return GradNorms(steps=series.steps, layer_names=series.names, norms=series.values)
+
+
+def read_series(accumulator: Any, prefix: str) -> Series | None:
+    """The `<prefix><NNN>_<name>` scalars of a run, in index (network) order, or None."""
+    tags = sorted(t for t in accumulator.Tags()["scalars"] if t.startswith(prefix))
+    if not tags:
+        return None
+    return _series(accumulator, [(name_of_series_tag(tag), tag) for tag in tags])
+
+
+def read_diagnostics(accumulator: Any) -> Diagnostics | None:
+    """The run's diagnostics, or None when it logged none (or not all of them)."""
+    prefixes = {
+        "backward_signal": BACKWARD_SIGNAL_PREFIX,
+        "forward_std": FORWARD_STD_PREFIX,
+        "layer_response": LAYER_RESPONSE_PREFIX,
+        "weight_norm": WEIGHT_NORM_PREFIX,
+        "relative_update": RELATIVE_UPDATE_PREFIX,
     }
-    steps = sorted(set().union(*(by_step.keys() for by_step in values.values())))
-    norms = np.full((len(steps), len(names)), np.nan)
+    found = {key: read_series(accumulator, prefix) for key, prefix in prefixes.items()}
+    if any(series is None for series in found.values()):
+        return None
+    lr = (
+        {event.step: event.value for event in accumulator.Scalars("lr")}
+        if "lr" in accumulator.Tags()["scalars"]
+        else {}
+    )
+    return Diagnostics(**found, lr=lr)
+
+
+def _series(accumulator: Any, named_tags: list[tuple[str, str]]) -> Series:
+    # A dict per name: a resumed run that re-logs a step keeps the later value.
+    values = [
+        {event.step: event.value for event in accumulator.Scalars(tag)} for _, tag in named_tags
+    ]
+    steps = sorted(set().union(*(by_step.keys() for by_step in values)))
+    matrix = np.full((len(steps), len(named_tags)), np.nan)
     row = {step: index for index, step in enumerate(steps)}
-    for column, name in enumerate(names):
-        for step, value in values[name].items():
-            norms[row[step], column] = value
-    return GradNorms(steps=steps, layer_names=names, norms=norms)
+    for column, by_step in enumerate(values):
+        for step, value in by_step.items():
+            matrix[row[step], column] = value
+    return Series(steps=steps, names=[name for name, _ in named_tags], values=matrix)
 
 
 def layer_order(model_config: dict[str, Any], accumulator: Any) -> list[str]:
@@ -197,7 +266,7 @@ def _layout_order(accumulator: Any) -> list[str]:
     layout = layout_pb2.Layout()
     layout.ParseFromString(tensor_util.make_ndarray(event.tensor_proto).item())
     return [
-        layer_of_grad_norm_tag(tag)
+        name_of_series_tag(tag)
         for category in layout.category
         for chart in category.chart
         for tag in chart.multiline.tag

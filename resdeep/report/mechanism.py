@@ -1,0 +1,177 @@
+"""Which mechanism a run's diagnostics show: a backward signal that explodes at initialisation,
+layers frozen by the growth of their own weights, a signal that vanishes, or none of these.
+
+In deep plain nets with batch norm the stages come in that order (measured on digits, the same on
+28x28 MNIST): at initialisation the backward signal ‖∂L/∂x‖ grows toward the input, exponentially
+in depth; the first updates blow the early weights up; batch norm makes a conv's output
+independent of its weight scale, so its gradient shrinks as 1/‖W‖ and its relative update as
+1/‖W‖², and those layers freeze; only then does the signal vanish. Without batch norm, small
+initialisations (Xavier, PyTorch's default) make the signal vanish from the first step, the
+classical picture of products of small weights. Pure functions of the logged numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from resdeep.report.reading import Diagnostics, GradNorms
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where each mechanism starts, with the reason for each number."""
+
+    # Backward signal at the stem over at the last block, at initialisation. Healthy layers take
+    # relative updates of ~1e-3, so a signal 1e4x larger at the input makes the early layers'
+    # first updates many times their own weights. Measured on digits: plain-56 starts at
+    # ~3e3x and its weights grow at most ~7x; plain-110 at ~5e6x, and its early weights grow
+    # 1e3-1e4x within the first steps.
+    exploding: float = 1e4
+    # The same ratio at or below 1e-2: the stem receives a hundredth of the signal that left the
+    # last block (residual nets on digits: 5-60x *more*, at initialisation and at the end).
+    vanishing: float = 1e-2
+    # A conv whose weight norm grew tenfold: under batch norm its relative gradient is then a
+    # hundredth of what it was (∝ 1/‖W‖²). Residual nets' weights stay within ~1.2x.
+    grown: float = 10.0
+    # Frozen: a relative gradient ‖∂L/∂W‖ / ‖W‖ at or below 1e-6 at the end. At lr 0.02 with
+    # momentum 0.9 it moves the weight by ~2e-7 of its size a step: millions of steps to change
+    # it, while learning layers sit at 1e-3 to 1e-2. The gradient, not the update, decides:
+    # with weight decay an update never falls below lr * wd / (1 - momentum) of the weight
+    # (1e-5 at lr 0.01, wd 1e-4), even in a layer the loss no longer moves.
+    frozen: float = 1e-6
+    # Updates are quoted at the last log point whose learning rate is at least this fraction
+    # of the run's peak: late in training, before a decaying schedule shrinks every update.
+    judged_lr_fraction: float = 0.5
+
+
+THRESHOLDS = Thresholds()
+
+EXPLODING = "exploding at initialisation"
+VANISHING_FROM_START = "vanishing from initialisation"
+FROZEN = "frozen by weight growth"
+VANISHING = "vanishing"
+HEALTHY = "healthy"
+SHORT_LABELS = {
+    EXPLODING: "exploding",
+    VANISHING_FROM_START: "vanishing from the start",
+    FROZEN: "frozen",
+    VANISHING: "vanishing",
+    HEALTHY: "healthy",
+}
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    """One run's diagnostics reduced to what the verdict rests on. "Convs" are every weight
+    layer but the classifier; growth is a weight norm at the end over at initialisation."""
+
+    init_step: int  # the net as initialised (step 0)
+    end_step: int  # the last log point
+    update_step: int  # where relative updates are quoted
+    blocks: int
+    convs: int
+    init_growth: float  # backward signal at the stem over at the last block, at init_step
+    end_growth: float  # the same at end_step
+    first_update_max: float  # the largest relative update of the first step, over the convs
+    first_conv_growth: float
+    max_growth: float  # over the convs
+    first_conv_relative_grad: float  # ‖∂L/∂W‖ / ‖W‖ at end_step
+    relative_grad_min: float  # over the convs, at end_step
+    relative_grad_max: float
+    stalled: int  # convs whose relative gradient is <= THRESHOLDS.frozen, grown or not
+    frozen: int  # those of them grown >= THRESHOLDS.grown: frozen by their own weights' growth
+    update_min: float  # relative update over the convs at update_step
+    update_max: float
+
+    @property
+    def init_gain(self) -> float:
+        """Geometric mean of the blocks' backward gains at initialisation."""
+        return _per_block(self.init_growth, self.blocks)
+
+    def labels(self, thresholds: Thresholds = THRESHOLDS) -> list[str]:
+        """The mechanisms these numbers show, in the order they happen; [HEALTHY] if none."""
+        found = []
+        if self.init_growth >= thresholds.exploding:
+            found.append(EXPLODING)
+        if self.init_growth <= thresholds.vanishing:
+            found.append(VANISHING_FROM_START)
+        if self.frozen:
+            found.append(FROZEN)
+        if self.end_growth <= thresholds.vanishing and VANISHING_FROM_START not in found:
+            found.append(VANISHING)
+        return found or [HEALTHY]
+
+
+def diagnose(
+    diagnostics: Diagnostics, grads: GradNorms, thresholds: Thresholds = THRESHOLDS
+) -> Mechanism | None:
+    """The mechanism numbers of one run, or None when it logged too little (no step after 0,
+    no block)."""
+    steps = diagnostics.steps
+    if len(steps) < 2 or len(diagnostics.backward_signal.names) < 2 or steps[-1] not in grads.steps:
+        return None
+    init_step, end_step = steps[0], steps[-1]
+    signal = diagnostics.backward_signal
+    weights = diagnostics.weight_norm
+    convs = slice(0, len(weights.names) - 1)  # the classifier is the last weight layer
+    first_step = next(step for step in steps if step > 0)
+    update_step = judged_step(diagnostics, thresholds)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        growth = (weights.at(end_step) / weights.at(init_step))[convs]
+        relative_grad = (grads.norms[grads.steps.index(end_step)] / weights.at(end_step))[convs]
+        updates = diagnostics.relative_update.at(update_step)[convs]
+        stalled = relative_grad <= thresholds.frozen
+        frozen = int(np.sum(stalled & (growth >= thresholds.grown)))
+    return Mechanism(
+        init_step=init_step,
+        end_step=end_step,
+        update_step=update_step,
+        blocks=len(signal.names) - 1,
+        convs=len(growth),
+        init_growth=_ratio(signal.at(init_step)),
+        end_growth=_ratio(signal.at(end_step)),
+        first_update_max=_nanmax(diagnostics.relative_update.at(first_step)[convs]),
+        first_conv_growth=float(growth[0]),
+        max_growth=_nanmax(growth),
+        first_conv_relative_grad=float(relative_grad[0]),
+        relative_grad_min=_nanmin(relative_grad),
+        relative_grad_max=_nanmax(relative_grad),
+        stalled=int(np.sum(stalled)),
+        frozen=frozen,
+        update_min=_nanmin(updates),
+        update_max=_nanmax(updates),
+    )
+
+
+def judged_step(diagnostics: Diagnostics, thresholds: Thresholds = THRESHOLDS) -> int:
+    """The last log point after step 0 whose learning rate is at least
+    `judged_lr_fraction` of the run's peak (the last log point when no rate was logged)."""
+    steps = [step for step in diagnostics.steps if step > 0]
+    rates = {step: diagnostics.lr[step] for step in steps if step in diagnostics.lr}
+    if not rates:
+        return steps[-1]
+    peak = max(rates.values())
+    return max(step for step, rate in rates.items() if rate >= thresholds.judged_lr_fraction * peak)
+
+
+def _ratio(signal: np.ndarray) -> float:
+    """The backward signal at the stem (unit 0) over at the last block."""
+    first, last = float(signal[0]), float(signal[-1])
+    return first / last if last > 0 else math.nan
+
+
+def _per_block(growth: float, blocks: int) -> float:
+    return growth ** (1 / blocks) if growth > 0 and math.isfinite(growth) else math.nan
+
+
+def _nanmin(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.min()) if finite.size else math.nan
+
+
+def _nanmax(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else math.nan

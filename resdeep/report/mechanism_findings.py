@@ -1,0 +1,166 @@
+"""The report's sentences on what the diagnostics show: per setting, what was measured at
+initialisation and at the end, and which mechanism that is (resdeep.report.mechanism), as
+ranges over the seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from resdeep.report.analysis import RunGroup
+from resdeep.report.mechanism import (
+    EXPLODING,
+    FROZEN,
+    HEALTHY,
+    SHORT_LABELS,
+    THRESHOLDS,
+    VANISHING,
+    VANISHING_FROM_START,
+    Mechanism,
+)
+from resdeep.report.numbers import sci, sci_range, times_range
+from resdeep.report.spread import format_spread
+
+
+def mechanism_findings(
+    groups: Sequence[RunGroup], degraded_against: Callable[[RunGroup], RunGroup | None]
+) -> list[str]:
+    """One sentence per setting with diagnostics, shallow to deep, plain before residual; one
+    more naming the settings whose runs logged none.
+
+    degraded_against(group): the shallower setting it trains worse than (beyond the seed
+    spread), or None; a setting whose signal looks healthy is then said to degrade anyway.
+    """
+    lines = []
+    measured = [g for g in groups if all(run.mechanism for run in g.runs)]
+    for group in sorted(measured, key=lambda g: (g.depth, g.arch)):
+        lines.append(_sentence(group, [run.mechanism for run in group.runs], degraded_against))
+    missing = [g for g in groups if g not in measured]
+    if missing:
+        lines.append(
+            f"{', '.join(g.label for g in missing)}: no diagnostics logged (runs from before "
+            "resdeep measured the backward signal, weight norms and relative updates), so no "
+            "mechanism is named; their gradient norms are reported as before."
+        )
+    return lines
+
+
+def _sentence(
+    group: RunGroup,
+    mechanisms: Sequence[Mechanism],
+    degraded_against: Callable[[RunGroup], RunGroup | None],
+) -> str:
+    labels = [m.labels() for m in mechanisms]
+    parts = [
+        _initial(mechanisms, labels),
+        _weights(mechanisms, labels),
+        _final(mechanisms, labels),
+    ]
+    verdict = _verdict(labels)
+    text = f"{group.name}: " + "; ".join(parts) + f" — {verdict}"
+    reference = degraded_against(group)
+    if all(found == [HEALTHY] for found in labels) and reference is not None:
+        text += (
+            ", and it degrades anyway: training error "
+            f"{format_spread(group.train_error, percent=True)} vs {reference.name}'s "
+            f"{format_spread(reference.train_error, percent=True)} with neither an exploding, "
+            "frozen nor vanishing signal, the optimisation difficulty He et al. describe"
+        )
+    return text + "."
+
+
+def _initial(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
+    growth = [m.init_growth for m in mechanisms]
+    gains = [m.init_gain for m in mechanisms]
+    step = mechanisms[0].init_step
+    if all(value >= 1 for value in growth):
+        move = f"grows {times_range(growth)} from the last block to the stem"
+    elif all(value < 1 for value in growth):
+        move = f"falls to {times_range(growth)} of the last block's at the stem"
+    else:
+        move = f"at the stem is {times_range(growth)} the last block's"
+    return (
+        f"at initialisation (step {step}) the backward signal {move} "
+        f"({times_range(gains)} per block{_tag(labels, EXPLODING, VANISHING_FROM_START)})"
+    )
+
+
+def _weights(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
+    end = mechanisms[0].end_step
+    if any(FROZEN in found for found in labels):
+        frozen = [m.frozen for m in mechanisms]
+        return (
+            f"its first update moves the convs by up to {times_range([m.first_update_max for m in mechanisms])} "
+            f"their weight; by step {end} the first conv's weights are "
+            f"{times_range([m.first_conv_growth for m in mechanisms])} their initial norm "
+            f"(largest {times_range([m.max_growth for m in mechanisms])}) and "
+            f"{_span(frozen)} of {mechanisms[0].convs} convs are frozen "
+            f"(‖∂L/∂W‖/‖W‖ ≤ {sci(THRESHOLDS.frozen)}, the first conv's "
+            f"{sci_range([m.first_conv_relative_grad for m in mechanisms])}"
+            f"{_seeds_with(labels, FROZEN)})"
+        )
+    growth = [m.max_growth for m in mechanisms]
+    if max(growth) < THRESHOLDS.grown:
+        weights = f"its convs' weights stay within {times_range(growth)} of their initial norms"
+    else:
+        weights = f"its convs' weights grow up to {times_range(growth)} their initial norms"
+    stalled = [m.stalled for m in mechanisms]
+    learning = (
+        "every conv keeps learning"
+        if max(stalled) == 0
+        else f"{_span(stalled)} of {mechanisms[0].convs} convs too small to learn"
+    )
+    relative_grads = [m.relative_grad_min for m in mechanisms] + [
+        m.relative_grad_max for m in mechanisms
+    ]
+    updates = [m.update_min for m in mechanisms] + [m.update_max for m in mechanisms]
+    return (
+        f"{weights}, and {learning} (‖∂L/∂W‖/‖W‖ {sci_range(relative_grads)} at step {end}; "
+        f"relative updates {sci_range(updates)} at step {mechanisms[0].update_step})"
+    )
+
+
+def _final(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
+    growth = [m.end_growth for m in mechanisms]
+    return (
+        f"at step {mechanisms[0].end_step} the stem's backward signal is {times_range(growth)} "
+        f"the last block's{_tag(labels, VANISHING, parenthesised=True)}"
+    )
+
+
+def _verdict(labels: list[list[str]]) -> str:
+    """ "exploding at initialisation, then frozen by weight growth, then vanishing", with the
+    seeds counted where they disagree."""
+    order = [EXPLODING, VANISHING_FROM_START, FROZEN, VANISHING]
+    seen = [label for label in order if any(label in found for found in labels)]
+    if not seen:
+        return HEALTHY
+    words = []
+    for label in seen:
+        count = sum(label in found for found in labels)
+        words.append(
+            label + (f" (in {count} of {len(labels)} seeds)" if count < len(labels) else "")
+        )
+    healthy = sum(found == [HEALTHY] for found in labels)
+    text = ", then ".join(words)
+    return text + (f"; healthy in {healthy} of {len(labels)} seeds" if healthy else "")
+
+
+def _tag(labels: list[list[str]], *wanted: str, parenthesised: bool = False) -> str:
+    """ ": exploding" (or " (vanishing)") when a mechanism applies, in how many seeds if not all."""
+    for label in wanted:
+        count = sum(label in found for found in labels)
+        if count:
+            seeds = f" in {count} of {len(labels)} seeds" if count < len(labels) else ""
+            word = SHORT_LABELS[label] + seeds
+            return f" ({word})" if parenthesised else f": {word}"
+    return ""
+
+
+def _seeds_with(labels: list[list[str]], label: str) -> str:
+    count = sum(label in found for found in labels)
+    return f"; in {count} of {len(labels)} seeds" if count < len(labels) else ""
+
+
+def _span(values: Sequence[int]) -> str:
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low} to {high}"
