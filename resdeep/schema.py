@@ -76,8 +76,8 @@ class TrainerConfig:
     max_steps: int | None = None  # optimizer steps; the smaller of the two budgets wins
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = choice("32", "bf16", "16")  # 16 needs CUDA (with a GradScaler)
-    log_every: int = 10  # steps between gradient-norm and training-scalar logs
-    dense_first_epoch: bool = False  # log gradient norms at every step of the first epoch
+    log_every: int = 10  # steps between log points: gradient norms, diagnostics, training scalars
+    dense_first_epoch: bool = False  # a log point at every step of the first epoch
     eval_batch_size: int = 512  # images per forward pass in validation and test
     channels_last: Any = choice("auto", True, False)  # auto: on where measured faster
     compile: bool = False  # torch.compile the model

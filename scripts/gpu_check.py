@@ -4,9 +4,10 @@
     python scripts/gpu_check.py --device cpu    # the same steps on CPU at a tiny size
 
 Steps: training on digits and on synthetic CIFAR-sized images (ResNet-20 and ResNet-110, precision
-32 / bf16 / 16, eager and torch.compile, CUDA graphs), `cam` with every method, `uncertainty`, a
-checkpoint moved between CUDA and CPU, several GPUs (NCCL, SyncBatchNorm) where present,
-`resdeep bench` (the smoke test, then the full suite's speed goals) and one CIFAR-10-sized epoch.
+32 / bf16 / 16, eager and torch.compile, CUDA graphs), the diagnostics in mixed precision against
+fp32, `cam` with every method, `uncertainty`, a checkpoint moved between CUDA and CPU, several
+GPUs (NCCL, SyncBatchNorm) where present, `resdeep bench` (the smoke test, then the full suite's
+speed goals) and one CIFAR-10-sized epoch.
 
 A step that fails (or crashes its process) is recorded with its error line and the rest still run;
 a step that cannot apply is skipped with the reason. Nothing is downloaded: the data are
@@ -127,6 +128,13 @@ def plan(device: str, sizes: Sizes, gpus: int) -> list[Step]:
                 else "NCCL and SyncBatchNorm are CUDA-only (the CPU path is in the test suite)"
             ),
         ),
+        Step(
+            "diagnostics",
+            "diagnostics at every log point: precision 32 eager against "
+            + ("fp16 (GradScaler) with torch.compile" if cuda else "bf16")
+            + ", the same net at step 0",
+            300,
+        ),
         Step("bench_quick", "resdeep bench --quick", 240),
     ]
     precisions = ("32", "bf16", "16")
@@ -246,6 +254,39 @@ def step_train_digits(ctx: Context) -> dict[str, Any]:
     )
     metrics = read_metrics(ctx.digits_run)
     return {"test_acc": metrics["test_acc"], "steps": metrics["steps"]}
+
+
+def step_diagnostics(ctx: Context) -> dict[str, Any]:
+    """The same net and first batch in fp32 eager and in mixed precision (on CUDA fp16 with its
+    loss scale, compiled, so log steps take the eager path): the backward signal at step 0
+    must agree, and every diagnostic of every log point must be finite."""
+    import math
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cuda = ctx.device == "cuda"
+    variants = {"32": ("32", False), "mixed": ("16", True) if cuda else ("bf16", False)}
+    signals = {}
+    for name, (precision, compiled) in variants.items():
+        run = ctx.work / f"diagnostics_{name}"
+        resdeep(
+            "train", "data=digits", "model=resnet", f"model.depth={ctx.sizes.shallow_depth}",
+            "trainer.epochs=1", "trainer.log_every=1", f"trainer.precision={precision}",
+            f"trainer.compile={str(compiled).lower()}", f"trainer.device={ctx.device}",
+            "trainer.deterministic=true", "trainer.progress=lines", f"hydra.run.dir={run}",
+        )  # fmt: skip
+        events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+        events.Reload()
+        tags = [t for t in events.Tags()["scalars"] if t.startswith("backward_signal/")]
+        for tag in tags + [t for t in events.Tags()["scalars"] if t.startswith("relative_update/")]:
+            values = [e.value for e in events.Scalars(tag) if e.step > 0]
+            if not all(math.isfinite(v) and v >= 0 for v in values):
+                raise RuntimeError(f"{name}: {tag} is not finite: {values[:5]}")
+        signals[name] = {tag: events.Scalars(tag)[0].value for tag in sorted(tags)}
+    worst = max(abs(signals["mixed"][tag] / signals["32"][tag] - 1) for tag in signals["32"])
+    if worst > 0.1:
+        raise RuntimeError(f"step-0 backward signal differs by {worst:.1%} between precisions")
+    return {"units": len(signals["32"]), "worst_relative_difference_at_step_0": round(worst, 4)}
 
 
 def step_cam(ctx: Context) -> dict[str, Any]:
@@ -407,6 +448,7 @@ def run_step(name: str, ctx: Context) -> dict[str, Any]:
         return synthetic_run(ctx, name, depth, precision, mode, ctx.sizes.train_images)
     return {
         "train_digits": step_train_digits,
+        "diagnostics": step_diagnostics,
         "cam": step_cam,
         "uncertainty": step_uncertainty,
         "checkpoint_devices": step_checkpoint_devices,

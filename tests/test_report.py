@@ -481,6 +481,12 @@ def test_runs_logged_with_the_older_tags_are_still_read(tmp_path):
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"model": {"arch": "plain", "depth": 8}}))
     grads = read_run(run_dir).grads
     assert grads.layer_names == layers and grads.steps == [1, 10]
+    # Its report has what it logged, and says what it lacks.
+    report = build_report([run_dir], tmp_path / "report")
+    assert report.summaries[0].mechanism is None
+    assert any(line.startswith("plain-8: no diagnostics logged") for line in report.findings)
+    assert (tmp_path / "report" / "gradient_profile.png").is_file()
+    assert not (tmp_path / "report" / "backward_signal.png").exists()
 
 
 def test_the_gradient_layouts_of_different_depths_merge_into_one(tmp_path):
@@ -609,7 +615,7 @@ def test_the_report_names_each_mechanism_from_its_numbers():
     assert "falls to 1e-6× of the last block's at the stem" in plain20
     assert plain20.endswith("— vanishing from initialisation.")
     [resnet56] = [line for line in lines if line.startswith("resnet-56: at initialisation")]
-    assert "grow up to 50× their initial norms, and every conv keeps learning" in resnet56
+    assert "grow up to 50× their initial norms, and no conv's ‖∂L/∂W‖/‖W‖ falls to 1e-6" in resnet56
     assert resnet56.endswith("— healthy.")
     # The table's column and report.json carry the same verdicts.
     groups = group_runs(summaries)

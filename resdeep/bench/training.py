@@ -26,7 +26,7 @@ from resdeep.train.build import Training, build_training
 from resdeep.train.loop import autocast_context
 from resdeep.train.progress import TrainingProgress
 
-NEVER = sys.maxsize  # a log_every no step count reaches: gradient norms never logged
+NEVER = sys.maxsize  # a log_every no step count reaches: nothing is ever logged
 
 # The paper's optimizer, written as a researcher would: torch's own defaults for the rest.
 BARE_SGD = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}
@@ -81,7 +81,8 @@ def progress_bar_off_screen() -> Iterator[None]:
 class ResdeepLoop:
     """`TrainingLoop.train_epoch`, resdeep's real step loop, timed over windows of steps.
 
-    One loop serves several variants that differ only in how often they log gradient norms.
+    One loop serves several variants that differ only in how often they log (gradient norms and
+    the diagnostics).
     """
 
     def __init__(self, training: Training, progress: TrainingProgress) -> None:

@@ -7,6 +7,7 @@ setting's seeds (of log10 values where the axis is logarithmic) and the band the
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from itertools import groupby
 
@@ -203,7 +204,8 @@ def _rows_of_panels(
         for row, (title, values, moment, ylabel, xlabel) in enumerate(rows):
             axis = axes[len(rows) * (index // columns) + row, index % columns]
             used.add(id(axis))
-            step = getattr(members[0].first.mechanism, moment)
+            steps = sorted({getattr(run.mechanism, moment) for g in members for run in g.runs})
+            step = ", ".join(map(str, steps))
             for group in sorted(members, key=lambda g: g.arch):
                 curves = np.array([_log10(values(run)) for run in group.runs])
                 _mean_and_range(axis, curves, group, start=first_index)
@@ -232,13 +234,14 @@ def _diagnostics(run: RunSummary) -> Diagnostics:
 def _mean_and_range(axis: Axes, curves: np.ndarray, group: RunGroup, start: int) -> None:
     color = ARCH_COLOR.get(group.arch, "tab:gray")
     x = np.arange(start, start + curves.shape[1])
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # a diverged seed's NaN columns are drawn as gaps
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(curves, axis=0)
+        low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
     seeds = len(group.runs)
     label = group.name + (f" ({seeds} seeds)" if seeds > 1 else "")
     axis.plot(x, mean, color=color, linestyle=ARCH_LINESTYLE.get(group.arch, "-."), label=label)
     if seeds > 1:
-        low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
         axis.fill_between(x, low, high, color=color, alpha=0.15, lw=0)
 
 

@@ -30,6 +30,11 @@ class Thresholds:
     # ~3e3x and its weights grow at most ~7x; plain-110 at ~5e6x, and its early weights grow
     # 1e3-1e4x within the first steps.
     exploding: float = 1e4
+    # The forward signal: the std of the last block's output over the stem's, at initialisation.
+    # 100x gives logits of order 100 and a first loss whose gradient step overshoots: resnet-56
+    # without BN under Kaiming init starts at 500-1,500x and has NaN from its second step. With
+    # BN plain nets stay at ~1x and residual ones grow ~√(blocks): 2.4x at depth 20, 6x at 110.
+    forward_exploding: float = 100.0
     # The same ratio at or below 1e-2: the stem receives a hundredth of the signal that left the
     # last block (residual nets on digits: 5-60x *more*, at initialisation and at the end).
     vanishing: float = 1e-2
@@ -49,12 +54,14 @@ class Thresholds:
 
 THRESHOLDS = Thresholds()
 
+FORWARD_EXPLODING = "forward signal exploding at initialisation"
 EXPLODING = "exploding at initialisation"
 VANISHING_FROM_START = "vanishing from initialisation"
 FROZEN = "frozen by weight growth"
 VANISHING = "vanishing"
 HEALTHY = "healthy"
 SHORT_LABELS = {
+    FORWARD_EXPLODING: "forward exploding",
     EXPLODING: "exploding",
     VANISHING_FROM_START: "vanishing from the start",
     FROZEN: "frozen",
@@ -73,6 +80,7 @@ class Mechanism:
     update_step: int  # where relative updates are quoted
     blocks: int
     convs: int
+    forward_growth: float  # std of the last block's output over the stem's, at init_step
     init_growth: float  # backward signal at the stem over at the last block, at init_step
     end_growth: float  # the same at end_step
     first_update_max: float  # the largest relative update of the first step, over the convs
@@ -94,6 +102,8 @@ class Mechanism:
     def labels(self, thresholds: Thresholds = THRESHOLDS) -> list[str]:
         """The mechanisms these numbers show, in the order they happen; [HEALTHY] if none."""
         found = []
+        if self.forward_growth >= thresholds.forward_exploding:
+            found.append(FORWARD_EXPLODING)
         if self.init_growth >= thresholds.exploding:
             found.append(EXPLODING)
         if self.init_growth <= thresholds.vanishing:
@@ -131,6 +141,7 @@ def diagnose(
         update_step=update_step,
         blocks=len(signal.names) - 1,
         convs=len(growth),
+        forward_growth=_last_over_first(diagnostics.forward_std.at(init_step)),
         init_growth=_ratio(signal.at(init_step)),
         end_growth=_ratio(signal.at(end_step)),
         first_update_max=_nanmax(diagnostics.relative_update.at(first_step)[convs]),
@@ -163,7 +174,14 @@ def _ratio(signal: np.ndarray) -> float:
     return first / last if last > 0 else math.nan
 
 
+def _last_over_first(values: np.ndarray) -> float:
+    first, last = float(values[0]), float(values[-1])
+    return last / first if first > 0 else math.nan
+
+
 def _per_block(growth: float, blocks: int) -> float:
+    if growth == 0:  # the signal underflowed to zero on its way to the stem
+        return 0.0
     return growth ** (1 / blocks) if growth > 0 and math.isfinite(growth) else math.nan
 
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from resdeep.report.analysis import RunGroup
 from resdeep.report.mechanism import (
     EXPLODING,
+    FORWARD_EXPLODING,
     FROZEN,
     HEALTHY,
     SHORT_LABELS,
@@ -34,6 +37,8 @@ def mechanism_findings(
     measured = [g for g in groups if all(run.mechanism for run in g.runs)]
     for group in sorted(measured, key=lambda g: (g.depth, g.arch)):
         lines.append(_sentence(group, [run.mechanism for run in group.runs], degraded_against))
+    if measured:
+        lines += _forward_findings(sorted(measured, key=lambda g: (g.arch, g.depth)))
     missing = [g for g in groups if g not in measured]
     if missing:
         lines.append(
@@ -42,6 +47,29 @@ def mechanism_findings(
             "mechanism is named; their gradient norms are reported as before."
         )
     return lines
+
+
+def _forward_findings(groups: Sequence[RunGroup]) -> list[str]:
+    """The forward signal at initialisation and the layer responses at the end (He et al.
+    2015, Fig. 7), per setting, as ranges over the seeds."""
+    forward, responses = [], []
+    for group in groups:
+        runs = [(run.run.diagnostics, run.mechanism) for run in group.runs]
+        forward.append(
+            f"{group.name} {sci_range([d.forward_std.at(m.init_step)[-1] for d, m in runs])}"
+        )
+        medians = [float(np.median(d.layer_response.at(m.end_step))) for d, m in runs]
+        largest = [float(np.max(d.layer_response.at(m.end_step))) for d, m in runs]
+        responses.append(f"{group.name} {sci_range(medians)} (largest {sci_range(largest)})")
+    step = groups[0].first.mechanism
+    return [
+        "forward signal, the std of the last block's output at initialisation (step "
+        f"{step.init_step}): " + ", ".join(forward) + ".",
+        f"layer responses at step {step.end_step} (He et al. 2015, Fig. 7: the std of each "
+        "conv's output after its BN, before ReLU or addition), median over the convs: "
+        + ", ".join(responses)
+        + ".",
+    ]
 
 
 def _sentence(
@@ -78,19 +106,31 @@ def _initial(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
         move = f"falls to {times_range(growth)} of the last block's at the stem"
     else:
         move = f"at the stem is {times_range(growth)} the last block's"
-    return (
+    text = (
         f"at initialisation (step {step}) the backward signal {move} "
         f"({times_range(gains)} per block{_tag(labels, EXPLODING, VANISHING_FROM_START)})"
     )
+    if any(FORWARD_EXPLODING in found for found in labels):
+        forward = times_range([m.forward_growth for m in mechanisms])
+        text += (
+            f" and the forward signal grows {forward} from the stem to the last block"
+            f"{_tag(labels, FORWARD_EXPLODING, parenthesised=True)}"
+        )
+    return text
 
 
 def _weights(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
     end = mechanisms[0].end_step
+    first_update = [m.first_update_max for m in mechanisms]
+    text = (
+        f"its first update moves the convs by up to {times_range(first_update)} their weight; "
+        if max(first_update) >= 1
+        else ""
+    )
     if any(FROZEN in found for found in labels):
         frozen = [m.frozen for m in mechanisms]
-        return (
-            f"its first update moves the convs by up to {times_range([m.first_update_max for m in mechanisms])} "
-            f"their weight; by step {end} the first conv's weights are "
+        return text + (
+            f"by step {end} the first conv's weights are "
             f"{times_range([m.first_conv_growth for m in mechanisms])} their initial norm "
             f"(largest {times_range([m.max_growth for m in mechanisms])}) and "
             f"{_span(frozen)} of {mechanisms[0].convs} convs are frozen "
@@ -104,17 +144,18 @@ def _weights(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
     else:
         weights = f"its convs' weights grow up to {times_range(growth)} their initial norms"
     stalled = [m.stalled for m in mechanisms]
-    learning = (
-        "every conv keeps learning"
+    stalling = (
+        f"no conv's ‖∂L/∂W‖/‖W‖ falls to {sci(THRESHOLDS.frozen)}"
         if max(stalled) == 0
-        else f"{_span(stalled)} of {mechanisms[0].convs} convs too small to learn"
+        else f"{_span(stalled)} of {mechanisms[0].convs} convs' ‖∂L/∂W‖/‖W‖ fall to "
+        f"{sci(THRESHOLDS.frozen)} or below"
     )
     relative_grads = [m.relative_grad_min for m in mechanisms] + [
         m.relative_grad_max for m in mechanisms
     ]
     updates = [m.update_min for m in mechanisms] + [m.update_max for m in mechanisms]
-    return (
-        f"{weights}, and {learning} (‖∂L/∂W‖/‖W‖ {sci_range(relative_grads)} at step {end}; "
+    return text + (
+        f"{weights}, and {stalling} ({sci_range(relative_grads)} at step {end}; "
         f"relative updates {sci_range(updates)} at step {mechanisms[0].update_step})"
     )
 
@@ -130,7 +171,7 @@ def _final(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
 def _verdict(labels: list[list[str]]) -> str:
     """ "exploding at initialisation, then frozen by weight growth, then vanishing", with the
     seeds counted where they disagree."""
-    order = [EXPLODING, VANISHING_FROM_START, FROZEN, VANISHING]
+    order = [FORWARD_EXPLODING, EXPLODING, VANISHING_FROM_START, FROZEN, VANISHING]
     seen = [label for label in order if any(label in found for found in labels)]
     if not seen:
         return HEALTHY

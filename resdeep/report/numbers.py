@@ -3,17 +3,25 @@ seeds."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 
 def times(ratio: float) -> str:
+    if not math.isfinite(ratio):
+        return f"{ratio}"
     if 100 <= ratio < 1e4:
         return f"{ratio:,.0f}×"
     return f"{ratio:.2g}×" if 0.01 <= ratio < 100 else f"{sci(ratio)}×"
 
 
 def sci(value: float) -> str:
-    """1.2e-14 for the tiny and huge, 0.0523 for the ordinary."""
+    """1.2e-14 for the tiny and huge, 0.0523 for the ordinary, 2,196 for the hundreds and
+    thousands."""
+    if not math.isfinite(value):
+        return f"{value}"
+    if 100 <= abs(value) < 1e4:
+        return f"{value:,.0f}"
     if value == 0 or 1e-3 <= abs(value) < 1e4:
         return f"{value:.3g}"
     mantissa, exponent = f"{value:.1e}".split("e")
@@ -21,11 +29,20 @@ def sci(value: float) -> str:
 
 
 def times_range(ratios: Sequence[float | None]) -> str:
-    values = [v for v in ratios if v is not None]
-    low, high = min(values), max(values)
-    return times(low) if times(low) == times(high) else f"{times(low)} to {times(high)}"
+    return _range([v for v in ratios if v is not None], times)
 
 
 def sci_range(values: Sequence[float]) -> str:
-    low, high = sci(min(values)), sci(max(values))
-    return low if low == high else f"{low} to {high}"
+    return _range(values, sci)
+
+
+def _range(values: Sequence[float], text: Callable[[float], str]) -> str:
+    """ "low to high" over the finite values, with the others counted: a diverged seed's NaN
+    is said, not hidden."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "not finite"
+    low, high = text(min(finite)), text(max(finite))
+    shown = low if low == high else f"{low} to {high}"
+    others = len(values) - len(finite)
+    return shown + (f" ({others} not finite)" if others else "")

@@ -46,7 +46,7 @@ SUMMARY_PREFIX = "grad_norm_summary/"
 DIAGNOSTICS_PREFIX = "diagnostics/"
 # One colour scale for every run's heatmap of a quantity, so two runs compare by eye.
 HEATMAP_RANGE = (-12.0, 2.0)  # log10 gradient norm: 1e-12 (vanished) to 1e2
-SIGNAL_RANGE = (-12.0, 2.0)  # log10 backward signal
+SIGNAL_RANGE = (-16.0, 6.0)  # log10 backward signal: vanished (1e-16) to exploded (1e6)
 UPDATE_RANGE = (-12.0, 0.0)  # log10 relative update: frozen (1e-12) to the whole weight (1)
 
 
@@ -105,14 +105,14 @@ class TensorBoardLogger:
 
         self.writer.add_custom_scalars(
             {
-                "gradient norm ‖∂L/∂W‖, log10, at the same relative depth in every run": by_position(
-                    POSITION_PREFIX
-                ),
-                "backward signal ‖∂L/∂x‖ at block outputs, log10, at the same relative depth": (
+                "backward signal ‖∂L/∂x‖ at block outputs, log10, at the same relative depth in every run": (
                     by_position(SIGNAL_POSITION_PREFIX)
                 ),
-                "relative update ‖ΔW‖/‖W‖, log10, at the same relative depth": by_position(
+                "relative update ‖ΔW‖/‖W‖, log10, at the same relative depth in every run": by_position(
                     UPDATE_POSITION_PREFIX
+                ),
+                "gradient norm ‖∂L/∂W‖, log10, at the same relative depth in every run": by_position(
+                    POSITION_PREFIX
                 ),
                 "over all layers": {
                     "smallest gradient norm, log10": [
