@@ -32,16 +32,18 @@ def series_tag(prefix: str, index: int, name: str) -> str:
     return f"{prefix}{index:03d}_{name}"
 
 
-def grad_norm_tag(index: int, layer: str) -> str:
-    return series_tag(GRAD_NORM_PREFIX, index, layer)
+def parse_series_tag(tag: str) -> tuple[int | None, str]:
+    """`grad_norm/003_stage1.block1.conv2` -> (3, `stage1.block1.conv2`); past 999 layers the
+    index has more digits (`1000_...`); the older `grad_norm/stage1.block1.conv2` -> (None, ...)."""
+    name = tag.partition("/")[2]
+    index, _, rest = name.partition("_")
+    if len(index) >= 3 and index.isdigit() and rest:
+        return int(index), rest
+    return None, name
 
 
 def name_of_series_tag(tag: str) -> str:
-    """`grad_norm/003_stage1.block1.conv2` (or the older `grad_norm/stage1.block1.conv2`) ->
-    `stage1.block1.conv2`."""
-    name = tag.partition("/")[2]
-    index, _, rest = name.partition("_")
-    return rest if len(index) == 3 and index.isdigit() and rest else name
+    return parse_series_tag(tag)[1]
 
 
 @dataclass

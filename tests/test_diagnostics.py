@@ -16,7 +16,9 @@ from resdeep.experiment import compose_train_config
 from resdeep.models import build_model, layer_responses, units, weight_layers
 from resdeep.train.build import build_training
 from resdeep.train.diagnostics import LayerDiagnostics
+from resdeep.train.loop import heatmaps_due
 from resdeep.train.progress import TrainingProgress
+from resdeep.train.tensorboard import TensorBoardLogger
 from tests.conftest import FAST
 
 NETS = [
@@ -192,3 +194,107 @@ def test_relative_update_is_the_step_the_optimizer_took(optim, tmp_path):
     np.testing.assert_allclose([e.value for e in weight_norms_at_0], initial, rtol=1e-6)
     first_update = events.Scalars(f"relative_update/000_{names[0]}")[0]
     assert first_update.step == 0 and math.isnan(first_update.value)
+
+
+def test_modules_replaced_after_construction_are_still_measured():
+    """SyncBatchNorm (trainer.sync_bn) swaps a net's BN modules after the loop is built: the
+    diagnostics find modules by name when they hook them, so the new ones are measured."""
+    torch.manual_seed(0)
+    model = build_model("resnet", depth=8).train()
+    diagnostics = LayerDiagnostics(model)
+    model.stage1.block1.bn2 = torch.nn.BatchNorm2d(16)  # as convert_sync_batchnorm would
+    images, labels = _batch()
+    with diagnostics.recording():
+        F.cross_entropy(model(images), labels).backward()
+    diagnostics.end_backward(None)
+    diagnostics.grad_norms()
+    diagnostics.before_step()
+    point = diagnostics.layout.split(diagnostics.values().tolist())
+    assert all(math.isfinite(v) and v > 0 for v in point.layer_response)
+    assert not model.stage1.block1.bn2._forward_hooks
+
+
+def test_a_non_finite_gradient_has_no_update():
+    """What fp16's GradScaler skips: a step whose gradients are not finite logs NaN as its
+    relative update, not a zero that would read as a frozen layer."""
+    model = build_model("plain", depth=8).train()
+    diagnostics = LayerDiagnostics(model)
+    images, labels = _batch()
+    F.cross_entropy(model(images), labels).backward()
+    model.stem.conv.weight.grad[0, 0, 0, 0] = float("inf")
+    diagnostics.grad_norms()
+    diagnostics.before_step()
+    point = diagnostics.layout.split(diagnostics.values().tolist())
+    assert all(math.isnan(v) for v in point.relative_update)
+
+
+def test_log_steps_run_the_eager_module_and_the_others_the_compiled_one(tmp_path):
+    """torch.compile wraps the net in a module whose `_orig_mod` is the net itself: a log step
+    runs that (the hooks see every activation), every other step the compiled wrapper."""
+
+    class Compiled(torch.nn.Module):  # what torch.compile returns, minus the compiling
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self._orig_mod = net
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            return self._orig_mod(x)
+
+    cfg = compose_train_config([*FAST, "trainer.epochs=1", "trainer.log_every=4"])
+    loop = build_training(cfg, tmp_path).loop
+    loop.train_model = Compiled(loop.model)
+    with TrainingProgress(loop.settings.total_steps, 0, "lines") as progress:
+        loop.train_epoch(1, progress)
+    loop.close()
+    log_steps = [step for step in range(1, 11) if loop.should_log(1, step)]
+    assert log_steps == [1, 4, 8]
+    assert loop.train_model.calls == 10 - len(log_steps)
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    events.Reload()
+    signal = events.Scalars("backward_signal/000_stem")
+    assert [e.step for e in signal] == [0, 1, 4, 8] and all(e.value > 0 for e in signal)
+
+
+def test_a_scaled_loss_in_the_loop_gives_the_unscaled_diagnostics(tmp_path):
+    """The loop's own order with a GradScaler (as fp16 uses): the backward signal divided by
+    the loss scale that backward used, norms of unscaled gradients, the same update."""
+    points = {}
+    for name, scale in (("plain", None), ("scaled", 2.0**10)):
+        cfg = compose_train_config(
+            [*FAST, "trainer.epochs=1", "trainer.log_every=1", "trainer.deterministic=true"]
+        )
+        loop = build_training(cfg, tmp_path / name).loop
+        if scale is not None:
+            loop.scaler = torch.amp.GradScaler("cpu", init_scale=scale)
+        with TrainingProgress(2, 0, "lines") as progress:
+            loop.train_steps(2, 1, progress)
+        loop.close()
+        events = EventAccumulator(str(tmp_path / name), size_guidance={"scalars": 0})
+        events.Reload()
+        points[name] = {
+            tag: [e.value for e in events.Scalars(tag)]
+            for tag in events.Tags()["scalars"]
+            if tag.startswith(("backward_signal/", "grad_norm/", "relative_update/"))
+        }
+    assert points["plain"].keys() == points["scaled"].keys()
+    for tag, values in points["plain"].items():
+        np.testing.assert_allclose(points["scaled"][tag], values, rtol=1e-4, err_msg=tag)
+
+
+def test_heatmaps_are_drawn_at_epochs_1_2_4_8_and_the_last():
+    assert [epoch for epoch in range(1, 13) if heatmaps_due(epoch, final=False)] == [1, 2, 4, 8]
+    assert heatmaps_due(5, final=True)
+
+
+def test_a_resumed_logger_continues_the_heatmaps_from_the_earlier_log_points(tmp_path):
+    layout = LayerDiagnostics(build_model("plain", depth=8)).layout
+    first = TensorBoardLogger(tmp_path, layout, None)
+    for step in (0, 1, 10, 20):
+        first.diagnostics(layout.split([float(step + 1)] * len(layout)), step)
+    first.close()
+    resumed = TensorBoardLogger(tmp_path, layout, purge_step=11)  # resumed from step 10
+    resumed.close()
+    assert resumed.history_steps == [0, 1, 10]  # step 20 will be written again
+    np.testing.assert_allclose(resumed.history["backward_signal"][-1], np.log10(11.0))

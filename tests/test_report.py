@@ -527,11 +527,13 @@ def with_diagnostics(
     update: float = 1e-3,
     blocks: int = 4,
     convs: int = 6,
+    forward_growth: float = 1.0,
+    end_step: int = 50,
 ) -> RunData:
     """`run` with diagnostics at steps 0, 1 and 50: the backward signal at the stem over at the
     last block (geometric across the blocks), the first two convs' weight growth by step 50 and
     their relative gradient there (the other convs stay at 1x and 1e-3)."""
-    steps = [0, 1, 50]
+    steps = [0, 1, end_step]
     units = [f"unit{i}" for i in range(blocks + 1)]
     layers = [f"conv{i}" for i in range(convs)] + ["classifier"]
 
@@ -545,11 +547,11 @@ def with_diagnostics(
     grads_end = [relative_grad * w for w in end_weights[:2]] + [1e-3] * (convs - 1)
     diagnostics = Diagnostics(
         backward_signal=series(units, [signal(init_signal)] * 2 + [signal(end_signal)]),
-        forward_std=series(units, [[1.0] * len(units)] * 3),
+        forward_std=series(units, [list(np.geomspace(1.0, forward_growth, len(units)))] * 3),
         layer_response=series(layers[:-1], [[1.0] * convs] * 3),
         weight_norm=series(layers, [[1.0] * len(layers)] * 2 + [end_weights]),
         relative_update=series(layers, [[np.nan] * len(layers)] + [[update] * len(layers)] * 2),
-        lr={1: 0.02, 50: 0.02},
+        lr={1: 0.02, end_step: 0.02},
     )
     grads = GradNorms(steps=steps, layer_names=layers, norms=np.array([grads_end] * 3))
     return replace(run, grads=grads, diagnostics=diagnostics)
@@ -641,6 +643,15 @@ def test_seeds_that_disagree_are_counted_and_runs_without_diagnostics_say_so():
         )
         for seed in (0, 1, 2)
     ] + [fake_run("resnet", 110, [0.1], [1.0] * 7)]
+    runs.append(
+        with_diagnostics(  # exploding forward: NaN from its second step, it stopped at step 1
+            fake_run("resnet", 56, [2.3], [1.0] * 7, status="diverged"),
+            init_signal=300.0,
+            end_signal=300.0,
+            forward_growth=1e3,
+            end_step=1,
+        )
+    )
     lines = findings(summarize(runs))
     [plain] = [line for line in lines if line.startswith("plain-110: at initialisation")]
     assert "grows 5,000× to 5e6×" in plain and ": exploding in 2 of 3 seeds" in plain
@@ -649,3 +660,12 @@ def test_seeds_that_disagree_are_counted_and_runs_without_diagnostics_say_so():
         line.startswith("resnet-110: no diagnostics logged (runs from before resdeep measured")
         for line in lines
     )
+    [resnet56] = [line for line in lines if line.startswith("resnet-56: at initialisation")]
+    assert (
+        "the forward signal grows 1,000× from the stem to the last block (forward exploding)"
+        in resnet56
+    )
+    assert "at step 1 the stem's backward signal" in resnet56
+    assert resnet56.endswith("— forward signal exploding at initialisation.")
+    [responses] = [line for line in lines if line.startswith("Layer responses at step 50")]
+    assert "resnet-56 1 (largest 1) at step 1" in responses  # its own step, not the others

@@ -97,6 +97,9 @@ def test_plain20_run_dir_is_complete(cli, tmp_path):
         tags = sorted(t for t in scalars if t.startswith(prefix))
         assert tags == [f"{prefix}{i:03d}_{name}" for i, name in enumerate(names)], prefix
     assert len(expected["backward_signal/"]) == 10  # the stem and 9 blocks
+    for prefix in ("backward_signal/", "forward_std/", "layer_response/", "weight_norm/"):
+        for tag in (t for t in scalars if t.startswith(prefix)):
+            assert all(e.value > 0 and np.isfinite(e.value) for e in events.Scalars(tag)), tag
     gains = sorted(t for t in scalars if t.startswith("backward_gain/"))
     assert gains[0] == "backward_gain/001_stage1.block1" and len(gains) == 9
     assert [e.step for e in events.Scalars("backward_signal/000_stem")] == [0, 1, 10]

@@ -3,9 +3,14 @@ block, whose outputs carry the forward and backward signal) and its layer respon
 
 from __future__ import annotations
 
+import logging
 import re
 
 from torch import fx, nn
+
+from resdeep.errors import first_line
+
+log = logging.getLogger("resdeep.models")
 
 # Module names of the units every resdeep network is built from (resdeep.models.base).
 UNIT_NAME = re.compile(r"stem|stage\d+\.block\d+")
@@ -51,7 +56,12 @@ def layer_responses(model: nn.Module) -> list[tuple[str, nn.Module]]:
     following: dict[str, str] = {}
     try:
         graph = fx.symbolic_trace(model).graph
-    except Exception:  # noqa: BLE001 - an untraceable custom net still gets its conv outputs
+    except Exception as error:  # noqa: BLE001 - an untraceable custom net: its conv outputs
+        log.warning(
+            "cannot trace %s (%s): layer responses are its convs' outputs, not after BN",
+            type(model).__name__,
+            first_line(error),
+        )
         graph = None
     if graph is not None:
         for node in graph.nodes:

@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from resdeep.logscale import log10
 from resdeep.report.analysis import RunGroup, RunSummary
 from resdeep.report.figures import (
     ARCH_COLOR,
@@ -25,10 +26,12 @@ from resdeep.report.figures import (
     no_data,
     variant_title,
 )
-from resdeep.report.mechanism import THRESHOLDS
+from resdeep.report.mechanism import THRESHOLDS, conv_columns, relative_gradient, weight_growth
 from resdeep.report.reading import Diagnostics
 
 Panel = tuple[str, tuple[int, str, str], list[RunGroup]]  # (data, (depth, init, norm), groups)
+Row = tuple[str, Callable[[RunSummary], np.ndarray], str, str, str]
+# (title with {step}, one run's values, the Mechanism field of that step, y label, x label)
 
 
 def backward_signal(groups: Sequence[RunGroup]) -> Figure:
@@ -47,81 +50,36 @@ def backward_signal(groups: Sequence[RunGroup]) -> Figure:
 
 def weights_and_updates(groups: Sequence[RunGroup]) -> Figure:
     """By conv layer: weight growth from initialisation to the end, the relative gradient at
-    the end (with the freeze threshold dotted), and the relative update of the step where
+    the end (the freeze test; thresholds dotted), and the relative update of the step where
     updates are quoted."""
     convs = "conv layer (input → output)"
+    rows: list[Row] = [
+        ("weight growth ‖W‖ end / start (step {step})", _weight_growth, "end_step",
+         "log10 weight growth", convs),
+        ("relative gradient ‖∂L/∂W‖/‖W‖ at step {step}", _relative_gradient, "end_step",
+         "log10 ‖∂L/∂W‖/‖W‖", convs),
+        ("relative update ‖ΔW‖/‖W‖ at step {step}", _relative_update, "update_step",
+         "log10 ‖ΔW‖/‖W‖", convs),
+    ]  # fmt: skip
     return _rows_of_panels(
-        _panels(groups),
-        [
-            (
-                "weight growth ‖W‖ end / start (step {step})",
-                _weight_growth,
-                "end_step",
-                "log10 weight growth",
-                convs,
-            ),
-            (
-                "relative gradient ‖∂L/∂W‖/‖W‖ at step {step}",
-                _relative_gradient,
-                "end_step",
-                "log10 ‖∂L/∂W‖/‖W‖",
-                convs,
-            ),
-            (
-                "relative update ‖ΔW‖/‖W‖ at step {step}",
-                _relative_update,
-                "update_step",
-                "log10 ‖ΔW‖/‖W‖",
-                convs,
-            ),
-        ],  # fmt: skip
-        first_index=1,
-        thresholds={0: THRESHOLDS.grown, 1: THRESHOLDS.frozen},
+        _panels(groups), rows, first_index=1, thresholds={0: THRESHOLDS.grown, 1: THRESHOLDS.frozen}
     )
-
-
-# ---- what the rows draw: one run's values, input to output ------------------------------------
-
-
-def _signal_at(moment: str) -> Callable[[RunSummary], np.ndarray]:
-    return lambda run: _diagnostics(run).backward_signal.at(getattr(run.mechanism, moment))
-
-
-def _weight_growth(run: RunSummary) -> np.ndarray:
-    weights, mechanism = _diagnostics(run).weight_norm, run.mechanism
-    return (weights.at(mechanism.end_step) / weights.at(mechanism.init_step))[:-1]  # convs
-
-
-def _relative_gradient(run: RunSummary) -> np.ndarray:
-    grads, step = run.run.grads, run.mechanism.end_step
-    return (grads.norms[grads.steps.index(step)] / _diagnostics(run).weight_norm.at(step))[:-1]
-
-
-def _relative_update(run: RunSummary) -> np.ndarray:
-    return _diagnostics(run).relative_update.at(run.mechanism.update_step)[:-1]
 
 
 def layer_responses(groups: Sequence[RunGroup]) -> Figure:
     """He et al. 2015, Fig. 7: the standard deviation of every conv's response (after BN,
     before ReLU or addition) at the end of training, in network order (top) and sorted by
     magnitude (bottom); one column per data set and setting, colour for depth."""
-    settings = [
-        (key, [g for g in members if all(r.mechanism for r in g.runs)])
+    measured = [g for g in groups if all(r.mechanism for r in g.runs)]
+    by_setting = [
+        (key, list(members))
         for key, members in groupby(
-            sorted(groups, key=lambda g: (g.data, g.init, g.norm)),
+            sorted(measured, key=lambda g: (g.data, g.init, g.norm)),
             key=lambda g: (g.data, g.init, g.norm),
         )
     ]
-    settings = [(key, members) for key, members in settings if members]
-    columns = max(1, min(PANELS_PER_ROW, len(settings)))
-    blocks = max(1, -(-len(settings) // columns))
-    figure = Figure(figsize=(5.2 * columns, 3.4 * 2 * blocks), layout="constrained")
-    axes = figure.subplots(2 * blocks, columns, squeeze=False)
-    used = set()
-    for index, ((data, init, norm), members) in enumerate(settings):
-        top = axes[2 * (index // columns), index % columns]
-        bottom = axes[2 * (index // columns) + 1, index % columns]
-        used |= {id(top), id(bottom)}
+    figure, cells = _grid(len(by_setting), rows=2, panel_size=(5.2, 3.4))
+    for ((data, init, norm), members), (top, bottom) in zip(by_setting, cells, strict=True):
         depths = sorted({g.depth for g in members})
         palette = colormaps["viridis"](np.linspace(0.0, 0.85, len(depths)))
         color_of = dict(zip(depths, palette, strict=True))
@@ -135,9 +93,9 @@ def layer_responses(groups: Sequence[RunGroup]) -> Figure:
                 "label": group.name,
             }
             layers = np.arange(1, responses.shape[1] + 1)
-            top.plot(layers, responses.mean(axis=0), **style)
+            top.plot(layers, _nanmean(responses), **style)
             ordered = -np.sort(-responses, axis=1)  # each seed sorted on its own, as in Fig. 7
-            bottom.plot(layers, ordered.mean(axis=0), **style)
+            bottom.plot(layers, _nanmean(ordered), **style)
         title = ", ".join(
             [data]
             + ([f"{init} init"] if len({g.init for g in groups}) > 1 else [])
@@ -160,15 +118,36 @@ def layer_responses(groups: Sequence[RunGroup]) -> Figure:
             axis.xaxis.set_major_locator(MaxNLocator(integer=True))
             axis.grid(alpha=0.3)
         top.legend(fontsize="x-small", ncols=2)
-    for axis in axes.ravel():
-        if id(axis) not in used:
-            figure.delaxes(axis)
-    if not settings:
-        no_data(figure.add_subplot(), "no diagnostics logged")
     return figure
 
 
-# ---- the grid shared by the per-depth figures -------------------------------------------------
+# ---- what the rows draw: one run's values, input to output ------------------------------------
+
+
+def _signal_at(moment: str) -> Callable[[RunSummary], np.ndarray]:
+    return lambda run: _diagnostics(run).backward_signal.at(getattr(run.mechanism, moment))
+
+
+def _weight_growth(run: RunSummary) -> np.ndarray:
+    return weight_growth(_diagnostics(run))
+
+
+def _relative_gradient(run: RunSummary) -> np.ndarray:
+    assert run.run.grads is not None and run.mechanism is not None  # measured runs only
+    return relative_gradient(_diagnostics(run), run.run.grads, run.mechanism.end_step)
+
+
+def _relative_update(run: RunSummary) -> np.ndarray:
+    updates = _diagnostics(run).relative_update
+    return updates.at(run.mechanism.update_step)[conv_columns(updates.names)]
+
+
+def _diagnostics(run: RunSummary) -> Diagnostics:
+    assert run.run.diagnostics is not None  # panels hold measured groups only
+    return run.run.diagnostics
+
+
+# ---- the grids ----------------------------------------------------------------------------------
 
 
 def _panels(groups: Sequence[RunGroup]) -> list[Panel]:
@@ -183,33 +162,50 @@ def _panels(groups: Sequence[RunGroup]) -> list[Panel]:
     ]
 
 
+def _grid(
+    count: int, rows: int, panel_size: tuple[float, float]
+) -> tuple[Figure, list[list[Axes]]]:
+    """`count` panels of `rows` stacked axes each, PANELS_PER_ROW panels across; the axes of
+    each panel, top to bottom. No empty axes are left over; with no panel, a note."""
+    columns = max(1, min(PANELS_PER_ROW, count))
+    blocks = max(1, -(-count // columns))
+    width, height = panel_size
+    figure = Figure(figsize=(width * columns, height * rows * blocks), layout="constrained")
+    axes = figure.subplots(rows * blocks, columns, squeeze=False)
+    cells = [
+        [axes[rows * (index // columns) + row, index % columns] for row in range(rows)]
+        for index in range(count)
+    ]
+    used = {id(axis) for cell in cells for axis in cell}
+    for axis in axes.ravel():
+        if id(axis) not in used:
+            figure.delaxes(axis)
+    if count == 0:
+        no_data(figure.add_subplot(), "no diagnostics logged")
+    return figure, cells
+
+
 def _rows_of_panels(
     panels: list[Panel],
-    rows: list[tuple[str, Callable[[RunSummary], np.ndarray], str, str, str]],
+    rows: list[Row],
     first_index: int,
     thresholds: dict[int, float] | None = None,
 ) -> Figure:
-    """A block of len(rows) rows for every PANELS_PER_ROW panels: row r of a block draws
-    rows[r] = (title, values(run), moment of the title's step, y label, x label) for each
-    panel's groups, on a log10 axis, x from `first_index`. `thresholds`: a dotted horizontal
-    line on row r at that value."""
-    columns = max(1, min(PANELS_PER_ROW, len(panels)))
-    blocks = max(1, -(-len(panels) // columns))
-    figure = Figure(figsize=(4.8 * columns, 3.2 * len(rows) * blocks), layout="constrained")
-    axes = figure.subplots(len(rows) * blocks, columns, squeeze=False)
+    """Row r of each panel draws rows[r] for the panel's groups on a log10 axis, x from
+    `first_index`; `thresholds`: a dotted horizontal line on row r at that value."""
+    figure, cells = _grid(len(panels), rows=len(rows), panel_size=(4.8, 3.2))
     mixed_data = len({data for data, _, _ in panels}) > 1
     everything = [g for _, _, members in panels for g in members]
-    used = set()
-    for index, (data, variant, members) in enumerate(panels):
-        for row, (title, values, moment, ylabel, xlabel) in enumerate(rows):
-            axis = axes[len(rows) * (index // columns) + row, index % columns]
-            used.add(id(axis))
+    for (data, variant, members), cell in zip(panels, cells, strict=True):
+        for row, ((title, values, moment, ylabel, xlabel), axis) in enumerate(
+            zip(rows, cell, strict=True)
+        ):
             steps = sorted({getattr(run.mechanism, moment) for g in members for run in g.runs})
-            step = ", ".join(map(str, steps))
             for group in sorted(members, key=lambda g: g.arch):
-                curves = np.array([_log10(values(run)) for run in group.runs])
+                curves = np.array([log10(values(run)) for run in group.runs])
                 _mean_and_range(axis, curves, group, start=first_index)
             heading = variant_title(variant, everything) + (f" [{data}]" if mixed_data else "")
+            step = ", ".join(map(str, steps))
             axis.set_title(f"{heading}: {title.format(step=step)}", fontsize=9)
             axis.set_xlabel(xlabel)
             axis.set_ylabel(ylabel)
@@ -218,34 +214,25 @@ def _rows_of_panels(
             if thresholds and row in thresholds:
                 axis.axhline(np.log10(thresholds[row]), color="black", linestyle=":", lw=1)
             axis.legend(fontsize="x-small")
-    for axis in axes.ravel():
-        if id(axis) not in used:
-            figure.delaxes(axis)
-    if not panels:
-        no_data(figure.add_subplot(), "no diagnostics logged")
     return figure
-
-
-def _diagnostics(run: RunSummary) -> Diagnostics:
-    assert run.run.diagnostics is not None  # panels hold measured groups only
-    return run.run.diagnostics
 
 
 def _mean_and_range(axis: Axes, curves: np.ndarray, group: RunGroup, start: int) -> None:
     color = ARCH_COLOR.get(group.arch, "tab:gray")
     x = np.arange(start, start + curves.shape[1])
-    with warnings.catch_warnings():  # a diverged seed's NaN columns are drawn as gaps
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(curves, axis=0)
-        low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
     seeds = len(group.runs)
     label = group.name + (f" ({seeds} seeds)" if seeds > 1 else "")
-    axis.plot(x, mean, color=color, linestyle=ARCH_LINESTYLE.get(group.arch, "-."), label=label)
+    axis.plot(x, _nanmean(curves), color=color, linestyle=ARCH_LINESTYLE.get(group.arch, "-."),
+              label=label)  # fmt: skip
     if seeds > 1:
+        with warnings.catch_warnings():  # a diverged seed's NaN columns leave gaps
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
         axis.fill_between(x, low, high, color=color, alpha=0.15, lw=0)
 
 
-def _log10(values: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        array = np.asarray(values, dtype=float)
-        return np.log10(np.where(array > 0, array, np.nan))
+def _nanmean(values: np.ndarray) -> np.ndarray:
+    """The mean over seeds (rows) of what is finite; a column no seed measured stays NaN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.where(np.isfinite(values), values, np.nan), axis=0)

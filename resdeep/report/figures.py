@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from resdeep.logscale import log10
 from resdeep.report.analysis import RunGroup, RunSummary
 
 DPI = 110  # sharp enough to read layer ticks, small enough to keep each PNG well under 250 KB
@@ -170,7 +171,7 @@ def gradient_profile(groups: Sequence[RunGroup]) -> Figure:
             first, last = group.first.first_step, group.first.last_step
             moments = [("first", first, ":")] + ([("last", last, "-")] if last != first else [])
             for moment, step, linestyle in moments:
-                profiles = np.array([_log10(r.norms_at(moment)) for r in group.runs])
+                profiles = np.array([log10(r.norms_at(moment)) for r in group.runs])
                 layers = np.arange(1, profiles.shape[1] + 1)
                 axis.plot(
                     layers,
@@ -214,7 +215,7 @@ def gradient_heatmap(summary: RunSummary) -> Figure:
     # keep their true place on the step axis.
     edges = np.concatenate([[steps[0] - 0.5], (steps[1:] + steps[:-1]) / 2, [steps[-1] + 0.5]])
     image = axis.pcolormesh(
-        edges, layers, np.ma.masked_invalid(_log10(grads.norms.T)), cmap="viridis"
+        edges, layers, np.ma.masked_invalid(log10(grads.norms.T)), cmap="viridis"
     )
     figure.colorbar(image, ax=axis, label="log10 gradient norm")
     axis.set_xlabel("step")
@@ -326,12 +327,6 @@ def _panel_grid(count: int, panel_size: tuple[float, float]) -> tuple[Figure, li
         no_data(figure.add_subplot(), "no gradient norms logged")
         return figure, []
     return figure, list(grid[:count])
-
-
-def _log10(values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """log10 with zero norms drawn at 1e-30 (far below anything a live layer has)."""
-    array = np.asarray(values, dtype=float)
-    return np.log10(np.maximum(array, 1e-30))
 
 
 def no_data(axis: Axes, message: str) -> None:

@@ -125,14 +125,13 @@ def diagnose(
         return None
     init_step, end_step = steps[0], steps[-1]
     signal = diagnostics.backward_signal
-    weights = diagnostics.weight_norm
-    convs = slice(0, len(weights.names) - 1)  # the classifier is the last weight layer
+    convs = conv_columns(diagnostics.weight_norm.names)
     first_step = next(step for step in steps if step > 0)
     update_step = judged_step(diagnostics, thresholds)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        growth = (weights.at(end_step) / weights.at(init_step))[convs]
-        relative_grad = (grads.norms[grads.steps.index(end_step)] / weights.at(end_step))[convs]
-        updates = diagnostics.relative_update.at(update_step)[convs]
+    growth = weight_growth(diagnostics)
+    relative_grad = relative_gradient(diagnostics, grads, end_step)
+    updates = diagnostics.relative_update.at(update_step)[convs]
+    with np.errstate(invalid="ignore"):
         stalled = relative_grad <= thresholds.frozen
         frozen = int(np.sum(stalled & (growth >= thresholds.grown)))
     return Mechanism(
@@ -141,9 +140,11 @@ def diagnose(
         update_step=update_step,
         blocks=len(signal.names) - 1,
         convs=len(growth),
-        forward_growth=_last_over_first(diagnostics.forward_std.at(init_step)),
-        init_growth=_ratio(signal.at(init_step)),
-        end_growth=_ratio(signal.at(end_step)),
+        forward_growth=_ratio(
+            diagnostics.forward_std.at(init_step)[-1], diagnostics.forward_std.at(init_step)[0]
+        ),
+        init_growth=_ratio(signal.at(init_step)[0], signal.at(init_step)[-1]),
+        end_growth=_ratio(signal.at(end_step)[0], signal.at(end_step)[-1]),
         first_update_max=_nanmax(diagnostics.relative_update.at(first_step)[convs]),
         first_conv_growth=float(growth[0]),
         max_growth=_nanmax(growth),
@@ -157,6 +158,34 @@ def diagnose(
     )
 
 
+# ---- per conv layer: what the verdict and the figures rest on --------------------------------
+
+
+def conv_columns(layer_names: list[str]) -> list[int]:
+    """The weight layers batch norm acts on: every one but the linear classifier."""
+    return [index for index, name in enumerate(layer_names) if name != "classifier"]
+
+
+def weight_growth(diagnostics: Diagnostics) -> np.ndarray:
+    """Each conv's weight norm at the last log point over at initialisation."""
+    weights = diagnostics.weight_norm
+    first, last = diagnostics.steps[0], diagnostics.steps[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (weights.at(last) / weights.at(first))[conv_columns(weights.names)]
+
+
+def relative_gradient(diagnostics: Diagnostics, grads: GradNorms, step: int) -> np.ndarray:
+    """Each conv's ‖∂L/∂W‖ / ‖W‖ at `step`, the gradient norms matched to the weights by name."""
+    weights = diagnostics.weight_norm
+    column = {name: index for index, name in enumerate(grads.layer_names)}
+    gradient = grads.norms[grads.steps.index(step)]
+    matched = np.array(
+        [gradient[column[name]] if name in column else math.nan for name in weights.names]
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (matched / weights.at(step))[conv_columns(weights.names)]
+
+
 def judged_step(diagnostics: Diagnostics, thresholds: Thresholds = THRESHOLDS) -> int:
     """The last log point after step 0 whose learning rate is at least
     `judged_lr_fraction` of the run's peak (the last log point when no rate was logged)."""
@@ -168,15 +197,8 @@ def judged_step(diagnostics: Diagnostics, thresholds: Thresholds = THRESHOLDS) -
     return max(step for step, rate in rates.items() if rate >= thresholds.judged_lr_fraction * peak)
 
 
-def _ratio(signal: np.ndarray) -> float:
-    """The backward signal at the stem (unit 0) over at the last block."""
-    first, last = float(signal[0]), float(signal[-1])
-    return first / last if last > 0 else math.nan
-
-
-def _last_over_first(values: np.ndarray) -> float:
-    first, last = float(values[0]), float(values[-1])
-    return last / first if first > 0 else math.nan
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator) / float(denominator) if denominator > 0 else math.nan
 
 
 def _per_block(growth: float, blocks: int) -> float:

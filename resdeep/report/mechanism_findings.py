@@ -4,11 +4,12 @@ ranges over the seeds."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from resdeep.report.analysis import RunGroup
+from resdeep.report.analysis import RunGroup, RunSummary
 from resdeep.report.mechanism import (
     EXPLODING,
     FORWARD_EXPLODING,
@@ -21,6 +22,7 @@ from resdeep.report.mechanism import (
     Mechanism,
 )
 from resdeep.report.numbers import sci, sci_range, times_range
+from resdeep.report.reading import Diagnostics
 from resdeep.report.spread import format_spread
 
 
@@ -51,25 +53,55 @@ def mechanism_findings(
 
 def _forward_findings(groups: Sequence[RunGroup]) -> list[str]:
     """The forward signal at initialisation and the layer responses at the end (He et al.
-    2015, Fig. 7), per setting, as ranges over the seeds."""
+    2015, Fig. 7), per setting, as ranges over the seeds; a setting that ended at another step
+    than most (a run that diverged) says at which."""
+    end_steps = [run.mechanism.end_step for g in groups for run in g.runs]
+    usual_end = max(set(end_steps), key=end_steps.count)
     forward, responses = [], []
     for group in groups:
-        runs = [(run.run.diagnostics, run.mechanism) for run in group.runs]
+        runs = [(_diagnostics(run), run.mechanism) for run in group.runs]
         forward.append(
             f"{group.name} {sci_range([d.forward_std.at(m.init_step)[-1] for d, m in runs])}"
         )
-        medians = [float(np.median(d.layer_response.at(m.end_step))) for d, m in runs]
-        largest = [float(np.max(d.layer_response.at(m.end_step))) for d, m in runs]
-        responses.append(f"{group.name} {sci_range(medians)} (largest {sci_range(largest)})")
-    step = groups[0].first.mechanism
+        at_end = [d.layer_response.at(m.end_step) for d, m in runs]
+        medians = [_finite_stat(np.median, values) for values in at_end]
+        largest = [_finite_stat(np.max, values) for values in at_end]
+        own_steps = sorted({m.end_step for _, m in runs} - {usual_end})
+        elsewhere = f" at step {_and(own_steps)}" if own_steps else ""
+        responses.append(
+            f"{group.name} {sci_range(medians)} (largest {sci_range(largest)}){elsewhere}"
+        )
     return [
         "forward signal, the std of the last block's output at initialisation (step "
-        f"{step.init_step}): " + ", ".join(forward) + ".",
-        f"layer responses at step {step.end_step} (He et al. 2015, Fig. 7: the std of each "
-        "conv's output after its BN, before ReLU or addition), median over the convs: "
+        f"{groups[0].first.mechanism.init_step}): " + ", ".join(forward) + ".",
+        f"layer responses at step {usual_end} (He et al. 2015, Fig. 7: the std of each conv's "
+        "output after its BN, before ReLU or addition), median over the convs: "
         + ", ".join(responses)
         + ".",
     ]
+
+
+def _diagnostics(run: RunSummary) -> Diagnostics:
+    assert run.run.diagnostics is not None  # measured runs only
+    return run.run.diagnostics
+
+
+def _finite_stat(statistic: Callable[[np.ndarray], float], values: np.ndarray) -> float:
+    """The statistic of the finite values (a diverged layer's NaN is not a response)."""
+    finite = values[np.isfinite(values)]
+    return float(statistic(finite)) if finite.size else math.nan
+
+
+def _and(values: Sequence[int]) -> str:
+    """ "40", "1 and 40", "1, 20 and 40"."""
+    text = [str(v) for v in values]
+    return text[0] if len(text) == 1 else ", ".join(text[:-1]) + " and " + text[-1]
+
+
+def _steps(mechanisms: Sequence[Mechanism], moment: str) -> str:
+    """ "step 40", or "steps 1 and 40" when the seeds stopped at different steps."""
+    values = sorted({getattr(m, moment) for m in mechanisms})
+    return ("step " if len(values) == 1 else "steps ") + _and(values)
 
 
 def _sentence(
@@ -99,7 +131,6 @@ def _sentence(
 def _initial(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
     growth = [m.init_growth for m in mechanisms]
     gains = [m.init_gain for m in mechanisms]
-    step = mechanisms[0].init_step
     if all(value >= 1 for value in growth):
         move = f"grows {times_range(growth)} from the last block to the stem"
     elif all(value < 1 for value in growth):
@@ -107,10 +138,10 @@ def _initial(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
     else:
         move = f"at the stem is {times_range(growth)} the last block's"
     text = (
-        f"at initialisation (step {step}) the backward signal {move} "
+        f"at initialisation ({_steps(mechanisms, 'init_step')}) the backward signal {move} "
         f"({times_range(gains)} per block{_tag(labels, EXPLODING, VANISHING_FROM_START)})"
     )
-    if any(FORWARD_EXPLODING in found for found in labels):
+    if _count(labels, FORWARD_EXPLODING):
         forward = times_range([m.forward_growth for m in mechanisms])
         text += (
             f" and the forward signal grows {forward} from the stem to the last block"
@@ -120,17 +151,17 @@ def _initial(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
 
 
 def _weights(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
-    end = mechanisms[0].end_step
+    end = _steps(mechanisms, "end_step")
     first_update = [m.first_update_max for m in mechanisms]
     text = (
         f"its first update moves the convs by up to {times_range(first_update)} their weight; "
         if max(first_update) >= 1
         else ""
     )
-    if any(FROZEN in found for found in labels):
+    if _count(labels, FROZEN):
         frozen = [m.frozen for m in mechanisms]
         return text + (
-            f"by step {end} the first conv's weights are "
+            f"by {end} the first conv's weights are "
             f"{times_range([m.first_conv_growth for m in mechanisms])} their initial norm "
             f"(largest {times_range([m.max_growth for m in mechanisms])}) and "
             f"{_span(frozen)} of {mechanisms[0].convs} convs are frozen "
@@ -155,15 +186,15 @@ def _weights(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
     ]
     updates = [m.update_min for m in mechanisms] + [m.update_max for m in mechanisms]
     return text + (
-        f"{weights}, and {stalling} ({sci_range(relative_grads)} at step {end}; "
-        f"relative updates {sci_range(updates)} at step {mechanisms[0].update_step})"
+        f"{weights}, and {stalling} ({sci_range(relative_grads)} at {end}; "
+        f"relative updates {sci_range(updates)} at {_steps(mechanisms, 'update_step')})"
     )
 
 
 def _final(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
     growth = [m.end_growth for m in mechanisms]
     return (
-        f"at step {mechanisms[0].end_step} the stem's backward signal is {times_range(growth)} "
+        f"at {_steps(mechanisms, 'end_step')} the stem's backward signal is {times_range(growth)} "
         f"the last block's{_tag(labels, VANISHING, parenthesised=True)}"
     )
 
@@ -172,12 +203,12 @@ def _verdict(labels: list[list[str]]) -> str:
     """ "exploding at initialisation, then frozen by weight growth, then vanishing", with the
     seeds counted where they disagree."""
     order = [FORWARD_EXPLODING, EXPLODING, VANISHING_FROM_START, FROZEN, VANISHING]
-    seen = [label for label in order if any(label in found for found in labels)]
+    seen = [label for label in order if _count(labels, label)]
     if not seen:
         return HEALTHY
     words = []
     for label in seen:
-        count = sum(label in found for found in labels)
+        count = _count(labels, label)
         words.append(
             label + (f" (in {count} of {len(labels)} seeds)" if count < len(labels) else "")
         )
@@ -189,7 +220,7 @@ def _verdict(labels: list[list[str]]) -> str:
 def _tag(labels: list[list[str]], *wanted: str, parenthesised: bool = False) -> str:
     """ ": exploding" (or " (vanishing)") when a mechanism applies, in how many seeds if not all."""
     for label in wanted:
-        count = sum(label in found for found in labels)
+        count = _count(labels, label)
         if count:
             seeds = f" in {count} of {len(labels)} seeds" if count < len(labels) else ""
             word = SHORT_LABELS[label] + seeds
@@ -197,8 +228,13 @@ def _tag(labels: list[list[str]], *wanted: str, parenthesised: bool = False) -> 
     return ""
 
 
+def _count(labels: list[list[str]], label: str) -> int:
+    """In how many seeds (each seed's list of labels) `label` applies."""
+    return sum(label in found for found in labels)
+
+
 def _seeds_with(labels: list[list[str]], label: str) -> str:
-    count = sum(label in found for found in labels)
+    count = _count(labels, label)
     return f"; in {count} of {len(labels)} seeds" if count < len(labels) else ""
 
 

@@ -26,6 +26,7 @@ from resdeep.runs import (
     find_runs,
     is_run_dir,
     name_of_series_tag,
+    parse_series_tag,
     read_metrics,
 )
 
@@ -187,7 +188,7 @@ def read_grad_norms(accumulator: Any, model_config: dict[str, Any]) -> GradNorms
     tags = [t for t in accumulator.Tags()["scalars"] if t.startswith(GRAD_NORM_PREFIX)]
     if not tags:
         return None
-    tag_of = {name_of_series_tag(tag): tag for tag in sorted(tags)}
+    tag_of = dict(_in_index_order(tags))
     names = [name for name in layer_order(model_config, accumulator) if name in tag_of]
     names += [name for name in tag_of if name not in names]  # by tag (index) order: never lost
     series = _series(accumulator, [(name, tag_of[name]) for name in names])
@@ -196,10 +197,21 @@ def read_grad_norms(accumulator: Any, model_config: dict[str, Any]) -> GradNorms
 
 def read_series(accumulator: Any, prefix: str) -> Series | None:
     """The `<prefix><NNN>_<name>` scalars of a run, in index (network) order, or None."""
-    tags = sorted(t for t in accumulator.Tags()["scalars"] if t.startswith(prefix))
+    tags = [t for t in accumulator.Tags()["scalars"] if t.startswith(prefix)]
     if not tags:
         return None
-    return _series(accumulator, [(name_of_series_tag(tag), tag) for tag in tags])
+    return _series(accumulator, _in_index_order(tags))
+
+
+def _in_index_order(tags: list[str]) -> list[tuple[str, str]]:
+    """(name, tag) by the tags' parsed index (as text, 1000_ would sort before 100_); tags
+    without an index (older runs) after those with one, by name."""
+
+    def key(tag: str) -> tuple[bool, int, str]:
+        index, name = parse_series_tag(tag)
+        return (index is None, index or 0, name)
+
+    return [(parse_series_tag(tag)[1], tag) for tag in sorted(tags, key=key)]
 
 
 def read_diagnostics(accumulator: Any) -> Diagnostics | None:

@@ -11,7 +11,9 @@ vanishes and from a layer that is frozen.
 
 The hooks that see activations exist only while a log step's forward and backward run
 (`recording`); between log points the net runs without them. Every number stays on the device
-and comes back in the loop's one host copy of the log point (`LayerDiagnostics.values`).
+and comes back in the loop's one host copy of the log point (`LayerDiagnostics.values`). Under
+DDP the gradient norms are of the gradients averaged over ranks; the signals and stds are those
+of rank 0's own batch.
 """
 
 from __future__ import annotations
@@ -104,22 +106,26 @@ class LayerDiagnostics:
     """
 
     def __init__(self, model: nn.Module) -> None:
+        self._model = model
         layers = weight_layers(model)
         self._weights: list[torch.Tensor] = [module.weight for _, module in layers]
-        self._units = units(model)
-        self._responses = layer_responses(model)
+        # Modules are kept by name and looked up when hooked: SyncBatchNorm replaces a net's
+        # batch-norm modules after this is built.
+        module_names = {module: name for name, module in model.named_modules()}
+        self._unit_modules = [name for name, _ in units(model)]
+        self._response_modules = [module_names[module] for _, module in layer_responses(model)]
         self.layout = DiagnosticsLayout(
             layer_names=[name for name, _ in layers],
-            unit_names=[name for name, _ in self._units],
-            response_names=[name for name, _ in self._responses],
+            unit_names=self._unit_modules,
+            response_names=[name for name, _ in layer_responses(model)],
         )
         self._reset()
 
     def _reset(self) -> None:
         nan = math.nan
-        self._signal: list[torch.Tensor | float] = [nan] * len(self._units)
-        self._forward_std: list[torch.Tensor | float] = [nan] * len(self._units)
-        self._response_std: list[torch.Tensor | float] = [nan] * len(self._responses)
+        self._signal: list[torch.Tensor | float] = [nan] * len(self._unit_modules)
+        self._forward_std: list[torch.Tensor | float] = [nan] * len(self._unit_modules)
+        self._response_std: list[torch.Tensor | float] = [nan] * len(self._response_modules)
         self._grad_norms: torch.Tensor | None = None
         self._before: list[torch.Tensor] | None = None
 
@@ -130,13 +136,14 @@ class LayerDiagnostics:
         through them a tensor hook on every unit output for its gradient. All are gone on exit
         (the tensor hooks with the activations they sit on), whatever happens inside."""
         self._reset()
+        modules = dict(self._model.named_modules())
         handles = [
-            module.register_forward_hook(partial(self._unit_output, index))
-            for index, (_, module) in enumerate(self._units)
+            modules[name].register_forward_hook(partial(self._unit_output, index))
+            for index, name in enumerate(self._unit_modules)
         ]
         handles += [
-            module.register_forward_hook(partial(self._response_output, index))
-            for index, (_, module) in enumerate(self._responses)
+            modules[name].register_forward_hook(partial(self._response_output, index))
+            for index, name in enumerate(self._response_modules)
         ]
         try:
             yield
@@ -180,8 +187,8 @@ class LayerDiagnostics:
         The relative update is measured, not modelled: the weights after the optimizer step
         minus those kept by `before_step`. For SGD with momentum that step is
         lr * (momentum buffer + weight decay * W), for Adam lr * m_hat / (sqrt(v_hat) + eps),
-        and AdamW adds its decoupled decay lr * wd * W; differencing includes each exactly, and
-        also a step the GradScaler skipped (zero).
+        and AdamW adds its decoupled decay lr * wd * W; differencing includes each exactly. A
+        step with a non-finite gradient, which fp16's GradScaler skips, has no update: NaN.
         """
         if self._grad_norms is None or self._before is None:
             raise RuntimeError("grad_norms() and before_step() must run before values()")
@@ -189,6 +196,8 @@ class LayerDiagnostics:
         weight_norms = torch.stack(torch._foreach_norm(self._before)).float()
         steps = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, self._before)))
         relative = steps.float() / weight_norms
+        skipped = ~torch.isfinite(self._grad_norms).all()  # decided on the device, no sync
+        relative = torch.where(skipped, torch.full_like(relative, math.nan), relative)
         # A unit that saw no gradient keeps NaN; made on the device, where a host float would
         # be copied over and wait for the device.
         missing = torch.full((), math.nan, device=weight_norms.device)

@@ -223,8 +223,8 @@ class TrainingLoop:
         """Is `step` (counted from 1) a log point?"""
         if self.settings.dense_first_epoch and epoch == 1:
             return True
-        # Step 1 always: the progress bar has numbers at once, and every curve starts where
-        # plain nets lose their gradients.
+        # Step 1 always: the progress bar has numbers at once, and step 1's measurements are the
+        # net as initialised (step 0), where deep plain nets' backward signal explodes.
         return step == 1 or step % self.settings.log_every == 0
 
     @property
@@ -299,8 +299,8 @@ class TrainingLoop:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def train_steps(self, steps: int, log_every: int, progress: TrainingProgress) -> None:
-        """`steps` more steps logging gradient norms every `log_every` (a benchmark's window);
-        the run's own settings are left as they were."""
+        """`steps` more steps with a log point every `log_every` (a benchmark's window); the
+        run's own settings are left as they were."""
         settings = self.settings
         saved = settings.log_every, settings.total_steps
         settings.log_every, settings.total_steps = log_every, self.state.step + steps
@@ -340,10 +340,8 @@ class TrainingLoop:
                 self.scaler.scale(loss).backward()
             state.step += 1
             if log_now:
-                self.diagnostics.end_backward(self._loss_scale())
-                self.scaler.unscale_(self.optimizer)  # norms of the true gradients, not scaled ones
-                self.diagnostics.grad_norms()
-                self.diagnostics.before_step()
+                self._measure_before_step()
+                step_lr = self.current_lr()  # the rate this step uses, before the schedule moves
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
@@ -383,7 +381,7 @@ class TrainingLoop:
                     {
                         "train/loss": loss_value / window_seen,
                         "train/acc": correct_value / window_seen,
-                        "lr": self.current_lr(),
+                        "lr": step_lr,
                         "throughput/img_per_s": speed,
                     },
                     state.step,
@@ -408,20 +406,33 @@ class TrainingLoop:
                 window_correct.zero_()
                 window_seen = 0
                 window_start = time.perf_counter()
-        if logged and self.logger is not None:
-            # Each heatmap holds every log point so far, so epochs 1, 2, 4, 8, ... and the last
-            # show its whole story at a fraction of the cost of drawing one every epoch.
-            last = (
-                epoch >= self.settings.epochs
-                or state.step >= self.settings.total_steps
-                or state.status == "interrupted"
-                or not math.isfinite(loss_value)
-            )
-            self.logger.epoch_images(state.step, epoch, heatmaps=last or epoch & (epoch - 1) == 0)
         totals = torch.stack(
             [epoch_loss, epoch_correct, torch.tensor(float(epoch_seen), device=self.device)]
         )
         loss_sum, correct_sum, seen = self.world.all_reduce_sum(totals).tolist()
+        if logged and self.logger is not None:
+            final = (
+                epoch >= self.settings.epochs
+                or state.step >= self.settings.total_steps
+                or state.status == "interrupted"
+                or not math.isfinite(loss_sum)
+            )
+            self.logger.epoch_images(state.step, epoch, heatmaps=heatmaps_due(epoch, final))
         if seen == 0:
             return float("nan"), float("nan")
         return loss_sum / seen, correct_sum / seen
+
+    def _measure_before_step(self) -> None:
+        """A log step, between backward and the optimizer: the backward signal unscaled while
+        the loss scale is the one backward used, the true (unscaled) gradients' norms, and the
+        weights the optimizer is about to change."""
+        self.diagnostics.end_backward(self._loss_scale())
+        self.scaler.unscale_(self.optimizer)
+        self.diagnostics.grad_norms()
+        self.diagnostics.before_step()
+
+
+def heatmaps_due(epoch: int, final: bool) -> bool:
+    """Each heatmap holds every log point so far, so epochs 1, 2, 4, 8, ... and the run's last
+    tell its whole story at a fraction of the cost of drawing them every epoch."""
+    return final or epoch & (epoch - 1) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 from torch.utils.tensorboard.summary import hparams  # noqa: E402
 
+from resdeep.logscale import log10  # noqa: E402
 from resdeep.runs import (  # noqa: E402
     BACKWARD_GAIN_PREFIX,
     BACKWARD_SIGNAL_PREFIX,
@@ -50,16 +52,13 @@ SIGNAL_RANGE = (-16.0, 6.0)  # log10 backward signal: vanished (1e-16) to explod
 UPDATE_RANGE = (-12.0, 0.0)  # log10 relative update: frozen (1e-12) to the whole weight (1)
 
 
+HEATMAP_QUANTITIES = ("grad_norm", "backward_signal", "relative_update")
+HEATMAP_PREFIXES = (GRAD_NORM_PREFIX, BACKWARD_SIGNAL_PREFIX, RELATIVE_UPDATE_PREFIX)
+
+
 def position_indices(count: int) -> list[int]:
     """The layer (or unit) at each relative position of a net with `count` of them."""
     return [round(fraction * (count - 1)) for _, fraction in POSITIONS]
-
-
-def log10(values: Sequence[float]) -> np.ndarray:
-    """log10 with zeros at 1e-30; NaN (not measured) and inf (diverged) stay as they are."""
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        array = np.asarray(values, dtype=float)
-        return np.log10(np.where(array == 0, 1e-30, array))
 
 
 class TensorBoardLogger:
@@ -70,9 +69,10 @@ class TensorBoardLogger:
         purge_step: int | None,
         title: str = "",
     ) -> None:
-        # purge_step makes TensorBoard drop events a resumed run will write again.
+        # A resumed run's heatmaps go on from its earlier log points, read back before the
+        # writer's purge_step makes TensorBoard drop the events the run will write again.
+        earlier = _earlier_history(log_dir, layout, purge_step) if purge_step else None
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
-        self.layout = layout
         self.title = title  # "plain-56, seed 0, digits": on every picture
         layers, unit_names = layout.layer_names, layout.unit_names
         self.tags = {
@@ -91,12 +91,7 @@ class TensorBoardLogger:
         self.positions = position_indices(len(layers))
         self.unit_positions = position_indices(len(unit_names)) if unit_names else []
         # log10 values per log point, for the heatmaps
-        self.history_steps: list[int] = []
-        self.history: dict[str, list[np.ndarray]] = {
-            "grad_norm": [],
-            "backward_signal": [],
-            "relative_update": [],
-        }
+        self.history_steps, self.history = earlier or ([], {q: [] for q in HEATMAP_QUANTITIES})
 
         # The same layout in every run (no per-run tag lists), so TensorBoard merges a sweep's
         # layouts into one set of charts.
@@ -202,9 +197,8 @@ class TensorBoardLogger:
         summary += [Summary.Value(tag=t, simple_value=float(v)) for t, v in totals.items()]
         self.writer.file_writer.add_summary(Summary(value=summary), step)
         self.history_steps.append(step)
-        self.history["grad_norm"].append(grads)
-        self.history["backward_signal"].append(signal)
-        self.history["relative_update"].append(update)
+        for quantity, values in zip(HEATMAP_QUANTITIES, (grads, signal, update), strict=True):
+            self.history[quantity].append(values)
 
     def epoch_images(self, step: int, epoch: int, heatmaps: bool = True) -> None:
         """At an epoch's end, at the global step: the "gradient norm by layer" profile of the
@@ -311,6 +305,33 @@ def heatmap_figure(
     figure.colorbar(image, ax=axis, label=label)
     figure.tight_layout()
     return figure
+
+
+def _earlier_history(
+    log_dir: Path, layout: DiagnosticsLayout, before: int
+) -> tuple[list[int], dict[str, list[np.ndarray]]] | None:
+    """The heatmaps' log10 values of the log points a resumed run already wrote (steps below
+    `before`), or None when its event files lack any of them (a run from an older version)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "images": 1})
+    events.Reload()
+    found = set(events.Tags()["scalars"])
+    sizes = (len(layout.layer_names), len(layout.unit_names), len(layout.layer_names))
+    values: dict[str, dict[int, list[float]]] = {}
+    for quantity, prefix, size in zip(HEATMAP_QUANTITIES, HEATMAP_PREFIXES, sizes, strict=True):
+        names = layout.unit_names if quantity == "backward_signal" else layout.layer_names
+        tags = _tags(prefix, names)
+        if size == 0 or not set(tags) <= found:
+            return None
+        by_step: dict[int, list[float]] = {}
+        for column, tag in enumerate(tags):
+            for event in events.Scalars(tag):  # a later value of a step replaces an earlier one
+                if event.step < before:
+                    by_step.setdefault(event.step, [math.nan] * size)[column] = event.value
+        values[quantity] = by_step
+    steps = sorted(set.intersection(*(set(v) for v in values.values())))
+    return steps, {q: [log10(values[q][step]) for step in steps] for q in HEATMAP_QUANTITIES}
 
 
 def _tags(prefix: str, names: Sequence[str]) -> list[str]:
