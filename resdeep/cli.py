@@ -39,8 +39,9 @@ app.command(
 )(train)
 
 
-def _report(message: str, exit_code: int) -> None:
-    sys.stderr.write(f"error: {first_line(message, 'failed')}\n")
+def _report(message: str, exit_code: int, lines: list[str] | None = None) -> None:
+    for line in lines or [first_line(message, "failed")]:
+        sys.stderr.write(f"error: {line}\n")
     sys.exit(exit_code)
 
 
@@ -76,11 +77,12 @@ def main(argv: list[str] | None = None) -> None:
     except PropagatedError as propagated:
         if debug:
             raise propagated.error from None
-        _report(str(propagated.error), propagated.error.exit_code)
+        error = propagated.error
+        _report(str(error), error.exit_code, getattr(error, "lines", None))
     except ResdeepError as error:
         if debug:
             raise
-        _report(str(error), error.exit_code)
+        _report(str(error), error.exit_code, getattr(error, "lines", None))
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)

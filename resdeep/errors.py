@@ -15,6 +15,15 @@ class UsageError(ResdeepError):
     exit_code = 2
 
 
+class Problems(UsageError):
+    """Several things wrong at once (every job of a sweep checked before the first starts):
+    the CLI prints one line for each."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = list(lines)
+
+
 def first_line(error: BaseException | str, default: str = "") -> str:
     """The first non-blank line of an error (or message): what a one-line report shows."""
     text = str(error).strip()

@@ -6,8 +6,12 @@ metrics and checkpoints.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +128,11 @@ def refuse_existing_run(run_dir: Path, resuming: bool) -> None:
         )
 
 
+# For each run dir checked before Hydra made it: its nearest folder that existed then. A start
+# that fails takes back the folders above the run dir up to there, and no further.
+_EXISTED_BEFORE: dict[Path, Path] = {}
+
+
 def check_run_dir(run_dir: Path, resuming: bool) -> None:
     """Refuse early, before Hydra writes anything there, a run dir that would lose data."""
     existing = run_dir
@@ -131,28 +140,45 @@ def check_run_dir(run_dir: Path, resuming: bool) -> None:
         existing = existing.parent
     if not os.access(existing, os.W_OK):
         raise UsageError(f"cannot write to {existing}: pick a writable hydra.run.dir")
+    _EXISTED_BEFORE[run_dir.resolve()] = existing.resolve()
     refuse_existing_run(run_dir, resuming)
 
 
-def claim_run_dir(run_dir: Path, resuming: bool) -> None:
-    """Mark `run_dir` as taken, atomically, before the run writes anything of its own there: two
-    runs never write into one directory.
+@contextmanager
+def claim_run_dir(run_dir: Path, resuming: bool) -> Iterator[None]:
+    """Hold `run_dir` for this process while the block runs: two runs never write into one
+    directory, and nothing of this run is written there before the claim.
 
-    Jobs started in the same second with the same settings would otherwise share the default
-    name; the second one stops with a clear message instead of mixing files.
+    A fresh start creates the claim marker atomically (a directory another start already claimed
+    is refused, even after that run died: continue it with trainer.resume=auto); a resumed run
+    opens it. Either then takes an exclusive lock on it, which the kernel releases when the
+    process ends however it ends, so a live run is never resumed twice and a killed one can be.
     """
     marker = run_dir / CLAIM_MARKER
+    run_dir.mkdir(parents=True, exist_ok=True)
+    flags = os.O_RDWR | os.O_CREAT | (0 if resuming else os.O_EXCL)
     try:
-        descriptor = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        descriptor = os.open(marker, flags, 0o644)
     except FileExistsError:
-        if resuming:
-            return
         raise UsageError(
             f"{run_dir} is already used by another run; pick another hydra.run.dir "
-            f"(or continue that run with trainer.resume={run_dir})"
+            f"(or continue that run with trainer.resume=auto hydra.run.dir={run_dir})"
         ) from None
-    with os.fdopen(descriptor, "w") as stream:
-        stream.write(f"{os.getpid()}\n")
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        holder = marker.read_text().strip() or "another process"
+        raise UsageError(
+            f"{run_dir} is being trained by a running process ({holder}); wait for it to end "
+            "or stop it, then resume"
+        ) from None
+    try:
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 # What a run writes before its first step: Hydra's record and log, the config, the claim and an
@@ -167,6 +193,22 @@ STARTUP_FILES = (
 )
 
 
+def _remove_startup_files(run_dir: Path, names: tuple[str, ...]) -> None:
+    for name in names:
+        (run_dir / name).unlink(missing_ok=True)
+    for events in run_dir.glob("events.out.tfevents.*"):
+        events.unlink(missing_ok=True)
+
+
+def clear_dead_start(run_dir: Path) -> None:
+    """What a start that was killed before its first checkpoint left (its config, log and
+    events), so the run that takes the directory over starts clean. The claim stays: the caller
+    holds it."""
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        return
+    _remove_startup_files(run_dir, tuple(n for n in STARTUP_FILES if n != CLAIM_MARKER))
+
+
 def undo_failed_start(run_dir: Path, stop_at: Path | None = None) -> None:
     """Remove what a run that failed to start wrote into `run_dir` it had claimed, then the
     directory and its parents while they are empty (up to `stop_at`, the working directory by
@@ -174,11 +216,15 @@ def undo_failed_start(run_dir: Path, stop_at: Path | None = None) -> None:
     that holds a checkpoint or metrics is left alone."""
     if (run_dir / "checkpoints").exists() or (run_dir / "metrics.json").exists():
         return
-    for name in STARTUP_FILES:
-        (run_dir / name).unlink(missing_ok=True)
-    for events in run_dir.glob("events.out.tfevents.*"):
-        events.unlink(missing_ok=True)
-    stop_at = (stop_at or Path.cwd()).resolve()
+    _remove_startup_files(run_dir, STARTUP_FILES)
+    remove_empty_dirs(run_dir, stop_at)
+
+
+def remove_empty_dirs(run_dir: Path, stop_at: Path | None = None) -> None:
+    """`run_dir` (and its `.hydra/`) and then its parents, each while it is empty, up to
+    `stop_at` (by default the nearest folder that existed before the start, when it was checked
+    in this process, else the working directory): only ever an empty directory goes."""
+    stop_at = (stop_at or _EXISTED_BEFORE.get(run_dir.resolve()) or Path.cwd()).resolve()
     for folder in [run_dir / ".hydra", run_dir.resolve(), *run_dir.resolve().parents]:
         if folder == stop_at or stop_at.is_relative_to(folder):
             break

@@ -88,6 +88,7 @@ class TrainerConfig:
     resume: str | None = None  # a checkpoint or run dir to continue; auto: this run dir's
     init_from: str | None = None  # start from these weights (a run dir's best.pt); fresh optimizer
     progress: str = choice("auto", "bar", "lines")
+    threads: int | None = None  # CPU threads of torch (null: torch's choice, 1 per sweep job)
     devices: int = 1  # > 1: DistributedDataParallel over N spawned workers (one run dir)
     global_batch: bool = True  # data.batch_size is split over devices (false: per device)
     sync_bn: bool = False  # SyncBatchNorm across devices (CUDA only)

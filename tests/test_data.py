@@ -24,6 +24,7 @@ from resdeep.data import (
     normalize,
 )
 from resdeep.data.digits import NOISE_MAX
+from resdeep.errors import UsageError
 
 
 def rows_as_multiset(split: Split) -> list[bytes]:
@@ -96,8 +97,8 @@ def test_class_subset_is_reindexed_and_heldout_returns_the_rest() -> None:
         assert torch.equal(kept.images[kept.labels == 0], every.images[every.labels == 7])
         assert torch.equal(kept.images[kept.labels == 1], every.images[every.labels == 3])
 
-    for bad in ([], [10], [3, 3]):
-        with pytest.raises(DataError):
+    for bad in ([], [10], [3, 3]):  # what was typed cannot work: a usage error, exit 2
+        with pytest.raises(UsageError, match="data.classes"):
             build_data("digits", classes=bad)
 
 

@@ -85,7 +85,8 @@ def test_torchrun_leaves_exactly_one_run_dir(tmp_path):
     assert metrics["status"] == "completed" and metrics["world_size"] == 2
 
 
-@pytest.mark.parametrize("launcher", ["submitit_local", "joblib"])
+# The joblib launcher is tried by tests/test_resume.py (a sweep killed and continued).
+@pytest.mark.parametrize("launcher", ["submitit_local"])
 def test_hydra_launchers_run_sweeps(cli, tmp_path, launcher):
     sweep = tmp_path / "S"
     result = cli(

@@ -265,21 +265,6 @@ def test_non_resdeep_checkpoint_is_refused(capsys, tmp_path):
     assert status == 1 and "not a resdeep checkpoint" in line
 
 
-def test_checkpoint_of_another_input_shape_is_refused_on_resume(cli, tmp_path, train_run):
-    source = train_run()  # digits, 1 channel
-    result = cli(
-        "train",
-        "data=synthetic",
-        "data.num_samples=256",
-        "model.depth=8",
-        "trainer.device=cpu",
-        f"trainer.resume={source}/checkpoints/last.pt",
-        "trainer.epochs=4",  # more than it has: not refused as finished
-        f"hydra.run.dir={tmp_path / 'r'}",
-    )
-    assert result.returncode == 2 and "does not match" in _one_clear_line(result)
-
-
 # ---- disks and paths --------------------------------------------------------------------
 
 
@@ -322,21 +307,45 @@ def test_read_only_run_dir_is_refused(cli, tmp_path):
         subprocess.run(["umount", str(mount_point)], check=False)
 
 
-def test_two_runs_never_share_a_run_dir(tmp_path):
+def test_two_runs_never_share_a_run_dir(capsys, tmp_path):
+    """Two starts into one directory at once, with different seeds: exactly one trains, and the
+    other writes nothing there, not even Hydra's record or a log line; the run keeps its seed
+    when it is resumed later."""
     run_dir = tmp_path / "same"
-    processes = [
-        _popen_train(*FAST, "trainer.epochs=3", f"hydra.run.dir={run_dir}") for _ in range(2)
-    ]
-    outcomes = [(p.wait(timeout=300), p.stderr.read()) for p in processes]
-    codes = sorted(code for code, _ in outcomes)
-    assert codes == [0, 2], outcomes
-    loser = next(err for code, err in outcomes if code == 2)
-    assert "already" in loser
+    processes = {
+        seed: _popen_train(*FAST, "trainer.epochs=1", f"seed={seed}", f"hydra.run.dir={run_dir}")
+        for seed in (0, 1)
+    }
+    outcomes = {seed: (p.wait(timeout=300), p.stderr.read()) for seed, p in processes.items()}
+    assert sorted(code for code, _ in outcomes.values()) == [0, 2], outcomes
+    winner = next(seed for seed, (code, _) in outcomes.items() if code == 0)
+    loser_line = next(err for code, err in outcomes.values() if code == 2)
+    assert "already used by another run" in loser_line
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
-    # The loser stopped at the claim, before writing anything of its own: one event file, the
-    # winner's (an event file's name ends with the writing process's pid and a counter).
-    events = list(run_dir.glob("events.out.tfevents.*"))
-    assert len(events) == 1, events
+    # Every file of the run is the winner's: one event file, its seed in every record.
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    assert f"seed={winner}" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    for record in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
+        assert f"seed: {winner}" in record.read_text()
+    assert "already used" not in (run_dir / "train.log").read_text()
+    status, _, stderr = run_main(capsys, "train", f"trainer.resume={run_dir}", "trainer.epochs=2")
+    assert status == 0, stderr
+    payload = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert payload["config"]["seed"] == winner and payload["epoch"] == 2
+
+
+def test_classes_the_data_set_lacks_and_a_failed_download_leave_nothing(capsys, tmp_path):
+    status, _, stderr = run_main(
+        capsys, "train", *FAST, "data.classes=[0,11]", f"hydra.run.dir={tmp_path / 'r'}"
+    )
+    assert status == 2 and "data.classes [11] are not label ids in 0..9" in stderr
+    # No network here: the download fails, and the folders it made go again.
+    status, _, stderr = run_main(
+        capsys, "train", "data=mnist", "data.download=true", f"data.root={tmp_path / 'd' / 'x'}",
+        "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'r'}",
+    )  # fmt: skip
+    assert status == 1 and "download to" in stderr and stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_io_error_is_a_resdeep_error(tmp_path):

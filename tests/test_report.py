@@ -332,11 +332,11 @@ def test_single_seed_comparisons_are_labelled_as_such():
     runs = [*seeded("plain", 20, [0.01]), *seeded("plain", 56, [0.6])]
     lines = findings(summarize(runs))
     assert (
-        "plain-56 vs plain-20: deeper is worse; training error 60.0 % vs 1.0 %, training loss "
+        "plain-56 vs plain-20: no verdict; training error 60.0 % vs 1.0 %, training loss "
         "2.40 vs 0.0400 (60×); test accuracy 90.0 % vs 90.0 %; single seed: no spread." in lines
     )
     groups = group_runs(summarize(runs))
-    assert [c.single_seed for c in comparisons(groups)] == [True]
+    assert [(c.single_seed, c.verdict) for c in comparisons(groups)] == [(True, None)]
 
 
 def test_findings_give_gradient_ranges_over_the_seeds():
@@ -379,7 +379,7 @@ def test_smoothing_averages_neighbours_within_the_half_width():
 def test_findings_compare_depths_and_architectures_with_the_numbers():
     lines = findings(summarize(depth_sweep()))
     assert (
-        "plain-56 vs plain-20: no clear difference; training error 50.0 % vs 50.0 %, "
+        "plain-56 vs plain-20: no verdict; training error 50.0 % vs 50.0 %, "
         "training loss 2.00 vs 0.500 (4×); test accuracy 90.0 % vs 90.0 %; single seed: no spread."
         in lines
     )
@@ -510,7 +510,7 @@ def test_the_gradient_layouts_of_different_depths_merge_into_one(tmp_path):
         event = events.Tensors("custom_scalars__config__")[0]
         layout.ParseFromString(tensor_util.make_ndarray(event.tensor_proto).item())
         layouts.append(layout)
-        assert "grad_norm_log10_at/4_output" in events.Tags()["scalars"]
+        assert "grad_norm_log10_at/residual/4_output" in events.Tags()["scalars"]
     assert layouts[0] == layouts[1]
 
 
@@ -560,13 +560,22 @@ def with_diagnostics(
 def test_the_report_names_each_mechanism_from_its_numbers():
     runs = [
         # the classical no-BN picture: the signal reaches the stem a millionth as strong
-        with_diagnostics(
-            fake_run("plain", 20, [2.3], [1.0] * 7), init_signal=1e-6, end_signal=1e-6
+        *(
+            with_diagnostics(
+                fake_run("plain", 20, [2.3], [1.0] * 7, train_error=error, seed=seed),
+                init_signal=1e-6,
+                end_signal=1e-6,
+            )
+            for seed, error in ((0, 0.5), (1, 0.5), (2, 0.51))
         ),
-        with_diagnostics(
-            fake_run("plain", 56, [0.1], [1.0] * 7, train_error=0.6),
-            init_signal=3e3,  # below the exploding threshold: healthy, yet it degrades
-            end_signal=3.0,
+        # below the exploding threshold: healthy, yet it degrades (beyond the seed spread)
+        *(
+            with_diagnostics(
+                fake_run("plain", 56, [0.1], [1.0] * 7, train_error=error, seed=seed),
+                init_signal=3e3,
+                end_signal=3.0,
+            )
+            for seed, error in ((0, 0.6), (1, 0.6), (2, 0.61))
         ),
         with_diagnostics(
             fake_run("plain", 110, [2.3], [1.0] * 7, train_error=0.88),
@@ -612,7 +621,10 @@ def test_the_report_names_each_mechanism_from_its_numbers():
     assert (
         "grows 3,000× from the last block to the stem" in plain56 and ": exploding" not in plain56
     )
-    assert "— healthy, and it degrades anyway: training error 60.0 % vs plain-20's" in plain56
+    assert (
+        "— healthy, and it degrades anyway: training error 60.3 ± 0.6 % vs plain-20's 50.3 ± 0.6 %"
+        in plain56
+    )
     [plain20] = [line for line in lines if line.startswith("plain-20: at initialisation")]
     assert "falls to 1e-6× of the last block's at the stem" in plain20
     assert plain20.endswith("— vanishing from initialisation.")

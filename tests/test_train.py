@@ -79,7 +79,7 @@ def test_plain20_run_dir_is_complete(cli, tmp_path):
         assert picture.step == 10 and picture.width > 400
     assert all(v.value > 0 for v in events.Scalars("grad_norm/000_stem.conv"))
     first = events.Scalars("grad_norm/000_stem.conv")[0].value
-    at_input = events.Scalars("grad_norm_log10_at/0_input")[0].value
+    at_input = events.Scalars("grad_norm_log10_at/plain/0_input")[0].value
     assert at_input == pytest.approx(np.log10(first), rel=1e-5)
     for tag in ("grad_norm_summary/min_over_layers", "grad_norm_summary/input_over_output"):
         assert [e.step for e in events.Scalars(tag)] == [0, 1, 10]

@@ -153,8 +153,9 @@ class WindowClock:
     """A loader wrapper that times `steps` training steps from inside any loop that consumes it.
 
     The clock starts once the pass's first batch is made and stops when the loop asks for batch
-    `steps`, so a window holds exactly `steps` steps and their batches, and nothing of the
-    pass's set-up or of the loop's work after its last step (epoch summaries, figures).
+    `steps`, or leaves the pass after `steps` batches (resdeep's loop stops right after its last
+    step), so a window holds exactly `steps` steps and their batches, and nothing of the pass's
+    set-up or of the loop's work after its last step (epoch summaries, figures).
     """
 
     def __init__(self, loader: Any, device: torch.device) -> None:
@@ -168,15 +169,23 @@ class WindowClock:
 
     def __iter__(self) -> Iterator[Any]:
         self.seconds = float("nan")
-        started = 0.0
-        for index, batch in enumerate(self.loader):
-            if index == 0:
-                synchronize(self.device)
-                started = time.perf_counter()
-            elif index == self.steps:
+        started, handed = 0.0, 0
+        try:
+            for index, batch in enumerate(self.loader):
+                if index == 0:
+                    synchronize(self.device)
+                    started = time.perf_counter()
+                elif index == self.steps:
+                    synchronize(self.device)
+                    self.seconds = time.perf_counter() - started
+                handed = index + 1
+                yield batch
+        finally:
+            # The loop left the pass (CPython closes the generator at once): the window ends
+            # with the last batch handed out.
+            if self.seconds != self.seconds and handed == self.steps:
                 synchronize(self.device)
                 self.seconds = time.perf_counter() - started
-            yield batch
 
     def window_seconds(self) -> float:
         """The last window's length; an error when the loop stopped before `steps` steps."""

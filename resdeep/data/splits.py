@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from resdeep.errors import ResdeepError
+from resdeep.errors import ResdeepError, UsageError
 
 # Fixed seed for carving a test set out of data that ships without one (digits, imagefolder):
 # the test set must not change when the run seed does, or test errors are not comparable.
@@ -105,14 +105,15 @@ def carve_test(pool: Split) -> tuple[Split, Split]:
 
 
 def check_class_ids(class_ids: list[int], num_classes: int) -> None:
+    """data.classes as typed must name label ids of the data set: a usage error (exit 2)."""
     if not class_ids:
-        raise DataError("classes is empty; list the label ids to keep, or leave it unset")
+        raise UsageError("data.classes is empty; list the label ids to keep, or leave it unset")
     bad = [c for c in class_ids if isinstance(c, bool) or not isinstance(c, int)]
     bad += [c for c in class_ids if isinstance(c, int) and not 0 <= c < num_classes]
     if bad:
-        raise DataError(f"classes {bad} are not label ids in 0..{num_classes - 1}")
+        raise UsageError(f"data.classes {bad} are not label ids in 0..{num_classes - 1}")
     if len(set(class_ids)) != len(class_ids):
-        raise DataError(f"classes {class_ids} lists a label twice")
+        raise UsageError(f"data.classes {class_ids} lists a label twice")
 
 
 def keep_classes(split: Split, class_ids: list[int]) -> Split:

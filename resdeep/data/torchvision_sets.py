@@ -10,6 +10,7 @@ files written in the same format.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -62,10 +63,17 @@ def _ensure_files(
     if all(path.is_file() for path in paths):
         return
     if download:
+        made = [folder for folder in (root, *root.parents) if not folder.exists()]
         try:
             fetch()
         # Network, HTTP, checksum and disk errors all mean the same thing to the user.
         except Exception as error:
+            # The folders the download made (inside a new root, all of them), deepest first,
+            # while they are empty: a failed download leaves the file system as it was.
+            inside = sorted(root.rglob("*"), reverse=True) if root in made else []
+            for folder in [*inside, *made]:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
             raise DataError(
                 f"{name}: download to {root} failed ({_one_line(error)}); "
                 f"copy {expected} there by hand or check the network"

@@ -41,26 +41,23 @@ def blocks_per_stage(depth: int, block: str = "basic") -> int:
     )
 
 
-def build_model(
-    arch: Arch = "resnet",
+def check_model_args(
+    arch: str = "resnet",
     *,
     depth: int = 20,
     block: str = "basic",
-    in_channels: int = 3,
-    num_classes: int = 10,
-    shortcut: Shortcut | None = None,
-    shortcut_pad: ShortcutPad = "after",
-    init: InitScheme = "kaiming",
-    norm: Norm = "batch",
+    shortcut: str | None = None,
+    shortcut_pad: str = "after",
+    init: str = "kaiming",
+    norm: str = "batch",
     zero_init_residual: bool = False,
     dropout: float = 0.0,
     dropout_at: str = "head",
-) -> ConvNet:
-    """Build `arch` at `depth`. Plain and resnet use basic blocks; preact takes either.
-
-    `shortcut=None` picks the papers' choice: A (parameter-free) for basic blocks, B (projection)
-    for bottleneck units.
-    """
+    in_channels: int = 3,
+    num_classes: int = 10,
+) -> None:
+    """Raise ModelConfigError for arguments that build no network; nothing is built, so a sweep
+    can check every job before the first one starts."""
     if shortcut is None:
         shortcut = "B" if block == "bottleneck" else "A"
     if arch not in ARCHITECTURES:
@@ -92,6 +89,36 @@ def build_model(
         raise ModelConfigError("zero_init_residual needs a residual branch; plain nets have none")
     if in_channels < 1 or num_classes < 2:
         raise ModelConfigError("need at least 1 input channel and 2 classes")
+    blocks_per_stage(depth, block)
+
+
+def build_model(
+    arch: Arch = "resnet",
+    *,
+    depth: int = 20,
+    block: str = "basic",
+    in_channels: int = 3,
+    num_classes: int = 10,
+    shortcut: Shortcut | None = None,
+    shortcut_pad: ShortcutPad = "after",
+    init: InitScheme = "kaiming",
+    norm: Norm = "batch",
+    zero_init_residual: bool = False,
+    dropout: float = 0.0,
+    dropout_at: str = "head",
+) -> ConvNet:
+    """Build `arch` at `depth`. Plain and resnet use basic blocks; preact takes either.
+
+    `shortcut=None` picks the papers' choice: A (parameter-free) for basic blocks, B (projection)
+    for bottleneck units.
+    """
+    if shortcut is None:
+        shortcut = "B" if block == "bottleneck" else "A"
+    check_model_args(
+        arch=arch, depth=depth, block=block, shortcut=shortcut, shortcut_pad=shortcut_pad,
+        init=init, norm=norm, zero_init_residual=zero_init_residual, dropout=dropout,
+        dropout_at=dropout_at, in_channels=in_channels, num_classes=num_classes,
+    )  # fmt: skip
     n = blocks_per_stage(depth, block)
     common = dict(
         blocks_per_stage=n,

@@ -160,7 +160,7 @@ def _degraded_against(groups: list[RunGroup]) -> Callable[[RunGroup], RunGroup |
     worse = {
         deeper.label: shallowest
         for deeper, shallowest in _depth_pairs(groups)
-        if compare(deeper.train_error, shallowest.train_error) == "higher"
+        if _comparison("depth", deeper, shallowest).verdict == "higher"
     }
     return lambda group: worse.get(group.label)
 
@@ -178,21 +178,23 @@ def _architecture_pairs(groups: list[RunGroup]) -> list[tuple[RunGroup, RunGroup
 
 
 def _comparison(kind: str, subject: RunGroup, reference: RunGroup) -> Comparison:
+    """A single seed has no spread to exceed: its comparison states the numbers, no verdict."""
+    alone = single_seed(subject.train_error, reference.train_error)
     return Comparison(
         kind=kind,
         subject=subject.label,
         reference=reference.label,
-        verdict=compare(subject.train_error, reference.train_error),
-        single_seed=single_seed(subject.train_error, reference.train_error),
+        verdict=None if alone else compare(subject.train_error, reference.train_error),
+        single_seed=alone,
     )
 
 
 def _verdict_text(kind: str, comparison: Comparison) -> str:
+    if comparison.single_seed:
+        return "no verdict"  # its closing note says why: a single seed, no spread
     if comparison.verdict in (None, "unclear"):
-        text = "no clear difference"
-    else:
-        text = VERDICT_WORDS[kind][comparison.verdict]
-    return text  # a single-seed comparison says so in its closing note
+        return "no clear difference"
+    return VERDICT_WORDS[kind][comparison.verdict]
 
 
 def _numbers(a: RunGroup, b: RunGroup) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -18,16 +17,17 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from resdeep.checkpoint import resolve_checkpoint_path
 from resdeep.console import console, route_logging_through_rich
-from resdeep.errors import PropagatedError, ResdeepError, UsageError, first_line
+from resdeep.errors import PropagatedError, ResdeepError, UsageError
 from resdeep.experiment import CONFIG_DIR, compose_train_config
 from resdeep.runs import check_run_dir, run_dir_of
 from resdeep.train.distributed import World, join_process_group, launched_world
-from resdeep.train.validation import unknown_key_message, validate
+from resdeep.train.sweep import check_sweep, is_sweep, sweep_settings
+from resdeep.train.validation import composition_error_line, validate
 
 log = logging.getLogger("resdeep.train")
 
@@ -35,14 +35,23 @@ log = logging.getLogger("resdeep.train")
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float | None:
     # heavy imports only once Hydra has parsed its args
-    from resdeep.train.runner import Diverged, run
+    from resdeep.train.runner import Diverged, RunStart, run
 
     world = launched_world()
     if world is None or world.is_main:
         route_logging_through_rich()
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = tuple(hydra_cfg.overrides.task)
+    # Hydra writes no .hydra/ itself (hydra.output_subdir is null): the run writes this record
+    # once it holds its directory, so a start that loses the directory to another writes nothing.
+    record = {
+        "config.yaml": OmegaConf.to_yaml(cfg),
+        "hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})),
+        "overrides.yaml": yaml.safe_dump(list(overrides)),
+    }
     try:
-        metrics = run(cfg, run_dir)
+        metrics = run(cfg, run_dir, RunStart(overrides=overrides, record=record))
     except Diverged as error:
         # In a sweep a diverged run is a result (status "diverged" in its metrics.json): report
         # it and go on with the other jobs. A single run fails with the message.
@@ -62,28 +71,15 @@ def hydra_main(cfg: DictConfig) -> float | None:
     return metrics.get("best_val_acc")
 
 
-def with_resume_overrides(args: list[str]) -> list[str]:
-    """`trainer.resume=RUN` continues in RUN's directory with RUN's own overrides.
-
-    The run's recorded overrides come first, so anything typed now still wins; Hydra then
-    writes into the same run directory instead of a new one.
-    """
+def into_resumed_run_dir(args: list[str]) -> list[str]:
+    """`trainer.resume=RUN` continues in RUN's directory unless hydra.run.dir says otherwise.
+    The run's settings come from its checkpoint (resdeep.train.resume), not from here."""
     resume = next((a.split("=", 1)[1] for a in args if a.startswith("trainer.resume=")), None)
-    if not resume or resume in ("null", "None") or "-m" in args or "--multirun" in args:
+    if not resume or resume in ("null", "None", "auto") or "-m" in args or "--multirun" in args:
         return args
-    run_dir = run_dir_of(Path(resume))
-    saved = run_dir / ".hydra" / "overrides.yaml"
-    recorded: list[str] = []
-    if saved.is_file():
-        recorded = [
-            o
-            for o in (yaml.safe_load(saved.read_text()) or [])
-            if not o.startswith(("trainer.resume=", "hydra.", "hydra/"))
-        ]
-    extra = (
-        [] if any(a.startswith("hydra.run.dir=") for a in args) else [f"hydra.run.dir={run_dir}"]
-    )
-    return [*recorded, *args, *extra]
+    if any(a.startswith("hydra.run.dir=") for a in args):
+        return args
+    return [*args, f"hydra.run.dir={run_dir_of(Path(resume))}"]
 
 
 def agree_on_run_dir(args: list[str], world: World) -> list[str]:
@@ -104,48 +100,6 @@ def agree_on_run_dir(args: list[str], world: World) -> list[str]:
     return [a for a in args if not a.startswith("hydra.run.dir=")] + extra
 
 
-TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
-
-
-def _one_line(error: Exception) -> str:
-    """Hydra's multi-line composition errors, condensed: what is wrong and what is possible.
-
-    An unknown key gets the nearest known keys, never Hydra's advice to append it with `+`
-    (which would train with the typo ignored).
-    """
-    unknown = re.search(r"Could not override '([\w.]+)'", str(error))
-    if unknown and "not in" in f"{error} {error.__cause__}":
-        return unknown_key_message(unknown.group(1))
-    wrong_type = re.search(
-        r"override ([\w.]+)=.*?Value '(.*)' of type '\w+' could not be converted to (\w+)",
-        f"{error} {error.__cause__}",
-        re.DOTALL,
-    )
-    if wrong_type:
-        key, value, kind = wrong_type.groups()
-        wanted = TYPE_WORDS.get(kind, f"of type {kind}")
-        return f"{key} must be {wanted}, got {value!r}"
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    kept = []
-    for line in lines:
-        if line.startswith(
-            (
-                "Config search path",
-                "provider=",
-                "See https://",
-                "full_key:",
-                "object_type=",
-                "Set the environment",
-            )
-        ):
-            break
-        kept.append(line)
-    if isinstance(error.__cause__, Exception) and str(error.__cause__).strip():
-        kept.append(first_line(error.__cause__))
-    text = "; ".join(kept).replace(":;", ":").replace(".;", ";").replace("In 'train': ", "")
-    return text or type(error).__name__
-
-
 def check_overrides(args: list[str]) -> None:
     """Compose the config once before Hydra runs, to turn its errors into one clear line.
 
@@ -158,7 +112,7 @@ def check_overrides(args: list[str]) -> None:
         cfg = compose_train_config(args, hydra=True)
         run_dir = Path(str(cfg.hydra.run.dir))
     except (HydraException, OmegaConfBaseException) as error:
-        raise UsageError(_one_line(error)) from error
+        raise UsageError(composition_error_line(error)) from error
     validate(cfg)
     if cfg.trainer.resume not in (None, "auto"):
         # Before Hydra makes the run dir: a mistyped resume path must not be created.
@@ -168,12 +122,14 @@ def check_overrides(args: list[str]) -> None:
 
 def launch(args: list[str]) -> str | None:
     """Run the Hydra app with `args` as its command line; returns a sweep's directory."""
-    args = with_resume_overrides(list(args))
+    args = into_resumed_run_dir(list(args))
     check_overrides(args)
     world = launched_world()
     if world is not None and not {"-m", "--multirun", "--help", "-h", "--cfg", "-c"} & set(args):
         args = agree_on_run_dir(args, world)
-    sweep = _sweep_settings(args)
+    if is_sweep(args):
+        check_sweep(args)
+    sweep = sweep_settings(args) if is_sweep(args) else None
     sweep_dir = None
     if sweep is not None:
         sweep_dir, extra = sweep
@@ -182,32 +138,3 @@ def launch(args: list[str]) -> str | None:
     sys.argv = ["resdeep train", *args]
     hydra_main()
     return sweep_dir if sweep_dir is not None and Path(sweep_dir).is_dir() else None
-
-
-SWEEP_SYNTAX = (",", "range(", "choice(", "glob(", "interval(")
-
-
-def _sweep_settings(args: list[str]) -> tuple[str, list[str]] | None:
-    """A sweep's directory, fixed before Hydra runs so it can be named at start and end, and
-    job names (plain56_s0_init-xavier) that show what the sweep varies: the overrides it holds
-    fixed join the override_dirname exclusions of conf/train.yaml."""
-    if not {"-m", "--multirun"} & set(args) or {"--help", "-h", "--cfg", "-c"} & set(args):
-        return None
-    overrides = [a for a in args if "=" in a and not a.startswith("-")]
-    fixed = [a for a in overrides if not any(t in a.split("=", 1)[1] for t in SWEEP_SYNTAX)]
-    try:
-        hydra_cfg = compose_train_config(fixed, hydra=True).hydra
-    except (HydraException, OmegaConfBaseException):
-        return None
-    given = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir=")), None)
-    sweep_dir = given or str(hydra_cfg.sweep.dir)
-    excluded = list(hydra_cfg.job.config.override_dirname.exclude_keys)
-    excluded += [
-        key
-        for key in (a.split("=", 1)[0].lstrip("+~") for a in fixed)
-        if not key.startswith("hydra.") and key not in excluded
-    ]
-    return sweep_dir, [
-        f"hydra.sweep.dir={sweep_dir}",
-        f"hydra.job.config.override_dirname.exclude_keys=[{','.join(excluded)}]",
-    ]

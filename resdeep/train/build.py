@@ -29,6 +29,7 @@ from resdeep.train.device import resolve_device, resolve_precision
 from resdeep.train.distributed import World
 from resdeep.train.loop import LoopSettings, LoopState, TrainingLoop
 from resdeep.train.optim import build_optimizer, lr_multiplier
+from resdeep.train.resume import planned_steps
 from resdeep.train.tensorboard import TensorBoardLogger
 
 log = logging.getLogger("resdeep.train")
@@ -60,18 +61,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 def plan_steps(trainer: DictConfig, steps_per_epoch: int) -> tuple[int, int]:
     """(epochs, total steps) from `trainer.epochs` and/or `trainer.max_steps`."""
-    epochs, max_steps = trainer.epochs, trainer.max_steps
-    if epochs is None and max_steps is None:
-        raise UsageError("set trainer.epochs or trainer.max_steps")
-    if epochs is not None and int(epochs) < 1:
-        raise UsageError(f"trainer.epochs must be at least 1, got {epochs}")
-    if max_steps is not None and int(max_steps) < 1:
-        raise UsageError(f"trainer.max_steps must be at least 1, got {max_steps}")
-    if epochs is None:
-        return math.ceil(int(max_steps) / steps_per_epoch), int(max_steps)
-    total = int(epochs) * steps_per_epoch
-    if max_steps is not None:
-        total = min(total, int(max_steps))
+    total = planned_steps(trainer, steps_per_epoch)
     return math.ceil(total / steps_per_epoch), total
 
 
@@ -80,9 +70,7 @@ def per_device_batch(cfg: DictConfig, world: World) -> int:
 
     The learning rate is never rescaled behind the user's back: change optim.lr explicitly.
     """
-    batch_size = int(cfg.data.batch_size)
-    if batch_size < 1:
-        raise UsageError(f"data.batch_size must be at least 1, got {batch_size}")
+    batch_size = int(cfg.data.batch_size)  # at least 1: checked with the config
     if not bool(cfg.trainer.global_batch) or world.world_size == 1:
         return batch_size
     if batch_size % world.world_size:
@@ -258,6 +246,32 @@ def restore(checkpoint: dict, loop: TrainingLoop) -> None:
     for key, value in checkpoint["loop_state"].items():
         setattr(loop.state, key, value)
     loop.state.status = "running"
+    follow_the_schedule(loop.scheduler, checkpoint)
+
+
+def follow_the_schedule(
+    scheduler: torch.optim.lr_scheduler.LambdaLR, checkpoint: dict[str, Any]
+) -> None:
+    """The rate of the schedule planned for this run's budget, from the resumed step on.
+
+    The schedule is a function of the budget (a cosine over all steps, milestones at fractions
+    of them). A run resumed with a larger budget is re-planned over it: the rate at the current
+    step is what a run planned for the new budget would have there (for a cosine that decayed to
+    0 at the old end, it rises again), and one line says so.
+    """
+    step = scheduler.last_epoch
+    rates = [
+        base * schedule(step)
+        for base, schedule in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)
+    ]
+    saved = [group["lr"] for group in scheduler.optimizer.param_groups]
+    for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
+    if not math.isclose(rates[0], saved[0], rel_tol=1e-9, abs_tol=1e-12):
+        log.info(
+            "the schedule is planned over the new budget: lr at step %d goes from %.3g to %.3g",
+            step, saved[0], rates[0],
+        )  # fmt: skip
 
 
 def wrap_for_training(
@@ -284,6 +298,8 @@ def build_training(
     """Every object of one run, from its config (and the checkpoint it resumes, if any)."""
     world = world or World()
     trainer = cfg.trainer
+    if trainer.threads is not None:
+        torch.set_num_threads(int(trainer.threads))
     seed_everything(int(cfg.seed), bool(trainer.deterministic))
     device = device_for(str(trainer.device), world)
     precision = resolve_precision(trainer.precision, device)
@@ -347,6 +363,7 @@ def build_training(
     )
     if checkpoint is not None:
         restore(checkpoint, loop)
+    loop.state.steps_per_epoch = len(train_loader)
     loop.train_model = wrap_for_training(model, trainer, world, device)
     if world.is_main:
         # Only rank 0 writes; purge_step drops the events a resumed run will write again.
@@ -356,6 +373,7 @@ def build_training(
             purge_step=loop.state.step + 1 if checkpoint else None,
             title=f"{description.arch}-{description.depth}, seed {description.seed}, "
             f"{description.data}",
+            residual=description.arch != "plain",
         )
     _log_plan(description, data, total_steps, world)
     return Training(loop, model, test_loader, description)

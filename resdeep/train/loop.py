@@ -53,6 +53,7 @@ class LoopState:
     best_epoch: int = 0
     wall_time_s: float = 0.0
     skipped_steps: int = 0
+    steps_per_epoch: int = 0  # of the run's data and batch: how a new budget becomes steps
     history: list[dict[str, float]] = field(default_factory=list)
     status: str = "running"
 
@@ -244,7 +245,9 @@ class TrainingLoop:
         settings, state = self.settings, self.state
         progress_mode = settings.progress if self.world.is_main else "off"
         with TrainingProgress(settings.total_steps, state.step, progress_mode) as progress:
-            while state.epoch < settings.epochs and state.step < settings.total_steps:
+            # The step budget decides: an epoch cut short by an earlier budget is finished by
+            # the first pass after a resume, so epochs can outnumber settings.epochs.
+            while state.step < settings.total_steps:
                 epoch = state.epoch + 1
                 started = time.perf_counter()
                 train_loss, train_acc = self.train_epoch(epoch, progress)
@@ -286,8 +289,9 @@ class TrainingLoop:
                     }
                 self.save_checkpoint("last.pt", *(["best.pt"] if improved else []))
                 self.write_metrics()
+                of = f"/{settings.epochs}" if epoch <= settings.epochs else ""
                 progress.epoch_done(
-                    f"epoch {epoch}/{settings.epochs}  step {state.step}  train loss {train_loss:.4f} "
+                    f"epoch {epoch}{of}  step {state.step}  train loss {train_loss:.4f} "
                     f"acc {train_acc:.3f}  val loss {val_loss:.4f} acc {val_acc:.3f}"
                     + ("  (best)" if improved else "")
                 )
@@ -321,8 +325,6 @@ class TrainingLoop:
         window_start = time.perf_counter()
         logged = False  # a log point this epoch: the epoch ends with its pictures
         for images, labels in self.train_loader:
-            if state.step >= self.settings.total_steps:
-                break
             log_now = self.should_log(epoch, state.step + 1)
             # Gradients go before the forward pass: with CUDA graphs, the last step's gradients
             # live in memory the next replay reuses.
@@ -406,6 +408,10 @@ class TrainingLoop:
                 window_correct.zero_()
                 window_seen = 0
                 window_start = time.perf_counter()
+            # Checked after the step, not before the next batch: the loader's position must not
+            # move past a batch this run never trained, or a resumed run would skip it.
+            if state.step >= self.settings.total_steps:
+                break
         totals = torch.stack(
             [epoch_loss, epoch_correct, torch.tensor(float(epoch_seen), device=self.device)]
         )

@@ -24,10 +24,7 @@ def build_optimizer(
     betas: Sequence[float] = (0.9, 0.999),
     fused: bool | None = None,
 ) -> torch.optim.Optimizer:
-    if lr <= 0:
-        raise UsageError(f"optim.lr must be positive, got {lr}")
-    if weight_decay < 0:
-        raise UsageError(f"optim.weight_decay must be >= 0, got {weight_decay}")
+    # lr and weight decay are checked with the config (resdeep.train.validation).
     # foreach kernels update all parameters in a few launches instead of one per tensor.
     speed = {"fused": True} if fused else {"foreach": True}
     if name == "sgd":

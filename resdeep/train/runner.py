@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from resdeep.checkpoint import read_checkpoint, resolve_checkpoint_path, save_checkpoint
+from resdeep.checkpoint import read_checkpoint, save_checkpoint
 from resdeep.errors import ResdeepError, UsageError
 from resdeep.runs import (
     claim_run_dir,
-    refuse_existing_run,
+    clear_dead_start,
+    read_metrics,
+    remove_empty_dirs,
     run_dir_of,
     slurm_requeued,
     undo_failed_start,
 )
 from resdeep.train import distributed
-from resdeep.train.build import build_training, per_device_batch
+from resdeep.train.build import Training, build_training, per_device_batch
 from resdeep.train.device import resolve_device
 from resdeep.train.distributed import World
 from resdeep.train.interrupts import StopRequest
 from resdeep.train.loop import evaluate
+from resdeep.train.resume import budget_check, complete_message, resume_target, resumed_config
 from resdeep.train.validation import validate
 
 log = logging.getLogger("resdeep.train")
@@ -37,28 +42,13 @@ class Diverged(ResdeepError):
     """The loss became NaN/inf: a result of the configuration, not a crash."""
 
 
-def resume_target(trainer: DictConfig, run_dir: Path) -> Path | None:
-    """The checkpoint to continue from, if any.
-
-    `trainer.resume=auto` (and a SLURM requeue of a job that already checkpointed) continues
-    this run dir when it holds a checkpoint; otherwise a run dir is never overwritten.
-    """
-    resume = trainer.resume
-    existing = run_dir / "checkpoints" / "last.pt"
-    if resume == "auto" or (resume is None and slurm_requeued()):
-        return existing if existing.exists() else None
-    if resume:
-        return resolve_checkpoint_path(resume, "last.pt")
-    refuse_existing_run(run_dir, resuming=False)
-    return None
-
-
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train one configuration into `run_dir`; returns the final metrics."""
+def run(cfg: DictConfig, run_dir: Path, start: RunStart | None = None) -> dict[str, Any]:
+    """Train one configuration into `run_dir`; returns the final metrics. `start`: the command
+    line's overrides and Hydra's record of it (a resumed run checks the former against its own
+    settings; a new run writes the latter once it holds its directory)."""
+    start = start or RunStart()
     validate(cfg)
     devices = int(cfg.trainer.devices)
-    if devices < 1:
-        raise UsageError(f"trainer.devices must be at least 1, got {devices}")
     world = distributed.launched_world()
     if world is None and devices > 1:
         device_type = resolve_device(str(cfg.trainer.device)).type
@@ -71,53 +61,55 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if cfg.trainer.sync_bn and device_type != "cuda":
             raise UsageError("trainer.sync_bn needs CUDA devices (SyncBatchNorm is GPU-only)")
         container = OmegaConf.to_container(cfg, resolve=True)
-        distributed.spawn(_train_in_worker, (container, str(run_dir)), devices, device_type)
+        distributed.spawn(_train_in_worker, (container, str(run_dir), start), devices, device_type)
         from resdeep.runs import read_metrics
 
         return read_metrics(run_dir)
     world = world or World()
     if not world.distributed:
-        return train(cfg, run_dir, world)
+        return train(cfg, run_dir, world, start)
     distributed.join_process_group(world, resolve_device(str(cfg.trainer.device)).type)
     finished = False
     try:
-        metrics = train(cfg, run_dir, world)
+        metrics = train(cfg, run_dir, world, start)
         finished = True
         return metrics
     finally:
         distributed.leave_process_group(finished)
 
 
-def _train_in_worker(container: dict, run_dir: str, world: World) -> None:
+def _train_in_worker(container: dict, run_dir: str, start: RunStart, world: World) -> None:
     from resdeep.console import route_logging_through_rich
 
     if world.is_main:
         route_logging_through_rich()
-        handler = logging.FileHandler(Path(run_dir) / "train.log")
-        handler.setFormatter(
-            logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s")
-        )
-        logging.getLogger().addHandler(handler)
-    train(OmegaConf.create(container), Path(run_dir), world)
+    train(OmegaConf.create(container), Path(run_dir), world, start)
 
 
-def refuse_finished(checkpoint: dict[str, Any], trainer: DictConfig, run_dir: Path) -> None:
-    # run_dir: the finished run's own directory, the one to name in the advice
-    """Resuming a run that already has its budget is a mistake worth one line: say so, and how
-    to extend it, before anything is written."""
-    state = checkpoint.get("loop_state", {})
-    epoch, step = int(state.get("epoch", 0)), int(state.get("step", 0))
-    done_epochs = trainer.epochs is not None and epoch >= int(trainer.epochs)
-    done_steps = trainer.max_steps is not None and step >= int(trainer.max_steps)
-    if state.get("status") != "interrupted" and (done_epochs or done_steps):
-        raise UsageError(
-            f"{run_dir} is complete ({epoch} epochs, {step} steps); to train on, give a larger "
-            f"budget: resdeep train trainer.resume={run_dir} trainer.epochs={epoch * 2 or 1}"
-        )
+@dataclass(frozen=True)
+class RunStart:
+    """How a run was started: the command line's overrides, and Hydra's record of the start
+    (`.hydra/<name>` -> its text), written only once the run holds its directory."""
+
+    overrides: tuple[str, ...] = ()
+    record: dict[str, str] = field(default_factory=dict)
+
+
+def _write_startup_files(run_dir: Path, cfg: DictConfig, start: RunStart, new: bool) -> None:
+    """What a run writes once it holds its directory: Hydra's record (a new run only: a resumed
+    one keeps how it was started), the config it trains with, and its log file."""
+    if new:
+        for name, text in start.record.items():
+            (run_dir / ".hydra").mkdir(exist_ok=True)
+            (run_dir / ".hydra" / name).write_text(text)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
+    logging.getLogger().addHandler(handler)
 
 
 def _detach_file_logs(run_dir: Path) -> None:
-    """Close the log files kept in `run_dir` (Hydra's train.log) so they can go."""
+    """Close the log files kept in `run_dir` (train.log) so they can go."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if (
@@ -128,26 +120,55 @@ def _detach_file_logs(run_dir: Path) -> None:
             handler.close()
 
 
-def train(cfg: DictConfig, run_dir: Path, world: World) -> dict[str, Any]:
-    target = resume_target(cfg.trainer, run_dir)
-    checkpoint = read_checkpoint(target) if target is not None else None
-    if checkpoint is not None:
-        refuse_finished(checkpoint, cfg.trainer, run_dir_of(Path(target)))
-    if world.is_main:
-        # Claimed before the run writes anything of its own: a second run started into this
-        # directory stops here, leaving no config or events of its own behind.
-        claim_run_dir(run_dir, resuming=checkpoint is not None or cfg.trainer.resume == "auto")
+def train(cfg: DictConfig, run_dir: Path, world: World, start: RunStart) -> dict[str, Any]:
+    # A directory that held no run before this start is taken back whole if the start fails.
+    new_dir = not (run_dir / "checkpoints" / "last.pt").exists()
     try:
-        if world.is_main:
-            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        training = build_training(cfg, run_dir, world, checkpoint)
+        target = resume_target(cfg.trainer, run_dir, slurm_requeued())
+        checkpoint = read_checkpoint(target) if target is not None else None
+        if checkpoint is not None:
+            resumed_run = run_dir_of(Path(target))
+            cfg = resumed_config(checkpoint.get("config", {}), cfg, start.overrides, resumed_run)
+            validate(cfg)
+            if budget_check(checkpoint, cfg.trainer, resumed_run) == "complete":
+                if cfg.trainer.resume == "auto":  # continuing a sweep: this job is done
+                    log.info("%s is complete: nothing to train", run_dir)
+                    return read_metrics(run_dir)
+                raise UsageError(complete_message(checkpoint, resumed_run))
     except BaseException:
-        if world.is_main and checkpoint is None:
-            # A start that fails (bad depth, device, batch size, missing data) leaves the file
-            # system as it was: no run directory, no claim.
-            _detach_file_logs(run_dir)
-            undo_failed_start(run_dir)
+        if world.is_main and new_dir:
+            remove_empty_dirs(run_dir)  # the directory Hydra made for a start refused here
         raise
+    resuming = checkpoint is not None or cfg.trainer.resume == "auto"
+    with contextlib.ExitStack() as held:
+        if world.is_main:
+            # Claimed before the run writes anything of its own: a second run started into
+            # this directory stops here, leaving every file of the first as it was.
+            held.enter_context(claim_run_dir(run_dir, resuming=resuming))
+        try:
+            if world.is_main:
+                if resuming and checkpoint is None:
+                    clear_dead_start(run_dir)  # a killed attempt without a checkpoint
+                _write_startup_files(run_dir, cfg, start, new=checkpoint is None or new_dir)
+            training = build_training(cfg, run_dir, world, checkpoint)
+        except BaseException:
+            if world.is_main and new_dir:
+                # A start that fails (bad depth, device, batch size, missing data) leaves the
+                # file system as it was: no run directory, no claim.
+                _detach_file_logs(run_dir)
+                undo_failed_start(run_dir)
+            raise
+        return _train_and_finish(training, cfg, run_dir, world, checkpoint, target)
+
+
+def _train_and_finish(
+    training: Training,
+    cfg: DictConfig,
+    run_dir: Path,
+    world: World,
+    checkpoint: dict[str, Any] | None,
+    target: Path | None,
+) -> dict[str, Any]:
     loop, model = training.loop, training.model
     if checkpoint is not None:
         # Numbered like the stop message: the epoch in progress, and the step reached.

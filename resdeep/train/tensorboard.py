@@ -41,6 +41,7 @@ POSITION_NAMES = {
     "3_three_quarters": "three quarters of the depth",
     "4_output": "output end",
 }
+FAMILIES = {False: "plain", True: "residual"}
 POSITION_PREFIX = "grad_norm_log10_at/"
 SIGNAL_POSITION_PREFIX = "backward_signal_log10_at/"
 UPDATE_POSITION_PREFIX = "relative_update_log10_at/"
@@ -68,6 +69,7 @@ class TensorBoardLogger:
         layout: DiagnosticsLayout,
         purge_step: int | None,
         title: str = "",
+        residual: bool = True,
     ) -> None:
         # A resumed run's heatmaps go on from its earlier log points, read back before the
         # writer's purge_step makes TensorBoard drop the events the run will write again.
@@ -88,6 +90,9 @@ class TensorBoardLogger:
                 for index, name in enumerate(unit_names[1:], start=1)
             ],
         }
+        # Position charts come in two families, plain and residual nets side by side, so a
+        # sweep's 18 runs are two charts of 9 and plain-110 is not told by colour alone.
+        self.family = FAMILIES[residual]
         self.positions = position_indices(len(layers))
         self.unit_positions = position_indices(len(unit_names)) if unit_names else []
         # log10 values per log point, for the heatmaps
@@ -96,7 +101,11 @@ class TensorBoardLogger:
         # The same layout in every run (no per-run tag lists), so TensorBoard merges a sweep's
         # layouts into one set of charts.
         def by_position(prefix: str) -> dict[str, list]:
-            return {POSITION_NAMES[key]: ["Multiline", [prefix + key]] for key, _ in POSITIONS}
+            return {
+                f"{POSITION_NAMES[key]}: {family} nets": ["Multiline", [f"{prefix}{family}/{key}"]]
+                for key, _ in POSITIONS
+                for family in FAMILIES.values()
+            }
 
         self.writer.add_custom_scalars(
             {
@@ -175,7 +184,7 @@ class TensorBoardLogger:
         if np.isfinite(update).any():  # step 0 has no update yet
             charts.append((UPDATE_POSITION_PREFIX, update, self.positions))
         summary += [
-            Summary.Value(tag=prefix + key, simple_value=float(values[index]))
+            Summary.Value(tag=f"{prefix}{self.family}/{key}", simple_value=float(values[index]))
             for prefix, values, indices in charts
             for (key, _), index in zip(POSITIONS, indices, strict=True)
         ]
