@@ -4,6 +4,9 @@ names, panels, grids and a warning when an input is far from the training images
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import time
 
 import numpy as np
 import pytest
@@ -128,3 +131,45 @@ def test_a_colour_photo_for_a_digits_net_gets_a_warning(capsys, tmp_path, train_
         capsys, "cam", str(digit), "--checkpoint", str(train_run()), "--out", str(tmp_path / "o")
     )
     assert status == 0 and "warning" not in err
+
+
+def test_a_tiny_image_for_a_cifar_net_gets_a_warning(capsys, tmp_path, cifar_run):
+    digit = REPO / "examples" / "digits" / "test_003_two.png"  # 8x8, enlarged to 32x32
+    status, _, err = run_main(
+        capsys, "cam", str(digit), "--checkpoint", str(cifar_run), "--out", str(tmp_path / "o")
+    )
+    assert status == 0, err
+    [warning] = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert "8x8 pixels enlarged to 32x32" in warning and "cifar10" in warning
+    # The README's photos fit the net: no warning, the grey horse silhouette included.
+    photos = REPO / "examples" / "photos"
+    status, _, err = run_main(
+        capsys, "cam", str(photos), "--checkpoint", str(cifar_run), "--out", str(tmp_path / "o")
+    )
+    assert status == 0 and "warning" not in err, err
+
+
+def _aged(run_dir, seconds_ago: float):
+    """Give a run's checkpoint an age: the latest run is the one whose best.pt is newest."""
+    stamp = time.time() - seconds_ago
+    os.utime(run_dir / "checkpoints" / "best.pt", (stamp, stamp))
+    return run_dir
+
+
+def test_without_a_checkpoint_the_latest_trained_run_is_used_not_an_imported_one(
+    capsys, tmp_path, monkeypatch, train_run, cifar_run
+):
+    monkeypatch.chdir(tmp_path)
+    _aged(shutil.copytree(train_run(), tmp_path / "runs" / "digits"), 60)
+    _aged(shutil.copytree(cifar_run, tmp_path / "runs" / "imported" / "cifar"), 0)
+    digit = REPO / "examples" / "digits" / "test_003_two.png"
+    status, out, err = run_main(capsys, "cam", str(digit), "--out", "o")
+    assert status == 0, err
+    [picked] = [line for line in out.splitlines() if line.startswith("checkpoint:")]
+    assert "runs/digits/checkpoints/best.pt" in picked and "latest trained run" in picked
+    assert "warning" not in err  # a digit for the digits net
+    # With only imported runs there is nothing trained to pick: say what to type instead.
+    shutil.rmtree(tmp_path / "runs" / "digits")
+    status, _, err = run_main(capsys, "cam", str(digit), "--out", "o")
+    assert status == 1 and err.count("\n") == 1, err
+    assert "--checkpoint runs/imported/cifar" in err

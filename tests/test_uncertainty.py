@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -436,6 +437,34 @@ def test_cli_refuses_a_checkpoint_without_dropout(heldout_run, tmp_path, capsys)
     error = capsys.readouterr().err
     assert "train with model.dropout>0" in error and error.count("\n") == 1
     assert run_main(*command(heldout_run, "--ood-data", "noise", "extra.png")) == 2
+
+
+def test_without_a_checkpoint_the_latest_trained_run_is_scored_and_foreign_images_warned(
+    heldout_run, tmp_path, capsys, monkeypatch
+):
+    import os
+    import shutil
+    import time
+
+    from tests.test_published import ChenyaofoResNet
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(heldout_run, tmp_path / "runs" / "digits")
+    torch.save(ChenyaofoResNet(3).state_dict(), tmp_path / "c.pt")
+    assert run_main("import", "chenyaofo", str(tmp_path / "c.pt"), "--name", "cifar") == 0
+    stamp = time.time() - 60  # trained before the import
+    os.utime(tmp_path / "runs" / "digits" / "checkpoints" / "best.pt", (stamp, stamp))
+    capsys.readouterr()
+    photo = Path(__file__).parent.parent / "examples" / "photos" / "cat.png"
+    assert run_main("uncertainty", str(photo), "-T", "2", "--json", "u.json") == 0
+    captured = capsys.readouterr()
+    [picked] = [line for line in captured.out.splitlines() if line.startswith("checkpoint:")]
+    assert "runs/digits/checkpoints/best.pt" in picked and "latest trained run" in picked
+    [warning] = captured.err.strip().splitlines()
+    assert warning.startswith(f"warning: {photo}: a colour image") and "8x8 greyscale" in warning
+    report = json.loads(Path("u.json").read_text())
+    assert report["checkpoint"].startswith("runs/digits/")
+    assert warning.endswith(report["images"][0]["warning"])
 
 
 # ---- temperature scaling ----------------------------------------------------------------------

@@ -26,7 +26,14 @@ from resdeep.cam.render import save_overlay, save_panel
 from resdeep.checkpoint import CheckpointInfo
 from resdeep.errors import ResdeepError
 from resdeep.experiment import checkpoint_data
-from resdeep.images import View, crop_to_view, image_files, preprocess, read_image
+from resdeep.images import (
+    View,
+    crop_to_view,
+    image_files,
+    input_warning,
+    preprocess,
+    read_image,
+)
 from resdeep.models import ConvNet
 
 
@@ -114,29 +121,6 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
     return stems
 
 
-def input_warning(image: Image.Image, info: CheckpointInfo) -> str | None:
-    """One sentence when an input is far from the checkpoint's training images: colour given
-    to a greyscale net, or a picture shrunk more than eightfold. Its prediction then means
-    little, and the map with it."""
-    channels, height, width = info.input_shape
-    reasons = []
-    if channels == 1 and image.mode not in ("1", "L", "LA", "I", "F", "I;16"):
-        rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
-        spread = np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean()
-        if spread > 8:  # of 255: visibly coloured, not a grey picture stored as RGB
-            reasons.append("a colour image")
-    # CIFAR's 32x32 images are shrunk photos; a tiny input (8x8 digits) keeps only a blob.
-    if max(height, width) <= 16 and min(image.size) > 8 * max(height, width):
-        reasons.append(f"{image.width}x{image.height} pixels shrunk to {width}x{height}")
-    if not reasons:
-        return None
-    kind = "greyscale " if channels == 1 else ""
-    return (
-        f"{' and '.join(reasons)}, but the checkpoint was trained on {width}x{height} "
-        f"{kind}{info.data_name} images: its prediction and map say little about this input"
-    )
-
-
 def explain_images(
     model: ConvNet, info: CheckpointInfo, inputs: list[Path], settings: ExplainSettings
 ) -> Iterator[ExplainedImage | BadInput]:
@@ -210,7 +194,7 @@ def _explain_batch(
             item.image.width,
             item.image.height,
             image_maps,
-            input_warning(item.image, info),
+            input_warning(item.image, item.seen, info),
         )
 
 

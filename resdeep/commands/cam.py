@@ -120,7 +120,10 @@ def cam(
 
     if checkpoint is None:
         path = latest_checkpoint(DEFAULT_RUNS_ROOT)
-        console.print(f"checkpoint: {path} (the latest run under {DEFAULT_RUNS_ROOT}/)")
+        console.print(
+            f"checkpoint: {path} (the latest trained run under {DEFAULT_RUNS_ROOT}/; "
+            "--checkpoint picks another)"
+        )
     else:
         path = Path(checkpoint)
     model, info = load_checkpoint(path, device=resolve_device(device))

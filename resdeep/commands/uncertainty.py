@@ -78,7 +78,7 @@ def uncertainty(
     import torch
 
     from resdeep.checkpoint import load_checkpoint
-    from resdeep.runs import latest_checkpoint
+    from resdeep.runs import DEFAULT_RUNS_ROOT, latest_checkpoint
     from resdeep.train.device import resolve_device
     from resdeep.uncertainty import evaluate, plots, report
     from resdeep.uncertainty.data import SPLITS, check_ood_name
@@ -105,10 +105,13 @@ def uncertainty(
                 "(no images, --split test)"
             )
 
-    model, info = load_checkpoint(
-        checkpoint if checkpoint is not None else latest_checkpoint(),
-        device=resolve_device(device),
-    )
+    if checkpoint is None:
+        checkpoint = latest_checkpoint(DEFAULT_RUNS_ROOT)
+        console.print(
+            f"checkpoint: {checkpoint} (the latest trained run under {DEFAULT_RUNS_ROOT}/; "
+            "--checkpoint picks another)"
+        )
+    model, info = load_checkpoint(checkpoint, device=resolve_device(device))
     require_dropout(model, str(info.path))
     members = [
         load_checkpoint(path, device=resolve_device(device))
@@ -123,6 +126,8 @@ def uncertainty(
             raise ResdeepError(failures[0])
         for message in failures:  # as cam does: report each, score the rest, exit 1 at the end
             sys.stderr.write(f"error: {message}\n")
+        for path, warning in result.warnings:
+            sys.stderr.write(f"warning: {path}: {warning}\n")
         if result.summary is None:
             raise ResdeepError(f"none of the {len(images)} images could be read")
         console.print(report.images_table(result.summary))
