@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,12 +143,6 @@ def test_a_tiny_image_for_a_cifar_net_gets_a_warning(capsys, tmp_path, cifar_run
     assert status == 0, err
     [warning] = [line for line in err.splitlines() if line.startswith("warning:")]
     assert "8x8 pixels enlarged to 32x32" in warning and "cifar10" in warning
-    # The README's photos fit the net: no warning, the grey horse silhouette included.
-    photos = REPO / "examples" / "photos"
-    status, _, err = run_main(
-        capsys, "cam", str(photos), "--checkpoint", str(cifar_run), "--out", str(tmp_path / "o")
-    )
-    assert status == 0 and "warning" not in err, err
 
 
 def _aged(run_dir, seconds_ago: float):
@@ -173,3 +169,26 @@ def test_without_a_checkpoint_the_latest_trained_run_is_used_not_an_imported_one
     status, _, err = run_main(capsys, "cam", str(digit), "--out", "o")
     assert status == 1 and err.count("\n") == 1, err
     assert "--checkpoint runs/imported/cifar" in err
+
+
+def test_the_example_in_cam_help_runs(capsys, tmp_path, monkeypatch):
+    from tests.test_published import AkamasterResNet, _write_akamaster
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    # A ResNet-20 under the example's name: the command is the same, a third of the time.
+    _write_akamaster(tmp_path / "resnet20.th", _randomised(AkamasterResNet(3)), True)
+    name = "akamaster_resnet56_cifar10"
+    assert run_main(capsys, "import", "akamaster", "resnet20.th", "--name", name)[0] == 0
+    status, help_text, _ = run_main(capsys, "cam", "--help")
+    paragraphs = [" ".join(p.split()) for p in help_text.split("\n\n")]
+    [example] = [p.removeprefix("Example: ") for p in paragraphs if p.startswith("Example: ")]
+    status, out, err = run_main(capsys, *shlex.split(example)[1:])  # without `resdeep`
+    assert status == 0, err
+    assert Path(shlex.split(example)[-1]).is_file() and "cat.png" in out
+    assert "warning" not in err  # the photos fit a CIFAR net, the grey horse silhouette too
+    # A folder of folders: its images sit one level down, and the error says where.
+    run_dir = f"runs/imported/{name}"
+    status, _, err = run_main(capsys, "cam", "examples", "--checkpoint", run_dir, "--out", "o")
+    assert status == 1 and not Path("o").exists()
+    assert "give examples/digits, examples/photos" in err, err

@@ -104,11 +104,23 @@ def expand_inputs(inputs: list[Path]) -> tuple[list[Path], list[BadInput]]:
         if item.is_dir():
             found = image_files(item)
             if not found:
-                problems.append(BadInput(f"{item}: no image files in this directory"))
+                problems.append(BadInput(_no_images(item)))
             paths += found
         else:
             paths.append(item)  # a missing or broken file gets its own line when it is read
     return list(dict.fromkeys(paths)), problems
+
+
+def _no_images(directory: Path) -> str:
+    """A directory is read one level deep: a tree can mix images meant for different nets
+    (examples/ holds photos for CIFAR nets and digits), so its folders are named, not read."""
+    holding = [str(sub) for sub in sorted(directory.iterdir()) if sub.is_dir() and image_files(sub)]
+    if holding:
+        return (
+            f"{directory}: no image files directly in this directory; give "
+            f"{', '.join(holding[:5])}{', ...' if len(holding) > 5 else ''}"
+        )
+    return f"{directory}: no image files in this directory"
 
 
 def output_stems(paths: list[Path]) -> dict[Path, str]:

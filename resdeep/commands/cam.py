@@ -93,7 +93,7 @@ def cam(
     Without --evaluate: an overlay per image (and method and class); with --evaluate: how well
     the maps localise on the checkpoint's test split.
 
-    Example: resdeep cam examples/ --checkpoint runs/imported/akamaster_resnet56_cifar10
+    Example: resdeep cam examples/photos --checkpoint runs/imported/akamaster_resnet56_cifar10
     --method cam,gradcam --grid cams.png
     """
     # The heavy parts (torch, matplotlib) load only when the command runs: help stays quick.
