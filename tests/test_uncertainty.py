@@ -547,11 +547,40 @@ def test_calibration_refusals(heldout_run, capsys, args, message):
 
 def test_members_of_another_data_setting_are_refused(heldout_run, train_run, tmp_path, capsys):
     args = ("--ensemble", heldout_run, "--ensemble", train_run())  # classes 0-4 vs all ten
-    assert run_main(*command(heldout_run, *args)) == 1
+    assert run_main(*command(heldout_run, *args)) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "members must share data, split and classes" in error
+    # The first key that differs, with both values; not two whole configs.
+    assert "has data.classes=None where" in error and "has [0, 1, 2, 3, 4]" in error
+    assert len(error) < 300, error
     assert run_main(*command(heldout_run, "--ensemble", heldout_run)) == 2
     assert "at least two members" in capsys.readouterr().err
+
+
+def test_an_ensemble_alone_is_scored_and_members_given_as_images_say_what_to_type(
+    heldout_run, tmp_path, capsys, monkeypatch
+):
+    import shutil
+
+    twin = shutil.copytree(heldout_run, tmp_path / "twin")
+    monkeypatch.chdir(tmp_path)  # no runs/ here: nothing else to fall back on
+    args = ("--ensemble", heldout_run, "--ensemble", twin, "-T", "2", "--json", "e.json")
+    assert run_main("uncertainty", *map(str, args)) == 0
+    out = capsys.readouterr().out
+    [picked] = [line for line in out.splitlines() if line.startswith("checkpoint:")]
+    assert "the ensemble's first member" in picked and "ensemble (M=2)" in out
+    summary = json.loads(Path("e.json").read_text())
+    assert summary["checkpoint"] == str(heldout_run / "checkpoints" / "best.pt")
+    assert summary["ensemble"]["members"] == [
+        str(run / "checkpoints" / "best.pt") for run in (heldout_run, twin)
+    ]
+    # `--ensemble A B` reads B as an image: the line says what to type instead.
+    assert run_main("uncertainty", "--ensemble", str(heldout_run), str(twin)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"--ensemble {heldout_run} --ensemble {twin}" in error
+    assert run_main("uncertainty", str(twin)) == 2  # a run dir where an image goes
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"--checkpoint {twin}" in error
 
 
 def test_one_comparison_of_every_method_with_its_cost(heldout_run, tmp_path, capsys):

@@ -32,7 +32,9 @@ def cam(
     ] = None,
     checkpoint: Annotated[
         str | None,
-        typer.Option(help="Checkpoint file or run directory (default: the latest run's best.pt)."),
+        typer.Option(
+            help="Checkpoint file or run directory (default: the latest trained run's best.pt)."
+        ),
     ] = None,
     method: Annotated[
         str,

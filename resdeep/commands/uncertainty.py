@@ -23,7 +23,10 @@ def uncertainty(
     ] = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(help="Checkpoint file or run directory (default: the latest run's best.pt)."),
+        typer.Option(
+            help="Checkpoint file or run directory (default: the ensemble's first member, or "
+            "the latest trained run's best.pt)."
+        ),
     ] = None,
     samples: Annotated[
         int, typer.Option("--samples", "-T", help="Stochastic forward passes T.")
@@ -46,8 +49,9 @@ def uncertainty(
     ensemble: Annotated[
         list[Path] | None,
         typer.Option(
-            help="A deep-ensemble member: a run dir, or a sweep dir for all its runs "
-            "(repeatable; e.g. the runs of `resdeep train -m seed=0,1,2,3,4`)."
+            help="A deep-ensemble member: a run dir, or a sweep dir for all its runs; once "
+            "per member (--ensemble A --ensemble B), e.g. the runs of "
+            "`resdeep train -m seed=0,1,2,3,4`."
         ),
     ] = None,
     bins: Annotated[int, typer.Option(help="Equal-width confidence bins for ECE.")] = 15,
@@ -72,6 +76,8 @@ def uncertainty(
 
     With --ood-data: how well the uncertainty flags inputs from another distribution.
 
+    With --ensemble: a deep ensemble beside them (alone: its first member is the single net).
+
     With images: each one's top classes, mean probability ± std over the samples.
     """
     # Imported here: torchmetrics alone adds seconds to every other command's start-up.
@@ -92,6 +98,8 @@ def uncertainty(
         raise UsageError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     if ood_data is not None:
         check_ood_name(ood_data)
+    if images:
+        _refuse_runs_as_images(images, ensemble or [], checkpoint)
     if images and (ood_data is not None or plot is not None):
         raise UsageError("--ood-data and --plot score a data set; drop them when giving images")
     if ensemble and images:
@@ -105,18 +113,20 @@ def uncertainty(
                 "(no images, --split test)"
             )
 
-    if checkpoint is None:
+    member_dirs = ensemble_members(ensemble or [])
+    if checkpoint is None and member_dirs:  # an ensemble alone: its nets, no unrelated run
+        checkpoint = member_dirs[0]
+        picked = "the ensemble's first member"
+    elif checkpoint is None:
         checkpoint = latest_checkpoint(DEFAULT_RUNS_ROOT)
-        console.print(
-            f"checkpoint: {checkpoint} (the latest trained run under {DEFAULT_RUNS_ROOT}/; "
-            "--checkpoint picks another)"
-        )
+        picked = f"the latest trained run under {DEFAULT_RUNS_ROOT}/"
+    else:
+        picked = ""
     model, info = load_checkpoint(checkpoint, device=resolve_device(device))
+    if picked:
+        console.print(f"checkpoint: {info.path} ({picked}; --checkpoint picks another)")
     require_dropout(model, str(info.path))
-    members = [
-        load_checkpoint(path, device=resolve_device(device))
-        for path in ensemble_members(ensemble or [])
-    ]
+    members = [load_checkpoint(path, device=resolve_device(device)) for path in member_dirs]
 
     failures: list[str] = []
     if images:
@@ -163,6 +173,31 @@ def uncertainty(
         console.print(f"wrote {save_probs}")
     if failures:
         raise ResdeepError(f"{len(failures)} input(s) could not be processed; see the lines above")
+
+
+def _refuse_runs_as_images(
+    images: list[Path], ensemble: list[Path], checkpoint: Path | None
+) -> None:
+    """A run or sweep dir among the images is a net meant as --checkpoint or --ensemble (the
+    option takes one value each time: `--ensemble A B` leaves B here): say what to type."""
+    from resdeep.runs import is_run_dir
+
+    runs = [p for p in images if p.is_dir() and (is_run_dir(p) or _holds_runs(p))]
+    if not runs:
+        return
+    what = f"{', '.join(str(p) for p in runs)}: " + (
+        "a run directory, not an image" if len(runs) == 1 else "run directories, not images"
+    )
+    if ensemble or len(runs) > 1:
+        spelled = " ".join(f"--ensemble {p}" for p in dict.fromkeys([*ensemble, *runs]))
+        raise UsageError(f"{what}; --ensemble takes one run or sweep dir each time: {spelled}")
+    if checkpoint is None:
+        raise UsageError(f"{what}; score it with --checkpoint {runs[0]}")
+    raise UsageError(f"{what}; for an ensemble: --ensemble {checkpoint} --ensemble {runs[0]}")
+
+
+def _holds_runs(directory: Path) -> bool:
+    return next(directory.glob("*/checkpoints/best.pt"), None) is not None
 
 
 def ensemble_members(paths: list[Path]) -> list[Path]:
