@@ -192,3 +192,42 @@ def test_the_example_in_cam_help_runs(capsys, tmp_path, monkeypatch):
     status, _, err = run_main(capsys, "cam", "examples", "--checkpoint", run_dir, "--out", "o")
     assert status == 1 and not Path("o").exists()
     assert "give examples/digits, examples/photos" in err, err
+
+
+def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(
+    capsys, tmp_path, cifar_run
+):
+    photo = str(REPO / "examples" / "photos" / "cat.png")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("a file, not a folder")
+    out = tmp_path / "out"
+    cases = [
+        (("--out", str(a_file)), f"--out {a_file} is a file, not a folder"),
+        (("--out", str(a_file / "cams")), f"{a_file} is a file, not a folder"),
+        (("--grid", str(a_file / "grid.png")), f"--grid {a_file / 'grid.png'}: {a_file} is a"),
+        (("--json", str(tmp_path)), f"--json {tmp_path} is a folder; give a file"),
+    ]
+    for extra, message in cases:
+        status, stdout, err = run_main(
+            capsys, "cam", photo, "--checkpoint", str(cifar_run), "--out", str(out), *extra
+        )
+        assert status == 2 and message in err and err.count("\n") == 1, err
+        assert not out.exists() and "cat.png" not in stdout  # refused before any work
+    # A grid in a folder that does not exist yet: the folder is made, as --out and --json are.
+    grid = tmp_path / "figures" / "grid.png"
+    status, _, err = run_main(
+        capsys, "cam", photo, "--checkpoint", str(cifar_run), "--out", str(out), "--grid",
+        str(grid), "--json", str(tmp_path / "records" / "cam.json"),
+    )  # fmt: skip
+    assert status == 0 and grid.is_file() and (tmp_path / "records" / "cam.json").is_file(), err
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_write_that_fails_at_run_time_is_one_line(capsys, tmp_path, cifar_run):
+    # /proc looks writable to the check (to root, too) but holds no folders of ours.
+    photo = str(REPO / "examples" / "photos" / "cat.png")
+    out = ("--out", str(tmp_path / "out"))
+    for extra in (("--out", "/proc/resdeep/cams"), (*out, "--grid", "/proc/resdeep/grid.png")):
+        status, _, err = run_main(capsys, "cam", photo, "--checkpoint", str(cifar_run), *extra)
+        assert status == 1 and err.startswith("error: cannot write /proc/resdeep"), err
+        assert err.count("\n") == 1, err

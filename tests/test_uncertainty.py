@@ -429,6 +429,23 @@ def test_cli_errors_are_one_line(heldout_run, tmp_path, capsys, monkeypatch, arg
     assert error.startswith("error: ") and message in error and error.count("\n") == 1
 
 
+def test_an_output_path_that_cannot_be_written_is_refused_before_scoring(
+    heldout_run, tmp_path, capsys
+):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("a file, not a folder")
+    cases = [
+        (("--json", tmp_path), f"--json {tmp_path} is a folder; give a file"),
+        (("--save-probs", a_file / "p.npz"), f"--save-probs {a_file / 'p.npz'}: {a_file} is a"),
+        (("--plot", a_file), f"--plot {a_file} is a file, not a folder"),
+    ]
+    for extra, message in cases:
+        assert run_main(*command(heldout_run, "-T", "2", *extra)) == 2
+        captured = capsys.readouterr()
+        assert message in captured.err and captured.err.count("\n") == 1, captured.err
+        assert "accuracy" not in captured.out  # refused before scoring
+
+
 def test_cli_refuses_a_checkpoint_without_dropout(heldout_run, tmp_path, capsys):
     payload = read_checkpoint(resolve_checkpoint_path(heldout_run))
     payload["model_kwargs"]["dropout"] = 0.0  # dropout has no weights: the state dict still fits

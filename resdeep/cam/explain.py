@@ -22,7 +22,7 @@ from PIL import Image
 from resdeep.cam.api import class_activation_maps, evaluation_mode
 from resdeep.cam.evaluate import CamBenchmark, benchmark, mean_box_size
 from resdeep.cam.methods import upsample_maps
-from resdeep.cam.render import save_overlay, save_panel
+from resdeep.cam.render import make_folder, save_overlay, save_panel, writing_to
 from resdeep.checkpoint import CheckpointInfo
 from resdeep.errors import ResdeepError
 from resdeep.experiment import checkpoint_data
@@ -152,7 +152,7 @@ def explain_images(
                 yield BadInput(str(error))
         if loaded:
             # Made only once there is something to write: a failed call leaves no empty folder.
-            settings.out.mkdir(parents=True, exist_ok=True)
+            make_folder(settings.out)
             yield from _explain_batch(model, info, loaded, stems, settings, device)
 
 
@@ -235,7 +235,8 @@ def write_map(
     ]
     if settings.save_raw:
         raw = base.with_name(base.name + ".npy")
-        np.save(raw, heatmap.astype(np.float32))
+        with writing_to(raw):
+            np.save(raw, heatmap.astype(np.float32))
         files.append(raw)
     if settings.panel:
         files.append(

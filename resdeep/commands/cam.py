@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from resdeep.cam.options import CROPS, DEFAULT_COLORMAP, DEFAULT_THRESHOLD, METHODS
+from resdeep.cam.options import (
+    CROPS,
+    DEFAULT_COLORMAP,
+    DEFAULT_THRESHOLD,
+    METHODS,
+    check_output_path,
+)
 from resdeep.console import console
 from resdeep.errors import ResdeepError, UsageError
 from resdeep.runs import DEFAULT_RUNS_ROOT
@@ -119,6 +125,11 @@ def cam(
         raise UsageError("give image files or directories, or --evaluate for the benchmark")
     if not 0.0 <= threshold <= 1.0:
         raise UsageError(f"--threshold is a fraction of the map's max in [0, 1], got {threshold}")
+    if inputs:
+        check_output_path(out, "--out", folder=True)
+    for written, option in ((grid, "--grid"), (json_path, "--json")):
+        if written is not None:
+            check_output_path(written, option)
 
     if checkpoint is None:
         path = latest_checkpoint(DEFAULT_RUNS_ROOT)

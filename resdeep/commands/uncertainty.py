@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from resdeep.cam.options import check_output_path  # torch-free, shared with cam
 from resdeep.console import console
 from resdeep.errors import ResdeepError, UsageError
 
@@ -112,6 +113,12 @@ def uncertainty(
                 "--calibrate fits its temperature on the val split: score the test split "
                 "(no images, --split test)"
             )
+
+    for written, option in ((json_path, "--json"), (save_probs, "--save-probs")):
+        if written is not None:
+            check_output_path(written, option)
+    if plot is not None:
+        check_output_path(plot, "--plot", folder=True)
 
     member_dirs = ensemble_members(ensemble or [])
     if checkpoint is None and member_dirs:  # an ensemble alone: its nets, no unrelated run
