@@ -450,7 +450,7 @@ def test_cli_refuses_a_checkpoint_without_dropout(heldout_run, tmp_path, capsys)
     payload = read_checkpoint(resolve_checkpoint_path(heldout_run))
     payload["model_kwargs"]["dropout"] = 0.0  # dropout has no weights: the state dict still fits
     save_checkpoint(tmp_path / "plain.pt", payload)
-    assert run_main(*command(tmp_path / "plain.pt")) == 1
+    assert run_main(*command(tmp_path / "plain.pt")) == 2  # sound, but not for MC dropout
     error = capsys.readouterr().err
     assert "train with model.dropout>0" in error and error.count("\n") == 1
     assert run_main(*command(heldout_run, "--ood-data", "noise", "extra.png")) == 2
@@ -598,6 +598,10 @@ def test_an_ensemble_alone_is_scored_and_members_given_as_images_say_what_to_typ
     assert run_main("uncertainty", str(twin)) == 2  # a run dir where an image goes
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and f"--checkpoint {twin}" in error
+    # A member folder without a run: a missing file, exit 1 (as a --checkpoint folder's is).
+    (tmp_path / "empty").mkdir()
+    assert run_main("uncertainty", "--ensemble", "empty", "--ensemble", str(twin)) == 1
+    assert "--ensemble empty: no run with checkpoints/best.pt" in capsys.readouterr().err
 
 
 def test_one_comparison_of_every_method_with_its_cost(heldout_run, tmp_path, capsys):

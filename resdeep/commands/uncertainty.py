@@ -214,8 +214,8 @@ def ensemble_members(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         runs = [r.path for r in find_runs(path) if (r.path / "checkpoints" / "best.pt").is_file()]
-        if not runs:
-            raise UsageError(f"--ensemble {path}: no run with checkpoints/best.pt there")
+        if not runs:  # a missing file, as --checkpoint of a dir without one: exit 1
+            raise ResdeepError(f"--ensemble {path}: no run with checkpoints/best.pt there")
         found += runs
     members = list(dict.fromkeys(found))
     if len(members) == 1:
