@@ -156,12 +156,12 @@ def _too_large(path: Path, width: int, height: int) -> str:
     )
 
 
-# When an input is too far from the training images for the prediction to mean anything
+# When an input is too far from the training images for its prediction to mean much
 # (`input_warning`). Colour: the mean distance of a pixel's channels from their grey, of 255; a
-# grey picture stored as RGB or a faded scan stays below it. Shrinking: a net of at most 16x16
-# inputs (8x8 digits) keeps only a blob of a big picture, while CIFAR's 32x32 images are
-# themselves shrunk photos. Enlarging: past twofold the net sees interpolated blur, not detail
-# at the scale it learned (an 8x8 digit given to a 32x32 CIFAR net).
+# grey picture stored as RGB stays below it. Shrinking: a net of at most 16x16 inputs (8x8
+# digits) keeps only a blob of a big picture, while CIFAR's 32x32 images are themselves shrunk
+# photos. Enlarging: past twofold the net sees interpolated blur, not detail at the scale it
+# learned (an 8x8 digit given to a 32x32 CIFAR net).
 COLOUR_SPREAD = 8
 SMALL_INPUT_SIDE = 16
 MAX_SHRINK = 8

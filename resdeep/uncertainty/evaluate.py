@@ -344,11 +344,11 @@ def evaluate_images(
     for path in paths:
         try:
             image = read_image(path)
+            seen, _ = crop_to_view(image, "center")  # as load_image shows an image to the net
+            loaded.append((preprocess(seen, info), image))
         except ResdeepError as error:  # one bad file is a line of its own, not the end
             failures.append(str(error))
             continue
-        seen, _ = crop_to_view(image, "center")  # as load_image shows an image to the net
-        loaded.append((preprocess(seen, info), image))
         scored.append(path)
         warning = input_warning(image, seen, info)
         if warning:
