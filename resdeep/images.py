@@ -156,6 +156,51 @@ def _too_large(path: Path, width: int, height: int) -> str:
     )
 
 
+# When an input is too far from the training images for its prediction to mean much
+# (`input_warning`). Colour: the mean distance of a pixel's channels from their grey, of 255; a
+# grey picture stored as RGB stays below it. Shrinking: a net of at most 16x16 inputs (8x8
+# digits) keeps only a blob of a big picture, while CIFAR's 32x32 images are themselves shrunk
+# photos. Enlarging: past twofold the net sees interpolated blur, not detail at the scale it
+# learned (an 8x8 digit given to a 32x32 CIFAR net).
+COLOUR_SPREAD = 8
+SMALL_INPUT_SIDE = 16
+MAX_SHRINK = 8
+MAX_ENLARGE = 2
+
+
+class TrainingInputs(Preprocessing, Protocol):
+    """What `input_warning` compares an image with: resdeep.checkpoint.CheckpointInfo has it."""
+
+    @property
+    def data_name(self) -> str: ...
+
+
+def input_warning(image: Image.Image, seen: Image.Image, info: TrainingInputs) -> str | None:
+    """One sentence when an input is far from the checkpoint's training images: a colour
+    picture for a greyscale net, a big one shrunk more than eightfold into a tiny input, or a
+    small one enlarged more than twofold (`seen`: the part of `image` the net is shown). A grey
+    picture for a colour net is no reason: such nets still see shape and texture in it."""
+    channels, height, width = info.input_shape
+    reasons = []
+    if channels == 1 and image.mode not in ("1", "L", "LA", "I", "F", *_SIXTEEN_BIT_MODES):
+        rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+        if np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean() > COLOUR_SPREAD:
+            reasons.append("a colour image")
+    seen_width, seen_height = seen.size
+    size = f"{seen_width}x{seen_height} pixels"
+    if max(height, width) <= SMALL_INPUT_SIDE and min(seen.size) > MAX_SHRINK * max(height, width):
+        reasons.append(f"{size} shrunk to {width}x{height}")
+    if min(seen_width / width, seen_height / height) * MAX_ENLARGE < 1:
+        reasons.append(f"{size} enlarged to {width}x{height}")
+    if not reasons:
+        return None
+    kind = "greyscale" if channels == 1 else "colour"
+    return (
+        f"{' and '.join(reasons)}, but the checkpoint was trained on {width}x{height} {kind} "
+        f"{info.data_name} images: its prediction says little about this input"
+    )
+
+
 def image_files(directory: Path) -> list[Path]:
     """The image files directly inside `directory`, by name."""
     return sorted(

@@ -27,7 +27,7 @@ import torch
 from omegaconf import OmegaConf
 
 from resdeep.checkpoint import load_plain_tensors, save_checkpoint
-from resdeep.errors import ResdeepError
+from resdeep.errors import ResdeepError, UsageError
 from resdeep.experiment import compose_train_config
 from resdeep.io import save_json_atomic
 from resdeep.models import ConvNet, build_model, count_parameters
@@ -209,6 +209,35 @@ def _depth(source: Source, tensors: dict[str, torch.Tensor]) -> int:
     return 6 * (max(indices) + 1) + 2
 
 
+def published_source(payload: object) -> Source | None:
+    """The source whose file `payload` (a loaded checkpoint) looks like: its stage 1 and its
+    classifier under that source's names (None: neither's)."""
+    for source in SOURCES.values():
+        try:
+            tensors = source.state_dict(payload)
+        except ResdeepError:
+            continue
+        if source.classifier in tensors and any(
+            isinstance(key, str) and key.startswith(source.stage_prefix) for key in tensors
+        ):
+            return source
+    return None
+
+
+def import_hint(path: Path, payload: object) -> str | None:
+    """What to type when a published file is given where a resdeep checkpoint is needed: the
+    import command, and the run directory it makes."""
+    source = published_source(payload)
+    if source is None:
+        return None
+    try:
+        converted = convert(source, payload)
+    except ResdeepError:
+        return f"import it first: resdeep import {source.name} {path}"
+    run_dir = DEFAULT_RUNS_ROOT / "imported" / imported_run_name(source.name, converted)
+    return f"import it first: resdeep import {source.name} {path} (then --checkpoint {run_dir})"
+
+
 # ---- a published file -> a resdeep run directory -------------------------------------------
 
 
@@ -225,6 +254,8 @@ def import_published(
     if source_name not in SOURCES:
         raise ResdeepError(f"unknown source {source_name!r}; choose one of {', '.join(SOURCES)}")
     source = SOURCES[source_name]
+    if file.is_dir():
+        raise ResdeepError(_directory_given(file))
     payload = load_plain_tensors(file)
     try:
         converted = convert(source, payload, data)
@@ -232,7 +263,7 @@ def import_published(
         raise ResdeepError(f"{file} is not one of {source.name}'s CIFAR ResNets: {error}") from None
     run_dir = run_dir or DEFAULT_RUNS_ROOT / "imported" / imported_run_name(source.name, converted)
     if run_dir.exists():
-        raise ResdeepError(f"{run_dir} already exists; pick another --name")
+        raise UsageError(f"{run_dir} already exists; pick another --name")
     kwargs = converted.model_kwargs
     config = compose_train_config(
         [
@@ -289,3 +320,12 @@ def import_published(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return run_dir, metrics
+
+
+CHECKPOINT_SUFFIXES = (".th", ".pt", ".pth", ".tar")
+
+
+def _directory_given(folder: Path) -> str:
+    found = sorted(p for p in folder.iterdir() if p.suffix in CHECKPOINT_SUFFIXES and p.is_file())
+    example = f", e.g. {found[0]}" if found else " (a .th or .pt file)"
+    return f"{folder} is a directory; give the published checkpoint file itself{example}"

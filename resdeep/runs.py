@@ -91,17 +91,25 @@ def find_runs(root: Path) -> list[RunRecord]:
 
 
 def latest_checkpoint(root: Path = DEFAULT_RUNS_ROOT, name: str = "best.pt") -> Path:
-    """`checkpoints/<name>` of the most recently written run under `root`."""
-    found = (
-        sorted(root.rglob(f"checkpoints/{name}"), key=lambda p: p.stat().st_mtime)
-        if root.exists()
-        else []
+    """`checkpoints/<name>` of the most recently trained run under `root`.
+
+    Imported runs (status `imported`) are never picked: a published CIFAR net imported after
+    training would otherwise answer for the digits just trained. They are used when named."""
+    found = sorted(
+        root.rglob(f"checkpoints/{name}") if root.exists() else [],
+        key=lambda p: p.stat().st_mtime,
     )
-    if not found:
+    trained = [p for p in found if read_metrics(run_dir_of(p)).get("status") != "imported"]
+    if trained:
+        return trained[-1]
+    if found:
         raise ResdeepError(
-            f"no checkpoint found under {root}/; train one with `resdeep train` or pass --checkpoint"
+            f"no trained run under {root}/, only imported ones; name one with "
+            f"--checkpoint {run_dir_of(found[-1])}"
         )
-    return found[-1]
+    raise ResdeepError(
+        f"no checkpoint found under {root}/; train one with `resdeep train` or pass --checkpoint"
+    )
 
 
 # ---- the run-dir contract: which directory a run writes, and that no two runs share one ------

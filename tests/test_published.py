@@ -10,6 +10,7 @@ import pickle
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from resdeep.checkpoint import load_checkpoint
@@ -234,7 +235,39 @@ def test_an_existing_run_dir_is_never_overwritten(capsys, tmp_path):
     torch.save(ChenyaofoResNet(3).state_dict(), tmp_path / "c.pt")
     assert run_main(capsys, "import", "chenyaofo", str(tmp_path / "c.pt"))[0] == 0
     status, _, err = run_main(capsys, "import", "chenyaofo", str(tmp_path / "c.pt"))
-    assert status == 1 and "already exists" in err
+    assert status == 2 and "already exists" in err  # a target that exists: exit 2
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "a\\b", "..", ".hidden", ""])
+def test_a_name_that_is_not_a_plain_folder_name_is_refused(capsys, tmp_path, name):
+    torch.save(ChenyaofoResNet(3).state_dict(), tmp_path / "c.pt")
+    before = sorted(tmp_path.rglob("*"))
+    status, _, err = run_main(capsys, "import", "chenyaofo", str(tmp_path / "c.pt"), "--name", name)
+    assert status == 2 and "plain folder name" in err and err.count("\n") == 1, err
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, inside runs/ or beside it
+
+
+def test_a_directory_to_import_is_named_as_such(capsys, tmp_path):
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    _write_akamaster(folder / "resnet20.th", AkamasterResNet(3), True)
+    status, _, err = run_main(capsys, "import", "akamaster", str(folder))
+    assert status == 1 and err.count("\n") == 1, err
+    assert "is a directory" in err and str(folder / "resnet20.th") in err
+
+
+@pytest.mark.parametrize("command", ["cam", "uncertainty"])
+def test_a_published_file_given_as_a_checkpoint_points_at_import(capsys, tmp_path, command):
+    _write_akamaster(tmp_path / "resnet20.th", AkamasterResNet(3), True)
+    torch.save(ChenyaofoResNet(3).state_dict(), tmp_path / "c.pt")
+    Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
+    for source, file in (("akamaster", "resnet20.th"), ("chenyaofo", "c.pt")):
+        status, _, err = run_main(
+            capsys, command, str(tmp_path / "x.png"), "--checkpoint", str(tmp_path / file)
+        )
+        assert status == 1 and err.count("\n") == 1, err
+        assert f"resdeep import {source} {tmp_path / file}" in err
+        assert f"runs/imported/{source}_resnet20_cifar10" in err
 
 
 def test_fine_tuning_starts_from_the_imported_weights(capsys, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -428,14 +429,59 @@ def test_cli_errors_are_one_line(heldout_run, tmp_path, capsys, monkeypatch, arg
     assert error.startswith("error: ") and message in error and error.count("\n") == 1
 
 
+def test_an_output_path_that_cannot_be_written_is_refused_before_scoring(
+    heldout_run, tmp_path, capsys
+):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("a file, not a folder")
+    cases = [
+        (("--json", tmp_path), f"--json {tmp_path} is a folder; give a file"),
+        (("--save-probs", a_file / "p.npz"), f"--save-probs {a_file / 'p.npz'}: {a_file} is a"),
+        (("--plot", a_file), f"--plot {a_file} is a file, not a folder"),
+    ]
+    for extra, message in cases:
+        assert run_main(*command(heldout_run, "-T", "2", *extra)) == 2
+        captured = capsys.readouterr()
+        assert message in captured.err and captured.err.count("\n") == 1, captured.err
+        assert "accuracy" not in captured.out  # refused before scoring
+
+
 def test_cli_refuses_a_checkpoint_without_dropout(heldout_run, tmp_path, capsys):
     payload = read_checkpoint(resolve_checkpoint_path(heldout_run))
     payload["model_kwargs"]["dropout"] = 0.0  # dropout has no weights: the state dict still fits
     save_checkpoint(tmp_path / "plain.pt", payload)
-    assert run_main(*command(tmp_path / "plain.pt")) == 1
+    assert run_main(*command(tmp_path / "plain.pt")) == 2  # sound, but not for MC dropout
     error = capsys.readouterr().err
     assert "train with model.dropout>0" in error and error.count("\n") == 1
     assert run_main(*command(heldout_run, "--ood-data", "noise", "extra.png")) == 2
+
+
+def test_without_a_checkpoint_the_latest_trained_run_is_scored_and_foreign_images_warned(
+    heldout_run, tmp_path, capsys, monkeypatch
+):
+    import os
+    import shutil
+    import time
+
+    from tests.test_published import ChenyaofoResNet
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(heldout_run, tmp_path / "runs" / "digits")
+    torch.save(ChenyaofoResNet(3).state_dict(), tmp_path / "c.pt")
+    assert run_main("import", "chenyaofo", str(tmp_path / "c.pt"), "--name", "cifar") == 0
+    stamp = time.time() - 60  # trained before the import
+    os.utime(tmp_path / "runs" / "digits" / "checkpoints" / "best.pt", (stamp, stamp))
+    capsys.readouterr()
+    photo = Path(__file__).parent.parent / "examples" / "photos" / "cat.png"
+    assert run_main("uncertainty", str(photo), "-T", "2", "--json", "u.json") == 0
+    captured = capsys.readouterr()
+    [picked] = [line for line in captured.out.splitlines() if line.startswith("checkpoint:")]
+    assert "runs/digits/checkpoints/best.pt" in picked and "latest trained run" in picked
+    [warning] = captured.err.strip().splitlines()
+    assert warning.startswith(f"warning: {photo}: a colour image") and "8x8 greyscale" in warning
+    report = json.loads(Path("u.json").read_text())
+    assert report["checkpoint"].startswith("runs/digits/")
+    assert warning.endswith(report["images"][0]["warning"])
 
 
 # ---- temperature scaling ----------------------------------------------------------------------
@@ -518,11 +564,44 @@ def test_calibration_refusals(heldout_run, capsys, args, message):
 
 def test_members_of_another_data_setting_are_refused(heldout_run, train_run, tmp_path, capsys):
     args = ("--ensemble", heldout_run, "--ensemble", train_run())  # classes 0-4 vs all ten
-    assert run_main(*command(heldout_run, *args)) == 1
+    assert run_main(*command(heldout_run, *args)) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "members must share data, split and classes" in error
+    # The first key that differs, with both values; not two whole configs.
+    assert "has data.classes=None where" in error and "has [0, 1, 2, 3, 4]" in error
+    assert len(error) < 300, error
     assert run_main(*command(heldout_run, "--ensemble", heldout_run)) == 2
     assert "at least two members" in capsys.readouterr().err
+
+
+def test_an_ensemble_alone_is_scored_and_members_given_as_images_say_what_to_type(
+    heldout_run, tmp_path, capsys, monkeypatch
+):
+    import shutil
+
+    twin = shutil.copytree(heldout_run, tmp_path / "twin")
+    monkeypatch.chdir(tmp_path)  # no runs/ here: nothing else to fall back on
+    args = ("--ensemble", heldout_run, "--ensemble", twin, "-T", "2", "--json", "e.json")
+    assert run_main("uncertainty", *map(str, args)) == 0
+    out = capsys.readouterr().out
+    [picked] = [line for line in out.splitlines() if line.startswith("checkpoint:")]
+    assert "the ensemble's first member" in picked and "ensemble (M=2)" in out
+    summary = json.loads(Path("e.json").read_text())
+    assert summary["checkpoint"] == str(heldout_run / "checkpoints" / "best.pt")
+    assert summary["ensemble"]["members"] == [
+        str(run / "checkpoints" / "best.pt") for run in (heldout_run, twin)
+    ]
+    # `--ensemble A B` reads B as an image: the line says what to type instead.
+    assert run_main("uncertainty", "--ensemble", str(heldout_run), str(twin)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"--ensemble {heldout_run} --ensemble {twin}" in error
+    assert run_main("uncertainty", str(twin)) == 2  # a run dir where an image goes
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"--checkpoint {twin}" in error
+    # A member folder without a run: a missing file, exit 1 (as a --checkpoint folder's is).
+    (tmp_path / "empty").mkdir()
+    assert run_main("uncertainty", "--ensemble", "empty", "--ensemble", str(twin)) == 1
+    assert "--ensemble empty: no run with checkpoints/best.pt" in capsys.readouterr().err
 
 
 def test_one_comparison_of_every_method_with_its_cost(heldout_run, tmp_path, capsys):

@@ -22,11 +22,18 @@ from PIL import Image
 from resdeep.cam.api import class_activation_maps, evaluation_mode
 from resdeep.cam.evaluate import CamBenchmark, benchmark, mean_box_size
 from resdeep.cam.methods import upsample_maps
-from resdeep.cam.render import save_overlay, save_panel
+from resdeep.cam.render import make_folder, save_overlay, save_panel, writing_to
 from resdeep.checkpoint import CheckpointInfo
 from resdeep.errors import ResdeepError
 from resdeep.experiment import checkpoint_data
-from resdeep.images import View, crop_to_view, image_files, preprocess, read_image
+from resdeep.images import (
+    View,
+    crop_to_view,
+    image_files,
+    input_warning,
+    preprocess,
+    read_image,
+)
 from resdeep.models import ConvNet
 
 
@@ -97,11 +104,23 @@ def expand_inputs(inputs: list[Path]) -> tuple[list[Path], list[BadInput]]:
         if item.is_dir():
             found = image_files(item)
             if not found:
-                problems.append(BadInput(f"{item}: no image files in this directory"))
+                problems.append(BadInput(_no_images(item)))
             paths += found
         else:
             paths.append(item)  # a missing or broken file gets its own line when it is read
     return list(dict.fromkeys(paths)), problems
+
+
+def _no_images(directory: Path) -> str:
+    """A directory is read one level deep: a tree can mix images meant for different nets
+    (examples/ holds photos for CIFAR nets and digits), so its folders are named, not read."""
+    holding = [str(sub) for sub in sorted(directory.iterdir()) if sub.is_dir() and image_files(sub)]
+    if holding:
+        return (
+            f"{directory}: no image files directly in this directory; give "
+            f"{', '.join(holding[:5])}{', ...' if len(holding) > 5 else ''}"
+        )
+    return f"{directory}: no image files in this directory"
 
 
 def output_stems(paths: list[Path]) -> dict[Path, str]:
@@ -112,29 +131,6 @@ def output_stems(paths: list[Path]) -> dict[Path, str]:
         seen[path.stem] = seen.get(path.stem, 0) + 1
         stems[path] = path.stem if seen[path.stem] == 1 else f"{path.stem}-{seen[path.stem]}"
     return stems
-
-
-def input_warning(image: Image.Image, info: CheckpointInfo) -> str | None:
-    """One sentence when an input is far from the checkpoint's training images: colour given
-    to a greyscale net, or a picture shrunk more than eightfold. Its prediction then means
-    little, and the map with it."""
-    channels, height, width = info.input_shape
-    reasons = []
-    if channels == 1 and image.mode not in ("1", "L", "LA", "I", "F", "I;16"):
-        rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
-        spread = np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean()
-        if spread > 8:  # of 255: visibly coloured, not a grey picture stored as RGB
-            reasons.append("a colour image")
-    # CIFAR's 32x32 images are shrunk photos; a tiny input (8x8 digits) keeps only a blob.
-    if max(height, width) <= 16 and min(image.size) > 8 * max(height, width):
-        reasons.append(f"{image.width}x{image.height} pixels shrunk to {width}x{height}")
-    if not reasons:
-        return None
-    kind = "greyscale " if channels == 1 else ""
-    return (
-        f"{' and '.join(reasons)}, but the checkpoint was trained on {width}x{height} "
-        f"{kind}{info.data_name} images: its prediction and map say little about this input"
-    )
 
 
 def explain_images(
@@ -156,7 +152,7 @@ def explain_images(
                 yield BadInput(str(error))
         if loaded:
             # Made only once there is something to write: a failed call leaves no empty folder.
-            settings.out.mkdir(parents=True, exist_ok=True)
+            make_folder(settings.out)
             yield from _explain_batch(model, info, loaded, stems, settings, device)
 
 
@@ -210,7 +206,7 @@ def _explain_batch(
             item.image.width,
             item.image.height,
             image_maps,
-            input_warning(item.image, info),
+            input_warning(item.image, item.seen, info),
         )
 
 
@@ -239,7 +235,8 @@ def write_map(
     ]
     if settings.save_raw:
         raw = base.with_name(base.name + ".npy")
-        np.save(raw, heatmap.astype(np.float32))
+        with writing_to(raw):
+            np.save(raw, heatmap.astype(np.float32))
         files.append(raw)
     if settings.panel:
         files.append(

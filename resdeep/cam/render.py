@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +13,21 @@ from matplotlib.colors import Colormap
 from PIL import Image
 
 from resdeep.cam.options import DEFAULT_COLORMAP
-from resdeep.errors import UsageError
+from resdeep.errors import ResdeepError, UsageError
+
+
+@contextmanager
+def writing_to(path: Path) -> Iterator[None]:
+    """A failed write (full disk, read-only mount) as one line naming the file."""
+    try:
+        yield
+    except OSError as error:
+        raise ResdeepError(f"cannot write {path}: {error.strerror or error}") from error
+
+
+def make_folder(folder: Path) -> None:
+    with writing_to(folder):
+        folder.mkdir(parents=True, exist_ok=True)
 
 
 def get_colormap(name: str) -> Colormap:
@@ -57,7 +73,9 @@ def save_overlay(
     colormap: str = DEFAULT_COLORMAP,
     region: tuple[slice, slice] | None = None,
 ) -> Path:
-    overlay(image, heatmap, alpha, colormap, region).save(path, format="PNG")
+    picture = overlay(image, heatmap, alpha, colormap, region)
+    with writing_to(path):
+        picture.save(path, format="PNG")
     return path
 
 
@@ -86,7 +104,8 @@ def save_panel(
         for axis in axes:
             axis.set_axis_off()
         figure.suptitle(title, fontsize=10)
-        figure.savefig(path, dpi=100)
+        with writing_to(path):
+            figure.savefig(path, dpi=100)
     finally:
         plt.close(figure)
     return path
@@ -126,7 +145,9 @@ def save_grid(
                 if column == 0:
                     axis.set_ylabel(label, fontsize=8)
         figure.suptitle(title, fontsize=11)
-        figure.savefig(path, dpi=110)
+        make_folder(path.parent)  # as --out and --json make theirs
+        with writing_to(path):
+            figure.savefig(path, dpi=110)
     finally:
         plt.close(figure)
     return path

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from resdeep.cam.options import CROPS, DEFAULT_COLORMAP, DEFAULT_THRESHOLD, METHODS
+from resdeep.cam.options import (
+    CROPS,
+    DEFAULT_COLORMAP,
+    DEFAULT_THRESHOLD,
+    METHODS,
+    check_output_path,
+)
 from resdeep.console import console
 from resdeep.errors import ResdeepError, UsageError
 from resdeep.runs import DEFAULT_RUNS_ROOT
@@ -32,7 +38,9 @@ def cam(
     ] = None,
     checkpoint: Annotated[
         str | None,
-        typer.Option(help="Checkpoint file or run directory (default: the latest run's best.pt)."),
+        typer.Option(
+            help="Checkpoint file or run directory (default: the latest trained run's best.pt)."
+        ),
     ] = None,
     method: Annotated[
         str,
@@ -93,7 +101,7 @@ def cam(
     Without --evaluate: an overlay per image (and method and class); with --evaluate: how well
     the maps localise on the checkpoint's test split.
 
-    Example: resdeep cam examples/ --checkpoint runs/imported/akamaster_resnet56_cifar10
+    Example: resdeep cam examples/photos --checkpoint runs/imported/akamaster_resnet56_cifar10
     --method cam,gradcam --grid cams.png
     """
     # The heavy parts (torch, matplotlib) load only when the command runs: help stays quick.
@@ -117,10 +125,18 @@ def cam(
         raise UsageError("give image files or directories, or --evaluate for the benchmark")
     if not 0.0 <= threshold <= 1.0:
         raise UsageError(f"--threshold is a fraction of the map's max in [0, 1], got {threshold}")
+    if inputs:
+        check_output_path(out, "--out", folder=True)
+    for written, option in ((grid, "--grid"), (json_path, "--json")):
+        if written is not None:
+            check_output_path(written, option)
 
     if checkpoint is None:
         path = latest_checkpoint(DEFAULT_RUNS_ROOT)
-        console.print(f"checkpoint: {path} (the latest run under {DEFAULT_RUNS_ROOT}/)")
+        console.print(
+            f"checkpoint: {path} (the latest trained run under {DEFAULT_RUNS_ROOT}/; "
+            "--checkpoint picks another)"
+        )
     else:
         path = Path(checkpoint)
     model, info = load_checkpoint(path, device=resolve_device(device))

@@ -47,10 +47,12 @@ def import_checkpoint(
         raise UsageError(f"unknown source {source!r}; choose one of {', '.join(SOURCE_NAMES)}")
     if data is not None and data not in ("cifar10", "cifar100"):
         raise UsageError(f"--data must be cifar10 or cifar100, got {data!r}")
+    if name is not None:
+        _check_name(name)
     from resdeep.published import import_published
     from resdeep.runs import DEFAULT_RUNS_ROOT
 
-    run_dir = DEFAULT_RUNS_ROOT / "imported" / name if name else None
+    run_dir = DEFAULT_RUNS_ROOT / "imported" / name if name is not None else None
     run_dir, metrics = import_published(source, file, run_dir, data)
     accuracy = metrics.get("best_prec1")
     reported = f", reported top-1 {accuracy:.2f} %" if accuracy is not None else ""
@@ -59,3 +61,13 @@ def import_checkpoint(
         f"({metrics['params']:,} parameters{reported}) into [bold]{run_dir}[/bold]"
     )
     console.print(f"try: resdeep cam examples/photos --checkpoint {run_dir} --grid cams.png")
+
+
+def _check_name(name: str) -> None:
+    """A folder directly in runs/imported/: a separator or `..` would put the run elsewhere, and
+    a leading dot would hide it (the importer's own staging folders start with one)."""
+    if not name or name.startswith(".") or "/" in name or "\\" in name:
+        raise UsageError(
+            f"--name {name!r} must be a plain folder name (no /, \\ or leading dot): "
+            "the run goes into runs/imported/NAME"
+        )

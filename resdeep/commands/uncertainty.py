@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from resdeep.cam.options import check_output_path  # torch-free, shared with cam
 from resdeep.console import console
 from resdeep.errors import ResdeepError, UsageError
 
@@ -23,7 +24,10 @@ def uncertainty(
     ] = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(help="Checkpoint file or run directory (default: the latest run's best.pt)."),
+        typer.Option(
+            help="Checkpoint file or run directory (default: the ensemble's first member, or "
+            "the latest trained run's best.pt)."
+        ),
     ] = None,
     samples: Annotated[
         int, typer.Option("--samples", "-T", help="Stochastic forward passes T.")
@@ -46,8 +50,9 @@ def uncertainty(
     ensemble: Annotated[
         list[Path] | None,
         typer.Option(
-            help="A deep-ensemble member: a run dir, or a sweep dir for all its runs "
-            "(repeatable; e.g. the runs of `resdeep train -m seed=0,1,2,3,4`)."
+            help="A deep-ensemble member: a run dir, or a sweep dir for all its runs; once "
+            "per member (--ensemble A --ensemble B), e.g. the runs of "
+            "`resdeep train -m seed=0,1,2,3,4`."
         ),
     ] = None,
     bins: Annotated[int, typer.Option(help="Equal-width confidence bins for ECE.")] = 15,
@@ -72,13 +77,15 @@ def uncertainty(
 
     With --ood-data: how well the uncertainty flags inputs from another distribution.
 
+    With --ensemble: a deep ensemble beside them (alone: its first member is the single net).
+
     With images: each one's top classes, mean probability ± std over the samples.
     """
     # Imported here: torchmetrics alone adds seconds to every other command's start-up.
     import torch
 
     from resdeep.checkpoint import load_checkpoint
-    from resdeep.runs import latest_checkpoint
+    from resdeep.runs import DEFAULT_RUNS_ROOT, latest_checkpoint
     from resdeep.train.device import resolve_device
     from resdeep.uncertainty import evaluate, plots, report
     from resdeep.uncertainty.data import SPLITS, check_ood_name
@@ -92,6 +99,8 @@ def uncertainty(
         raise UsageError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     if ood_data is not None:
         check_ood_name(ood_data)
+    if images:
+        _refuse_runs_as_images(images, ensemble or [], checkpoint)
     if images and (ood_data is not None or plot is not None):
         raise UsageError("--ood-data and --plot score a data set; drop them when giving images")
     if ensemble and images:
@@ -105,15 +114,26 @@ def uncertainty(
                 "(no images, --split test)"
             )
 
-    model, info = load_checkpoint(
-        checkpoint if checkpoint is not None else latest_checkpoint(),
-        device=resolve_device(device),
-    )
+    for written, option in ((json_path, "--json"), (save_probs, "--save-probs")):
+        if written is not None:
+            check_output_path(written, option)
+    if plot is not None:
+        check_output_path(plot, "--plot", folder=True)
+
+    member_dirs = ensemble_members(ensemble or [])
+    if checkpoint is None and member_dirs:  # an ensemble alone: its nets, no unrelated run
+        checkpoint = member_dirs[0]
+        picked = "the ensemble's first member"
+    elif checkpoint is None:
+        checkpoint = latest_checkpoint(DEFAULT_RUNS_ROOT)
+        picked = f"the latest trained run under {DEFAULT_RUNS_ROOT}/"
+    else:
+        picked = ""
+    model, info = load_checkpoint(checkpoint, device=resolve_device(device))
+    if picked:
+        console.print(f"checkpoint: {info.path} ({picked}; --checkpoint picks another)")
     require_dropout(model, str(info.path))
-    members = [
-        load_checkpoint(path, device=resolve_device(device))
-        for path in ensemble_members(ensemble or [])
-    ]
+    members = [load_checkpoint(path, device=resolve_device(device)) for path in member_dirs]
 
     failures: list[str] = []
     if images:
@@ -123,6 +143,8 @@ def uncertainty(
             raise ResdeepError(failures[0])
         for message in failures:  # as cam does: report each, score the rest, exit 1 at the end
             sys.stderr.write(f"error: {message}\n")
+        for path, warning in result.warnings:
+            sys.stderr.write(f"warning: {path}: {warning}\n")
         if result.summary is None:
             raise ResdeepError(f"none of the {len(images)} images could be read")
         console.print(report.images_table(result.summary))
@@ -160,6 +182,31 @@ def uncertainty(
         raise ResdeepError(f"{len(failures)} input(s) could not be processed; see the lines above")
 
 
+def _refuse_runs_as_images(
+    images: list[Path], ensemble: list[Path], checkpoint: Path | None
+) -> None:
+    """A run or sweep dir among the images is a net meant as --checkpoint or --ensemble (the
+    option takes one value each time: `--ensemble A B` leaves B here): say what to type."""
+    from resdeep.runs import is_run_dir
+
+    runs = [p for p in images if p.is_dir() and (is_run_dir(p) or _holds_runs(p))]
+    if not runs:
+        return
+    what = f"{', '.join(str(p) for p in runs)}: " + (
+        "a run directory, not an image" if len(runs) == 1 else "run directories, not images"
+    )
+    if ensemble or len(runs) > 1:
+        spelled = " ".join(f"--ensemble {p}" for p in dict.fromkeys([*ensemble, *runs]))
+        raise UsageError(f"{what}; --ensemble takes one run or sweep dir each time: {spelled}")
+    if checkpoint is None:
+        raise UsageError(f"{what}; score it with --checkpoint {runs[0]}")
+    raise UsageError(f"{what}; for an ensemble: --ensemble {checkpoint} --ensemble {runs[0]}")
+
+
+def _holds_runs(directory: Path) -> bool:
+    return next(directory.glob("*/checkpoints/best.pt"), None) is not None
+
+
 def ensemble_members(paths: list[Path]) -> list[Path]:
     """Run dirs (with a best.pt) from run or sweep dirs, each once, in order."""
     from resdeep.runs import find_runs
@@ -167,8 +214,8 @@ def ensemble_members(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         runs = [r.path for r in find_runs(path) if (r.path / "checkpoints" / "best.pt").is_file()]
-        if not runs:
-            raise UsageError(f"--ensemble {path}: no run with checkpoints/best.pt there")
+        if not runs:  # a missing file, as --checkpoint of a dir without one: exit 1
+            raise ResdeepError(f"--ensemble {path}: no run with checkpoints/best.pt there")
         found += runs
     members = list(dict.fromkeys(found))
     if len(members) == 1:

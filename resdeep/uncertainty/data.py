@@ -80,9 +80,7 @@ def _torchvision_set(name: str, info: CheckpointInfo) -> torch.Tensor:
         raise ResdeepError(f"--ood-data {name} (read from the run's data.root): {error}") from error
     channels, height, width = info.input_shape
     if height != width:
-        raise ResdeepError(
-            f"--ood-data {name} needs square inputs, the model takes {height}x{width}"
-        )
+        raise UsageError(f"--ood-data {name} needs square inputs, the model takes {height}x{width}")
     images = resize(test, height).images
     if images.shape[1] != channels:
         # Colour to grey by averaging, then grey to as many channels as the model takes.

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from resdeep.checkpoint import CheckpointInfo
-from resdeep.errors import ResdeepError
+from resdeep.errors import UsageError
 from resdeep.models import ConvNet, restoring_modes
 
 
@@ -40,19 +40,44 @@ def check_members(info: CheckpointInfo, members: list[CheckpointInfo]) -> None:
     member measured on its training split) may differ."""
 
     def setting(member: CheckpointInfo) -> dict[str, Any]:
-        data = dict(member.config.get("data", {}))
         return {
-            "data": data,
+            "data": dict(member.config.get("data", {})),
             "classes": list(member.classes),
-            "input_shape": tuple(member.input_shape),
+            "input_shape": list(member.input_shape),
         }
 
     reference = setting(info)
     for member in members:
-        theirs = setting(member)
-        for key, value in reference.items():
-            if theirs[key] != value:
-                raise ResdeepError(
-                    f"ensemble member {member.path} differs from {info.path} in its {key} "
-                    f"({theirs[key]} vs {value}); members must share data, split and classes"
-                )
+        difference = first_difference(setting(member), reference)
+        if difference is not None:
+            key, theirs, ours = difference
+            raise UsageError(
+                f"ensemble member {member.path} has {key}={_shown(theirs)} where {info.path} "
+                f"has {_shown(ours)}; members must share data, split and classes"
+            )
+
+
+def first_difference(one: Any, other: Any, key: str = "") -> tuple[str, Any, Any] | None:
+    """(dotted key, one's value, other's value) of the first place two configs differ."""
+    if isinstance(one, dict) and isinstance(other, dict):
+        for name in [*one, *(k for k in other if k not in one)]:
+            found = first_difference(one.get(name), other.get(name), f"{key}.{name}".lstrip("."))
+            if found is not None:
+                return found
+        return None
+    if isinstance(one, list) and isinstance(other, list) and len(one) == len(other):
+        for index, (mine, theirs) in enumerate(zip(one, other, strict=True)):
+            found = first_difference(mine, theirs, f"{key}[{index}]")
+            if found is not None:
+                return found
+        return None
+    return None if one == other else (key, one, other)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value short enough for a one-line error (a list of 100 class names is not)."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return text
+    count = f" ({len(value)} items)" if isinstance(value, list | dict) else ""
+    return f"{text[: limit - 5]}...{count}"

@@ -16,7 +16,7 @@ import torch
 from resdeep.checkpoint import CheckpointInfo
 from resdeep.data import normalize
 from resdeep.errors import ResdeepError
-from resdeep.images import load_image
+from resdeep.images import crop_to_view, input_warning, preprocess, read_image
 from resdeep.models import ConvNet
 from resdeep.uncertainty import calibration, metrics
 from resdeep.uncertainty.calibration import Calibration, calibrate_temperature
@@ -292,8 +292,10 @@ def evaluate_dataset(
 class ImageEvaluation:
     summary: dict[str, Any] | None  # the JSON document (None: no image could be read)
     predictions: Predictions | None
-    originals: list[Any]  # what load_image returned beside the tensor, for display
+    originals: list[Any]  # the images as read, upright, for display
     failures: list[str] = field(default_factory=list)  # one line per unreadable image
+    # (path, sentence) per image too far from the training images for its answer to mean much
+    warnings: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def summarize_images(
@@ -338,13 +340,19 @@ def evaluate_images(
     seed: int = 0,
     batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> ImageEvaluation:
-    loaded, scored, failures = [], [], []
+    loaded, scored, failures, warnings = [], [], [], []
     for path in paths:
         try:
-            loaded.append(load_image(path, info))
-            scored.append(path)
+            image = read_image(path)
+            seen, _ = crop_to_view(image, "center")  # as load_image shows an image to the net
+            loaded.append((preprocess(seen, info), image))
         except ResdeepError as error:  # one bad file is a line of its own, not the end
             failures.append(str(error))
+            continue
+        scored.append(path)
+        warning = input_warning(image, seen, info)
+        if warning:
+            warnings.append((path, warning))
     if not loaded:
         return ImageEvaluation(None, None, [], failures)
     inputs = torch.cat([tensor for tensor, _ in loaded])  # (N, C, H, W), normalised
@@ -354,4 +362,8 @@ def evaluate_images(
         "seed": seed,
         **summarize_images(predictions, [str(p) for p in scored], info.classes),
     }
-    return ImageEvaluation(summary, predictions, [original for _, original in loaded], failures)
+    warned = dict(warnings)
+    for path, image in zip(scored, summary["images"], strict=True):
+        image["warning"] = warned.get(path)  # as cam's JSON has it
+    originals = [original for _, original in loaded]
+    return ImageEvaluation(summary, predictions, originals, failures, warnings)

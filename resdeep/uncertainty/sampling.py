@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from resdeep.errors import ResdeepError
+from resdeep.errors import UsageError
 from resdeep.models import ConvNet, restoring_modes
 
 # Rows (images x samples) per forward pass: the memory budget of the batched path (and images
@@ -36,7 +36,8 @@ def dropout_modules(model: nn.Module) -> list[nn.Dropout]:
 
 def require_dropout(model: nn.Module, where: str = "this checkpoint") -> None:
     if not dropout_modules(model):
-        raise ResdeepError(
+        # A sound checkpoint that cannot serve this request, like a layer it lacks: exit 2.
+        raise UsageError(
             f"{where} has no dropout (p = 0 everywhere), so MC dropout has nothing to sample; "
             "train with model.dropout>0 (e.g. model.dropout=0.2)"
         )
