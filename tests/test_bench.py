@@ -52,3 +52,12 @@ def test_quick_bench_writes_every_required_benchmark_as_json(cli, tmp_path):
 def test_bench_rejects_a_bad_repeat_count(capsys):
     status, _, stderr = run_main(capsys, "bench", "--quick", "--repeats", "0")
     assert status == 2 and "--repeats" in stderr
+
+
+def test_bench_refuses_a_json_path_it_cannot_write_before_timing(capsys, tmp_path):
+    from tests.conftest import run_main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    status, stdout, stderr = run_main(capsys, "bench", "--quick", "--json", str(blocker / "b.json"))
+    assert status == 2 and f"{blocker} is a file, not a folder" in stderr and stdout == ""

@@ -681,3 +681,12 @@ def test_seeds_that_disagree_are_counted_and_runs_without_diagnostics_say_so():
     assert resnet56.endswith("— forward signal exploding at initialisation.")
     [responses] = [line for line in lines if line.startswith("Layer responses at step 50")]
     assert "resnet-56 1 (largest 1) at step 1" in responses  # its own step, not the others
+
+
+def test_report_refuses_an_out_path_it_cannot_write_before_reading_anything(capsys, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    status, _, stderr = run_main(capsys, "report", str(tmp_path), "--out", str(blocker))
+    assert (
+        status == 2 and stderr == f"error: --out {blocker} is a file, not a folder; give a folder\n"
+    )

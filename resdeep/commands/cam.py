@@ -14,10 +14,10 @@ from resdeep.cam.options import (
     DEFAULT_COLORMAP,
     DEFAULT_THRESHOLD,
     METHODS,
-    check_output_path,
 )
 from resdeep.console import console
 from resdeep.errors import ResdeepError, UsageError
+from resdeep.output_paths import check_output_path
 from resdeep.runs import DEFAULT_RUNS_ROOT
 
 if TYPE_CHECKING:

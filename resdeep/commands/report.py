@@ -37,10 +37,12 @@ def report(
 
     Runs still training are read as far as they got; runs on different data sets are grouped.
     """
+    from resdeep.output_paths import check_output_path
     from resdeep.report import build_report, default_out_dir
     from resdeep.report.document import TABLE_HEADERS, table_rows
 
     out_dir = out if out is not None else default_out_dir(paths)
+    check_output_path(out_dir, "--out", folder=True)
     result = build_report(paths, out_dir, html=html)
     table = Table(title=f"{len(result.summaries)} runs in {len(result.groups)} settings")
     for header in TABLE_HEADERS:

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from resdeep.cam.options import check_output_path  # torch-free, shared with cam
 from resdeep.console import console
 from resdeep.errors import ResdeepError, UsageError
+from resdeep.output_paths import check_output_path
 
 
 def uncertainty(
