@@ -49,8 +49,8 @@ def train_run(tmp_path_factory):
         key = (*overrides, f"trainer.epochs={epochs}")
         if key not in cache:
             run_dir = tmp_path_factory.mktemp("run") / "run"
-            result = run_cli("train", *FAST, *key, f"hydra.run.dir={run_dir}")
-            assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+            status, output = train_in_process("train", *FAST, *key, f"hydra.run.dir={run_dir}")
+            assert status == 0, output[-3000:]
             cache[key] = run_dir
         return cache[key]
 
@@ -72,6 +72,31 @@ REFERENCE_EPOCHS = 3
 def reference_run(train_run) -> Path:
     """The uninterrupted REFERENCE run, trained once per session."""
     return train_run(*REFERENCE, epochs=REFERENCE_EPOCHS)
+
+
+def train_in_process(*args: str) -> tuple[int, str]:
+    """The real CLI in this process, as a session fixture can call it (no capsys): exit code and
+    output. Global torch settings a run may change are put back, so later tests see none."""
+    import contextlib
+    import io
+
+    import torch
+
+    from resdeep.cli import main
+
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    output = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            main(list(args))
+        code = 0
+    except SystemExit as exited:
+        code = exited.code or 0
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    return code, output.getvalue()
 
 
 def run_main(capsys, *args: str) -> tuple[int, str, str]:

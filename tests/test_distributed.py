@@ -124,18 +124,18 @@ def test_slurm_preset_composes_with_one_task_per_device(capsys):
     assert "SlurmLauncher" in text
 
 
-def test_requeued_slurm_job_resumes_its_run(cli, tmp_path, train_run):
+def test_requeued_slurm_job_resumes_its_run(capsys, monkeypatch, tmp_path):
     """A requeued job (SLURM_RESTART_COUNT > 0) continues from the run dir's last.pt."""
     run_dir = tmp_path / "R"
-    assert cli("train", *FAST, "trainer.epochs=1", f"hydra.run.dir={run_dir}").returncode == 0
-    result = cli(
-        "train",
-        *FAST,
-        "trainer.epochs=2",
-        f"hydra.run.dir={run_dir}",
-        env={"SLURM_RESTART_COUNT": "1"},
+    status, _, stderr = run_main(
+        capsys, "train", *FAST, "trainer.epochs=1", f"hydra.run.dir={run_dir}"
     )
-    assert result.returncode == 0, result.stderr
+    assert status == 0, stderr
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    status, _, stderr = run_main(
+        capsys, "train", *FAST, "trainer.epochs=2", f"hydra.run.dir={run_dir}"
+    )
+    assert status == 0, stderr
     metrics = _metrics(run_dir)
     assert metrics["epochs"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2]
 

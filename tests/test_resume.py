@@ -63,8 +63,10 @@ def test_resume_refuses_what_would_train_another_run(capsys, finished_run, overr
     assert _snapshot(finished_run) == before  # nothing written
 
 
-def test_resume_into_another_directory_that_holds_a_run_is_refused(capsys, finished_run, train_run):
-    other = train_run("model=plain")
+def test_resume_into_another_directory_that_holds_a_run_is_refused(
+    capsys, finished_run, reference_run
+):
+    other = reference_run
     before = _snapshot(other)
     status, _, stderr = run_main(
         capsys,
@@ -197,7 +199,7 @@ def test_threads_pin_torch(tmp_path):
 
 SWEEP = (
     "train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *FAST,
-    "model=plain,resnet", "trainer.epochs=3", "trainer.deterministic=true", "trainer.threads=1",
+    "model=plain,resnet", "trainer.epochs=2", "trainer.deterministic=true", "trainer.threads=1",
 )  # fmt: skip
 
 
@@ -244,7 +246,7 @@ def test_an_interrupted_joblib_sweep_continues_to_the_weights_of_an_uninterrupte
         for key, tensor in state.items():
             assert torch.equal(got[job][key], tensor), (job, key)
     for job in got:
-        assert json.loads((cut / job / "metrics.json").read_text())["epochs"] == 3
+        assert json.loads((cut / job / "metrics.json").read_text())["epochs"] == 2
     # Once more: nothing left to train, every job says so, nothing changes.
     before = _snapshot(cut / "plain8_s0" / "checkpoints")
     status, stdout, stderr = run_main(
@@ -252,3 +254,24 @@ def test_an_interrupted_joblib_sweep_continues_to_the_weights_of_an_uninterrupte
     )
     assert status == 0, stderr
     assert _snapshot(cut / "plain8_s0" / "checkpoints") == before
+
+
+def test_the_same_sweep_command_with_resume_auto_continues_the_latest_sweep_it_started(
+    capsys, monkeypatch, tmp_path
+):
+    monkeypatch.chdir(tmp_path)  # the default sweep dirs are runs/sweeps/<time> under here
+    sweep = ["train", "-m", *FAST, "trainer.epochs=1", "model=plain"]
+    status, first, stderr = run_main(capsys, *sweep)
+    assert status == 0, stderr
+    (started,) = (tmp_path / "runs" / "sweeps").iterdir()
+    weights = (started / "plain8_s0" / "checkpoints" / "last.pt").read_bytes()
+    status, second, stderr = run_main(capsys, *sweep, "trainer.resume=auto")
+    assert status == 0, stderr
+    assert (
+        second.splitlines()[0]
+        == first.splitlines()[0]
+        == f"sweep dir: {Path('runs/sweeps') / started.name}"
+    )
+    assert "is complete: nothing to train" in second
+    assert (started / "plain8_s0" / "checkpoints" / "last.pt").read_bytes() == weights
+    assert list((tmp_path / "runs" / "sweeps").iterdir()) == [started]  # no new sweep dir

@@ -42,24 +42,26 @@ def event_tags(run_dir: Path) -> dict[str, list]:
     return accumulator
 
 
-def test_plain20_run_dir_is_complete(cli, tmp_path):
+def test_plain20_run_dir_is_complete(capsys, monkeypatch, tmp_path):
     # Started outside the repository: the configs are found all the same, the run dir is made
     # under ./runs with a name that says what ran.
-    result = cli(
+    monkeypatch.chdir(tmp_path)
+    status, stdout, stderr = run_main(
+        capsys,
         "train",
         "data=digits",
         "model=plain",
         "model.depth=20",
         "trainer.epochs=1",
         "trainer.device=cpu",
-        cwd=tmp_path,
+        "trainer.progress=lines",
     )
-    assert result.returncode == 0, result.stderr
+    assert status == 0, stderr
     [run_dir] = (tmp_path / "runs").iterdir()
     assert "plain20_digits" in run_dir.name
     # Output to a file, not a terminal: where the run went, and its test accuracy at the end.
-    lines = result.stdout.strip().splitlines()
-    assert f"run dir: {run_dir}" in result.stdout
+    lines = stdout.strip().splitlines()
+    assert f"run dir: {run_dir}" in stdout
     test_acc = json.loads((run_dir / "metrics.json").read_text())["test_acc"]
     assert lines[-1].startswith(f"test acc {test_acc:.4f}") and str(run_dir) in lines[-1]
     assert "best val acc" in lines[-1]
@@ -129,9 +131,10 @@ def test_plain20_run_dir_is_complete(cli, tmp_path):
     assert (run_dir / "config.yaml").read_text().count("depth: 20") == 1
 
 
-def test_multirun_leaves_complete_run_dirs(cli, capsys, tmp_path):
+def test_multirun_leaves_complete_run_dirs(capsys, tmp_path):
     sweep = tmp_path / "S"
-    result = cli(
+    status, stdout, stderr = run_main(
+        capsys,
         "train",
         "-m",
         "data=digits",
@@ -139,13 +142,14 @@ def test_multirun_leaves_complete_run_dirs(cli, capsys, tmp_path):
         "model.depth=8",
         "trainer.epochs=1",
         "trainer.device=cpu",
+        "trainer.progress=lines",
         f"hydra.sweep.dir={sweep}",
     )
-    assert result.returncode == 0, result.stderr
+    assert status == 0, stderr
     run_dirs = sorted(p for p in sweep.iterdir() if p.is_dir())
     # Short names that say what the sweep varies (the fixed overrides stay in config.yaml).
     assert [p.name for p in run_dirs] == ["plain8_s0", "resnet8_s0"]
-    lines = result.stdout.strip().splitlines()
+    lines = stdout.strip().splitlines()
     assert lines[0] == f"sweep dir: {sweep}"
     assert lines[-1] == f"sweep done; its report: resdeep report {sweep}"
     assert any(line.strip().startswith("runs under") for line in lines)  # its runs table

@@ -70,7 +70,9 @@ def progress_bar_off_screen() -> Iterator[None]:
     """Keep the training loop's rich progress bar (its per-step cost included) off the screen:
     the shared console writes to the null device meanwhile."""
     with open(os.devnull, "w") as sink:
-        previous = console.file
+        # The console's own setting, not the stream it resolves to: None means "whatever
+        # sys.stdout is when printing", which a test's or a redirect's stream must not replace.
+        previous = vars(console).get("_file")
         console.file = sink
         try:
             yield

@@ -158,7 +158,11 @@ def train(cfg: DictConfig, run_dir: Path, world: World, start: RunStart) -> dict
                 _detach_file_logs(run_dir)
                 undo_failed_start(run_dir)
             raise
-        return _train_and_finish(training, cfg, run_dir, world, checkpoint, target)
+        try:
+            return _train_and_finish(training, cfg, run_dir, world, checkpoint, target)
+        finally:
+            # The run's log file is its own: a later run in this process must not write into it.
+            _detach_file_logs(run_dir)
 
 
 def _train_and_finish(
