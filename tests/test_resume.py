@@ -263,15 +263,14 @@ def test_the_same_sweep_command_with_resume_auto_continues_the_latest_sweep_it_s
     sweep = ["train", "-m", *FAST, "trainer.epochs=1", "model=plain"]
     status, first, stderr = run_main(capsys, *sweep)
     assert status == 0, stderr
-    (started,) = (tmp_path / "runs" / "sweeps").iterdir()
+    (made,) = (tmp_path / "runs" / "sweeps").iterdir()
+    # An earlier day's sweep: a new start would make a directory of its own, named by the time.
+    started = made.rename(made.parent / "2026-01-01_00-00-00")
     weights = (started / "plain8_s0" / "checkpoints" / "last.pt").read_bytes()
     status, second, stderr = run_main(capsys, *sweep, "trainer.resume=auto")
     assert status == 0, stderr
-    assert (
-        second.splitlines()[0]
-        == first.splitlines()[0]
-        == f"sweep dir: {Path('runs/sweeps') / started.name}"
-    )
+    assert first.splitlines()[0] == f"sweep dir: runs/sweeps/{made.name}"
+    assert second.splitlines()[0] == "sweep dir: runs/sweeps/2026-01-01_00-00-00"
     assert "is complete: nothing to train" in second
     assert (started / "plain8_s0" / "checkpoints" / "last.pt").read_bytes() == weights
     assert list((tmp_path / "runs" / "sweeps").iterdir()) == [started]  # no new sweep dir
