@@ -33,8 +33,15 @@ def cli():
     return run_cli
 
 
-# Small, fast training settings for tests: depth-8 nets on 8x8 digits train in seconds on CPU.
-FAST = ("data=digits", "model.depth=8", "trainer.device=cpu", "trainer.progress=lines")
+# Small, fast training settings for tests: depth-8 nets on 8x8 digits train in seconds on CPU,
+# ten steps an epoch.
+FAST = (
+    "data=digits",
+    "model.depth=8",
+    "data.batch_size=128",
+    "trainer.device=cpu",
+    "trainer.progress=lines",
+)
 
 
 @pytest.fixture(scope="session")

@@ -96,7 +96,10 @@ def test_a_new_budget_is_honoured_exactly_and_a_smaller_one_refused(capsys, tmp_
     rest of that epoch's batches and stops at step 50, its cosine re-planned over 50 steps (it
     had decayed to 0 at step 25; over 50 steps it is at half the base rate there)."""
     run = tmp_path / "budget"
-    shutil.copytree(train_run("trainer.max_steps=25", "schedule=cosine", epochs=15), run)
+    shutil.copytree(
+        train_run("trainer.max_steps=25", "schedule=cosine", "schedule.warmup_steps=0", epochs=15),
+        run,
+    )
     status, _, stderr = run_main(capsys, "train", f"trainer.resume={run}", "trainer.max_steps=20")
     assert status == 2 and "has trained 25 steps (3 epochs) already" in stderr
     status, stdout, stderr = run_main(

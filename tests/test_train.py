@@ -52,6 +52,7 @@ def test_plain20_run_dir_is_complete(capsys, monkeypatch, tmp_path):
         "data=digits",
         "model=plain",
         "model.depth=20",
+        "data.batch_size=128",
         "trainer.epochs=1",
         "trainer.device=cpu",
         "trainer.progress=lines",
