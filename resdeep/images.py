@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from resdeep.cam.options import CROPS
+from resdeep.choices import CROPS
 from resdeep.data import normalize
 from resdeep.data.imagefolder import IMAGE_SUFFIXES
 from resdeep.errors import ResdeepError, first_line

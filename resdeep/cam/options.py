@@ -1,11 +1,12 @@
-"""What `resdeep cam` offers, importable without torch (so `--help` stays quick): the methods,
-the default box threshold and colormap, and how a non-square image becomes a square input."""
+"""What `resdeep cam` offers, importable without torch (so `--help` stays quick): its methods
+and crops (resdeep.choices), the default box threshold and colormap."""
 
 from __future__ import annotations
 
-METHODS: tuple[str, ...] = ("cam", "gradcam", "gradcam++", "scorecam")
+from resdeep.choices import CAM_METHODS as METHODS
+from resdeep.choices import CROPS
+
+__all__ = ["CROPS", "DEFAULT_COLORMAP", "DEFAULT_THRESHOLD", "METHODS"]
+
 DEFAULT_THRESHOLD = 0.2  # of the map's maximum: the CAM paper's value
 DEFAULT_COLORMAP = "jet"  # the CAM and Grad-CAM papers' figures, so overlays read the same way
-# The net's square input from an image: its centre square (default: a landscape photo is not
-# squashed), the whole image squashed, or the whole image padded with black.
-CROPS: tuple[str, ...] = ("center", "none", "pad")

@@ -3,13 +3,11 @@
 from resdeep.models.anatomy import depth_layers, layer_responses, units, weight_layers
 from resdeep.models.base import ConvNet, restoring_modes
 from resdeep.models.factory import (
-    ARCHITECTURES,
-    BLOCKS,
     ModelConfigError,
     blocks_per_stage,
     build_model,
 )
-from resdeep.models.init import INIT_SCHEMES, init_weights
+from resdeep.models.init import init_weights
 from resdeep.models.summary import (
     ModelSummary,
     count_macs,
@@ -18,9 +16,6 @@ from resdeep.models.summary import (
 )
 
 __all__ = [
-    "ARCHITECTURES",
-    "BLOCKS",
-    "INIT_SCHEMES",
     "ConvNet",
     "ModelConfigError",
     "ModelSummary",

@@ -15,9 +15,6 @@ from torch import nn
 
 from resdeep.models.base import STAGE_WIDTHS, ConvNet, build_stages
 from resdeep.models.layers import (
-    Norm,
-    Shortcut,
-    ShortcutPad,
     conv3x3,
     dropout_layer,
     make_shortcut,
@@ -35,9 +32,9 @@ class BasicBlock(nn.Module):
         *,
         stride: int = 1,
         residual: bool = True,
-        shortcut: Shortcut = "A",
-        shortcut_pad: ShortcutPad = "after",
-        norm: Norm = "batch",
+        shortcut: str = "A",
+        shortcut_pad: str = "after",
+        norm: str = "batch",
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -77,9 +74,9 @@ class CifarResNet(ConvNet):
         residual: bool = True,
         in_channels: int = 3,
         num_classes: int = 10,
-        shortcut: Shortcut = "A",
-        shortcut_pad: ShortcutPad = "after",
-        norm: Norm = "batch",
+        shortcut: str = "A",
+        shortcut_pad: str = "after",
+        norm: str = "batch",
         dropout: float = 0.0,
         dropout_at: str = "head",
     ) -> None:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
+from resdeep.choices import (
+    ARCHITECTURES,
+    BLOCKS,
+    DROPOUT_PLACES,
+    INITS,
+    NORMS,
+    SHORTCUT_PADS,
+    SHORTCUTS,
+)
 from resdeep.models.base import ConvNet
 from resdeep.models.cifar_resnet import CifarResNet
-from resdeep.models.init import INIT_SCHEMES, InitScheme, init_weights
-from resdeep.models.layers import SHORTCUT_PADS, Norm, Shortcut, ShortcutPad
+from resdeep.models.init import init_weights
 from resdeep.models.preact import PreActResNet
-
-Arch = Literal["plain", "resnet", "preact"]
-ARCHITECTURES: tuple[str, ...] = ("plain", "resnet", "preact")
-BLOCKS: tuple[str, ...] = ("basic", "bottleneck")
-DROPOUT_PLACES: tuple[str, ...] = ("head", "blocks")
 
 # Weight layers per block: 2 for basic (two 3x3), 3 for bottleneck (1x1, 3x3, 1x1); three stages
 # plus the stem conv and the classifier give depth = 3 * layers * n + 2.
@@ -64,8 +65,10 @@ def check_model_args(
         raise ModelConfigError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     if arch != "preact" and block != "basic":
         raise ModelConfigError(f"{arch} uses basic blocks; bottleneck needs arch=preact")
-    if shortcut not in ("A", "B"):
-        raise ModelConfigError(f"unknown shortcut {shortcut!r}; choose 'A' or 'B'")
+    if shortcut not in SHORTCUTS:
+        raise ModelConfigError(
+            f"unknown shortcut {shortcut!r}; choose one of {', '.join(SHORTCUTS)}"
+        )
     if shortcut_pad not in SHORTCUT_PADS:
         raise ModelConfigError(
             f"unknown shortcut_pad {shortcut_pad!r}; choose one of {', '.join(SHORTCUT_PADS)}"
@@ -75,10 +78,10 @@ def check_model_args(
             "bottleneck units project where the shape changes: use model.shortcut=B "
             "(option A exists for basic blocks only)"
         )
-    if norm not in ("batch", "none"):
-        raise ModelConfigError(f"unknown norm {norm!r}; choose 'batch' or 'none'")
-    if init not in INIT_SCHEMES:
-        raise ModelConfigError(f"unknown init {init!r}; choose one of {', '.join(INIT_SCHEMES)}")
+    if norm not in NORMS:
+        raise ModelConfigError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+    if init not in INITS:
+        raise ModelConfigError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
     if not 0.0 <= dropout < 1.0:
         raise ModelConfigError(f"dropout must lie in [0, 1), got {dropout}")
     if dropout_at not in DROPOUT_PLACES:
@@ -93,16 +96,16 @@ def check_model_args(
 
 
 def build_model(
-    arch: Arch = "resnet",
+    arch: str = "resnet",
     *,
     depth: int = 20,
     block: str = "basic",
     in_channels: int = 3,
     num_classes: int = 10,
-    shortcut: Shortcut | None = None,
-    shortcut_pad: ShortcutPad = "after",
-    init: InitScheme = "kaiming",
-    norm: Norm = "batch",
+    shortcut: str | None = None,
+    shortcut_pad: str = "after",
+    init: str = "kaiming",
+    norm: str = "batch",
     zero_init_residual: bool = False,
     dropout: float = 0.0,
     dropout_at: str = "head",

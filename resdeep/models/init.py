@@ -9,18 +9,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from torch import nn
 
-InitScheme = Literal["kaiming", "xavier", "orthogonal", "default"]
-INIT_SCHEMES: tuple[str, ...] = ("kaiming", "xavier", "orthogonal", "default")
+from resdeep.choices import INITS
 
 
-def init_weights(model: nn.Module, scheme: InitScheme, zero_init_residual: bool = False) -> None:
+def init_weights(model: nn.Module, scheme: str, zero_init_residual: bool = False) -> None:
     """Initialise every conv and linear weight of `model` with `scheme`; biases start at zero."""
-    if scheme not in INIT_SCHEMES:
-        raise ValueError(f"unknown init {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
+    if scheme not in INITS:
+        raise ValueError(f"unknown init {scheme!r}; choose one of {', '.join(INITS)}")
     for module in model.modules():
         if scheme != "default" and isinstance(module, nn.Conv2d | nn.Linear):
             if scheme == "kaiming":

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-Norm = Literal["batch", "none"]
-Shortcut = Literal["A", "B"]
-# Where option A's zero channels go: after the identity channels (fb.resnet.torch, the paper's
-# authors' Torch code) or half before and half after (akamaster/pytorch_resnet_cifar10). The
-# same family of functions with another channel order: a checkpoint loads only with its own.
-ShortcutPad = Literal["after", "both"]
-SHORTCUT_PADS: tuple[str, ...] = ("after", "both")
+from resdeep.choices import NORMS, SHORTCUT_PADS, SHORTCUTS
+
+# Option A's two channel orders are the same family of functions: a checkpoint loads only with
+# its own (resdeep.choices.SHORTCUT_PADS).
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
@@ -26,13 +21,11 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1, bias: bool = F
     return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=bias)
 
 
-def norm_layer(norm: Norm, channels: int) -> nn.Module:
+def norm_layer(norm: str, channels: int) -> nn.Module:
     """Batch norm, or nothing: a plain net without BN is where gradients vanish."""
-    if norm == "batch":
-        return nn.BatchNorm2d(channels)
-    if norm == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm {norm!r}; choose 'batch' or 'none'")
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+    return nn.BatchNorm2d(channels) if norm == "batch" else nn.Identity()
 
 
 def dropout_layer(p: float) -> nn.Module:
@@ -48,11 +41,13 @@ class ShortcutA(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, stride: int, pad: ShortcutPad = "after"
+        self, in_channels: int, out_channels: int, stride: int, pad: str = "after"
     ) -> None:
         super().__init__()
         if pad not in SHORTCUT_PADS:
-            raise ValueError(f"unknown shortcut_pad {pad!r}; choose 'after' or 'both'")
+            raise ValueError(
+                f"unknown shortcut_pad {pad!r}; choose one of {', '.join(SHORTCUT_PADS)}"
+            )
         self.stride = stride
         extra = out_channels - in_channels
         self.channel_padding = (0, extra) if pad == "after" else (extra // 2, extra - extra // 2)
@@ -70,7 +65,7 @@ class ShortcutB(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, stride: int, norm: Norm, normalized: bool = True
+        self, in_channels: int, out_channels: int, stride: int, norm: str, normalized: bool = True
     ) -> None:
         super().__init__()
         norm = norm if normalized else "none"
@@ -84,12 +79,12 @@ class ShortcutB(nn.Module):
 
 
 def make_shortcut(
-    shortcut: Shortcut,
+    shortcut: str,
     in_channels: int,
     out_channels: int,
     stride: int,
-    norm: Norm,
-    pad: ShortcutPad = "after",
+    norm: str,
+    pad: str = "after",
     normalized_projection: bool = True,
 ) -> nn.Module:
     """Identity when shapes match; option A or B otherwise (see ShortcutB for the BN)."""
@@ -99,4 +94,4 @@ def make_shortcut(
         return ShortcutA(in_channels, out_channels, stride, pad)
     if shortcut == "B":
         return ShortcutB(in_channels, out_channels, stride, norm, normalized_projection)
-    raise ValueError(f"unknown shortcut {shortcut!r}; choose 'A' or 'B'")
+    raise ValueError(f"unknown shortcut {shortcut!r}; choose one of {', '.join(SHORTCUTS)}")

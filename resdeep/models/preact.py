@@ -17,16 +17,12 @@ into two paths" for the first unit); and a bottleneck unit puts the stage's stri
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Literal
 
 import torch
 from torch import nn
 
 from resdeep.models.base import STAGE_WIDTHS, ConvNet, build_stages
 from resdeep.models.layers import (
-    Norm,
-    Shortcut,
-    ShortcutPad,
     conv1x1,
     conv3x3,
     dropout_layer,
@@ -35,8 +31,6 @@ from resdeep.models.layers import (
 )
 
 BOTTLENECK_EXPANSION = 4
-
-Block = Literal["basic", "bottleneck"]
 
 
 class PreActBasicBlock(nn.Module):
@@ -49,9 +43,9 @@ class PreActBasicBlock(nn.Module):
         *,
         stride: int = 1,
         first: bool = False,
-        shortcut: Shortcut = "A",
-        shortcut_pad: ShortcutPad = "after",
-        norm: Norm = "batch",
+        shortcut: str = "A",
+        shortcut_pad: str = "after",
+        norm: str = "batch",
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -92,8 +86,8 @@ class PreActBottleneck(nn.Module):
         *,
         stride: int = 1,
         first: bool = False,
-        shortcut: Shortcut = "B",
-        norm: Norm = "batch",
+        shortcut: str = "B",
+        norm: str = "batch",
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -135,12 +129,12 @@ class PreActResNet(ConvNet):
         self,
         *,
         blocks_per_stage: int,
-        block: Block = "bottleneck",
+        block: str = "bottleneck",
         in_channels: int = 3,
         num_classes: int = 10,
-        shortcut: Shortcut = "B",
-        shortcut_pad: ShortcutPad = "after",
-        norm: Norm = "batch",
+        shortcut: str = "B",
+        shortcut_pad: str = "after",
+        norm: str = "batch",
         dropout: float = 0.0,
         dropout_at: str = "head",
     ) -> None:

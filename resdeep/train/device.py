@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from resdeep.choices import PRECISIONS
 from resdeep.errors import UsageError
-
-PRECISIONS = ("32", "bf16", "16")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -4,10 +4,6 @@ same sources the run composes from, and without importing torch."""
 
 from __future__ import annotations
 
-import ast
-import inspect
-import io
-import tokenize
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
@@ -43,24 +39,6 @@ Flags:
 """
 
 
-def field_comments(cls: type) -> dict[str, str]:
-    """The end-of-line comment of each field in a dataclass's source: the key's meaning."""
-    source = inspect.getsource(cls)
-    comments_at = {
-        token.start[0]: token.string.lstrip("# ").strip()
-        for token in tokenize.generate_tokens(io.StringIO(source).readline)
-        if token.type == tokenize.COMMENT
-    }
-    found = {}
-    for node in ast.parse(source).body[0].body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            lines = range(node.lineno, (node.end_lineno or node.lineno) + 1)
-            text = [comments_at[line] for line in lines if line in comments_at]
-            if text:
-                found[node.target.id] = " ".join(text)
-    return found
-
-
 def _default(item) -> str:
     if item.default is not MISSING:
         value = item.default
@@ -78,14 +56,13 @@ def _default(item) -> str:
 def key_rows(cls: type = schema.TrainConfig, prefix: str = "") -> list[tuple[str, str, str]]:
     """(key, default, meaning) for every leaf of the schema; choices join the meaning."""
     rows = []
-    comments = field_comments(cls)
     for item in fields(cls):
         key = f"{prefix}{item.name}"
         default = item.default_factory() if item.default_factory is not MISSING else None
         if is_dataclass(default):
             rows += key_rows(type(default), key + ".")
             continue
-        meaning = comments.get(item.name, "")
+        meaning = item.metadata.get("help", "")
         choices = item.metadata.get("choices")
         if choices:
             allowed = " | ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices)

@@ -7,10 +7,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
+from resdeep.choices import OPTIMIZERS, SCHEDULES, WARMUPS
 from resdeep.errors import UsageError
-
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("multistep", "cosine", "constant")
 
 
 def build_optimizer(
@@ -68,7 +66,7 @@ def lr_multiplier(
     if name not in SCHEDULES:
         raise UsageError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
     if warmup not in ("constant", "linear"):
-        raise UsageError(f"schedule.warmup must be 'constant' or 'linear', got {warmup!r}")
+        raise UsageError(f"schedule.warmup must be one of {', '.join(WARMUPS)}, got {warmup!r}")
     boundaries = sorted(round(m * total_steps) for m in milestones)
     warmup_start = (warmup_lr if warmup_lr is not None else base_lr * 0.1) / base_lr
 
