@@ -38,19 +38,23 @@ OmegaConf.register_new_resolver("resdeep.at_least", _at_least, replace=True)
 _NAMED_KEYS = {"model", "model.arch", "model.depth", "seed"}
 
 
-def short_run_name(arch: str, depth: int, seed: int, overrides: str) -> str:
-    """A sweep job's directory and TensorBoard run name: `plain56_s0`, then each other override
-    by its last key part (`init-xavier`, `lr-0.1`; a group by its option: `cifar10`). The
-    full overrides stay in the run's config.yaml and .hydra/overrides.yaml."""
+def short_run_name(
+    arch: str, depth: int, seed: int, overrides: Sequence[str], excluded: Sequence[str]
+) -> str:
+    """A sweep job's directory and TensorBoard run name: `plain56_s0`, then each other task
+    override not in `excluded` by its last key part (`init-xavier`, `lr-0.1`; a group by its
+    option: `cifar10`). Overrides come as Hydra's list, so a value with commas
+    (`data.classes=[0,1]`) stays one override. The full overrides stay in the run's config.yaml
+    and .hydra/overrides.yaml."""
     parts = [f"{arch}{depth}", f"s{seed}"]
-    for item in filter(None, str(overrides).split(",")):
-        key, _, value = item.partition("=")
+    for item in overrides:
+        key, _, value = str(item).partition("=")
         key = key.lstrip("+~")
-        if key in _NAMED_KEYS or not value:
+        if key in _NAMED_KEYS or key in excluded or key.startswith("hydra") or not value:
             continue
-        # A config group (model=plain, hydra/launcher=joblib) by its option, a key by its end.
+        # A config group (model=plain, data=cifar10) by its option, a key by its last part.
         parts.append(value if "." not in key else f"{key.rsplit('.', 1)[-1]}-{value}")
-    return "_".join(part.replace("/", "-") for part in parts)
+    return "_".join(part.replace("/", "-").replace(",", "+") for part in parts)
 
 
 OmegaConf.register_new_resolver("resdeep.run_name", short_run_name, replace=True)

@@ -12,7 +12,6 @@ from omegaconf.errors import OmegaConfBaseException
 from resdeep.errors import Problems, UsageError
 from resdeep.experiment import CONFIG_DIR, compose_train_config
 
-SWEEP_SYNTAX = (",", "range(", "choice(", "glob(", "interval(")
 NOT_A_SWEEP = {"--help", "-h", "--cfg", "-c"}
 
 
@@ -25,8 +24,21 @@ def _overrides(args: list[str]) -> list[str]:
 
 
 def _fixed(args: list[str]) -> list[str]:
-    """The overrides every job shares (not `a=1,2`, `range(...)`, ...)."""
-    return [a for a in _overrides(args) if not any(t in a.split("=", 1)[1] for t in SWEEP_SYNTAX)]
+    """The overrides every job shares: what Hydra's own parser reads as no sweep (`a=1,2`,
+    `range(...)`, `glob(...)` are sweeps; `data.classes=[0,1]` is one value)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    fixed = []
+    for line in _overrides(args):
+        try:
+            (override,) = parser.parse_overrides([line])
+        except (HydraException, OmegaConfBaseException):
+            fixed.append(line)  # malformed: composing it reports the problem
+            continue
+        if not override.is_sweep_override():
+            fixed.append(line)
+    return fixed
 
 
 def sweep_jobs(args: list[str]) -> list[list[str]]:
