@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from resdeep.logscale import log10
+from resdeep.plots import layer_step_heatmap
 from resdeep.report.analysis import RunGroup, RunSummary
 
 DPI = 110  # sharp enough to read layer ticks, small enough to keep each PNG well under 250 KB
@@ -204,24 +205,16 @@ def gradient_profile(groups: Sequence[RunGroup]) -> Figure:
 def gradient_heatmap(summary: RunSummary) -> Figure:
     """Layer × logged step, coloured by log10 gradient norm: where and when gradients die."""
     grads = summary.run.grads
-    figure = Figure(figsize=(8, 4.5), layout="constrained")
-    axis = figure.subplots()
     if grads is None:
-        no_data(axis, "no gradient norms logged")
+        figure = Figure(figsize=(8, 4.5), layout="constrained")
+        no_data(figure.subplots(), "no gradient norms logged")
         return figure
-    steps = np.asarray(grads.steps, dtype=float)
-    layers = np.arange(len(grads.layer_names) + 1) + 0.5
-    # Cell edges halfway between logged steps: the dense first epoch and the sparser rest both
-    # keep their true place on the step axis.
-    edges = np.concatenate([[steps[0] - 0.5], (steps[1:] + steps[:-1]) / 2, [steps[-1] + 0.5]])
-    image = axis.pcolormesh(
-        edges, layers, np.ma.masked_invalid(log10(grads.norms.T)), cmap="viridis"
+    return layer_step_heatmap(
+        log10(grads.norms),
+        grads.steps,
+        title=f"{summary.run_label} on {summary.data}: gradient norm by layer and step",
+        label="log10 gradient norm",
     )
-    figure.colorbar(image, ax=axis, label="log10 gradient norm")
-    axis.set_xlabel("step")
-    axis.set_ylabel("layer (input at the bottom)")
-    axis.set_title(f"{summary.run_label} on {summary.data}: gradient norm by layer and step")
-    return figure
 
 
 def accuracy_vs_depth(groups: Sequence[RunGroup]) -> Figure:

@@ -10,14 +10,13 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 from tensorboard.compat.proto.summary_pb2 import Summary  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 from torch.utils.tensorboard.summary import hparams  # noqa: E402
 
 from resdeep.logscale import log10  # noqa: E402
+from resdeep.plots import layer_profile, layer_step_heatmap  # noqa: E402
 from resdeep.runs import (  # noqa: E402
     BACKWARD_GAIN_PREFIX,
     BACKWARD_SIGNAL_PREFIX,
@@ -217,14 +216,23 @@ class TensorBoardLogger:
             return
         label = f"{self.title}, " if self.title else ""
         steps = self.history_steps
-        profile = grad_norm_profile_figure(
-            self.history["grad_norm"][-1], title=f"{label}epoch {epoch}, step {step}"
+        profile = layer_profile(
+            self.history["grad_norm"][-1],
+            title=f"{label}epoch {epoch}, step {step}",
+            label="log10 gradient norm",
+            value_range=HEATMAP_RANGE,
         )
         self.writer.add_figure("grad_norm_by_layer", profile, step)
         if not heatmaps:
             return
         for tag, quantity, what, value_range, rows in (
-            ("grad_norm_heatmap", "grad_norm", "log10 gradient norm", HEATMAP_RANGE, "layer"),
+            (
+                "grad_norm_heatmap",
+                "grad_norm",
+                "log10 gradient norm",
+                HEATMAP_RANGE,
+                "layer (input = 0)",
+            ),
             (
                 "backward_signal_heatmap",
                 "backward_signal",
@@ -237,19 +245,20 @@ class TensorBoardLogger:
                 "relative_update",
                 "log10 relative update ‖ΔW‖/‖W‖",
                 UPDATE_RANGE,
-                "layer",
+                "layer (input = 0)",
             ),
         ):
             values = self.history[quantity]
             if not len(values[-1]):
                 continue
-            figure = heatmap_figure(
+            figure = layer_step_heatmap(
                 np.stack(values),
                 steps,
                 title=f"{label}steps {steps[0]}-{step}",
                 label=what,
                 value_range=value_range,
                 rows=rows,
+                size=(6, 3.6),
             )
             self.writer.add_figure(tag, figure, step)
 
@@ -267,53 +276,6 @@ class TensorBoardLogger:
 
     def close(self) -> None:
         self.writer.close()
-
-
-def grad_norm_profile_figure(log_norms: np.ndarray, title: str = "") -> plt.Figure:
-    """log10 gradient norm by layer at one log point."""
-    figure, axis = plt.subplots(figsize=(6, 3.2), dpi=100)
-    values = np.asarray(log_norms, dtype=float)
-    layers = np.arange(1, len(values) + 1)
-    axis.plot(layers, values, marker="o", markersize=2.5)
-    axis.set_xlabel("layer (input → output)")
-    axis.set_ylabel("log10 gradient norm")
-    axis.set_ylim(*HEATMAP_RANGE)  # the same for every run: two runs compare by eye
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.set_title(title, fontsize=9)
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    return figure
-
-
-def heatmap_figure(
-    log_values: np.ndarray,
-    steps: Sequence[int],
-    *,
-    title: str = "",
-    label: str = "log10 gradient norm",
-    value_range: tuple[float, float] = HEATMAP_RANGE,
-    rows: str = "layer",
-) -> plt.Figure:
-    """Layers or units (input at the bottom) by log points, coloured by a log10 quantity."""
-    figure, axis = plt.subplots(figsize=(6, 3.6), dpi=100)
-    image = axis.imshow(
-        np.ma.masked_invalid(log_values.T),
-        aspect="auto",
-        origin="lower",
-        cmap="viridis",
-        vmin=value_range[0],
-        vmax=value_range[1],
-        interpolation="nearest",
-    )
-    ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 6)).round().astype(int))
-    axis.set_xticks(ticks, [str(steps[i]) for i in ticks])
-    axis.yaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.set_xlabel("log point (step)")
-    axis.set_ylabel(f"{rows} (input = 0)" if rows == "layer" else rows)
-    axis.set_title(title, fontsize=9)
-    figure.colorbar(image, ax=axis, label=label)
-    figure.tight_layout()
-    return figure
 
 
 def _earlier_history(
