@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,6 @@ from resdeep.train import distributed
 from resdeep.train.build import Training, build_training, per_device_batch
 from resdeep.train.device import resolve_device
 from resdeep.train.distributed import World
-from resdeep.train.interrupts import StopRequest
 from resdeep.train.loop import evaluate
 from resdeep.train.resume import budget_check, complete_message, resume_target, resumed_config
 from resdeep.train.validation import validate
@@ -121,83 +121,111 @@ def _detach_file_logs(run_dir: Path) -> None:
 
 
 def train(cfg: DictConfig, run_dir: Path, world: World, start: RunStart) -> dict[str, Any]:
-    # A directory that held no run before this start is taken back whole if the start fails.
+    """One run, start to end: which run it is (new, or resumed with its own settings), its
+    start in its directory, the fit, and its finish (test numbers, metrics, records)."""
+    run = which_run(cfg, run_dir, world, start)
+    if run.complete:  # continuing a sweep: this job is done
+        log.info("%s is complete: nothing to train", run_dir)
+        return read_metrics(run_dir)
+    with started_run(run, run_dir, world, start) as training:
+        status = fit(training, run, run_dir, world)
+        return finish_run(training, status, run_dir, world)
+
+
+@dataclass(frozen=True)
+class WhichRun:
+    """A run as resolved before anything is written: its config (a resumed run's own, with the
+    changes it allows), the checkpoint it continues, and whether that run is already done."""
+
+    cfg: DictConfig
+    checkpoint: dict[str, Any] | None
+    target: Path | None  # the checkpoint's path
+    new_dir: bool  # the directory held no run before this start
+    complete: bool = False
+
+
+def which_run(cfg: DictConfig, run_dir: Path, world: World, start: RunStart) -> WhichRun:
+    """New or resumed: a resumed run's settings come from its checkpoint, its budget is
+    checked; a refusal leaves no directory that this start made."""
     new_dir = not (run_dir / "checkpoints" / "last.pt").exists()
     try:
         target = resume_target(cfg.trainer, run_dir, slurm_requeued())
-        checkpoint = read_checkpoint(target) if target is not None else None
-        if checkpoint is not None:
-            resumed_run = run_dir_of(Path(target))
-            cfg = resumed_config(checkpoint.get("config", {}), cfg, start.overrides, resumed_run)
-            validate(cfg)
-            if budget_check(checkpoint, cfg.trainer, resumed_run) == "complete":
-                if cfg.trainer.resume == "auto":  # continuing a sweep: this job is done
-                    log.info("%s is complete: nothing to train", run_dir)
-                    return read_metrics(run_dir)
-                raise UsageError(complete_message(checkpoint, resumed_run))
+        if target is None:
+            return WhichRun(cfg, None, None, new_dir)
+        checkpoint = read_checkpoint(target)
+        resumed_run = run_dir_of(Path(target))
+        cfg = resumed_config(checkpoint.get("config", {}), cfg, start.overrides, resumed_run)
+        validate(cfg)
+        complete = budget_check(checkpoint, cfg.trainer, resumed_run) == "complete"
+        if complete and cfg.trainer.resume != "auto":
+            raise UsageError(complete_message(checkpoint, resumed_run))
+        return WhichRun(cfg, checkpoint, target, new_dir, complete)
     except BaseException:
         if world.is_main and new_dir:
             remove_empty_dirs(run_dir)  # the directory Hydra made for a start refused here
         raise
-    resuming = checkpoint is not None or cfg.trainer.resume == "auto"
+
+
+@contextlib.contextmanager
+def started_run(run: WhichRun, run_dir: Path, world: World, start: RunStart) -> Iterator[Training]:
+    """The run holding its directory, with its files written and its objects built, for the
+    duration of the block. The claim comes first: a second run started into this directory
+    stops there, leaving every file of the first as it was. A start that fails (bad depth,
+    device, batch size, missing data) leaves the file system as it was."""
+    resuming = run.checkpoint is not None or run.cfg.trainer.resume == "auto"
     with contextlib.ExitStack() as held:
         if world.is_main:
-            # Claimed before the run writes anything of its own: a second run started into
-            # this directory stops here, leaving every file of the first as it was.
             held.enter_context(claim_run_dir(run_dir, resuming=resuming))
         try:
             if world.is_main:
-                if resuming and checkpoint is None:
+                if resuming and run.checkpoint is None:
                     clear_dead_start(run_dir)  # a killed attempt without a checkpoint
-                _write_startup_files(run_dir, cfg, start, new=checkpoint is None or new_dir)
-            training = build_training(cfg, run_dir, world, checkpoint)
+                new = run.checkpoint is None or run.new_dir
+                _write_startup_files(run_dir, run.cfg, start, new=new)
+            training = build_training(run.cfg, run_dir, world, run.checkpoint)
         except BaseException:
-            if world.is_main and new_dir:
-                # A start that fails (bad depth, device, batch size, missing data) leaves the
-                # file system as it was: no run directory, no claim.
+            if world.is_main and run.new_dir:
                 _detach_file_logs(run_dir)
                 undo_failed_start(run_dir)
             raise
         try:
-            return _train_and_finish(training, cfg, run_dir, world, checkpoint, target)
+            yield training
         finally:
             # The run's log file is its own: a later run in this process must not write into it.
             _detach_file_logs(run_dir)
 
 
-def _train_and_finish(
-    training: Training,
-    cfg: DictConfig,
-    run_dir: Path,
-    world: World,
-    checkpoint: dict[str, Any] | None,
-    target: Path | None,
-) -> dict[str, Any]:
-    loop, model = training.loop, training.model
-    if checkpoint is not None:
+def fit(training: Training, run: WhichRun, run_dir: Path, world: World) -> str:
+    """Train to the budget (or a stop request); an interrupted run leaves a resumable
+    checkpoint and says how to resume. Returns the status."""
+    loop = training.loop
+    if run.checkpoint is not None:
         # Numbered like the stop message: the epoch in progress, and the step reached.
         log.info(
             "resuming from %s in epoch %d, at step %d",
-            target,
-            loop.state.epoch + 1,
-            loop.state.step,
-        )
+            run.target, loop.state.epoch + 1, loop.state.step,
+        )  # fmt: skip
     elif world.is_main:
         log.info("run dir: %s", run_dir)
-    with StopRequest() as stop:
-        loop.stop = stop
+    with loop.stop:
         status = loop.fit()
     if status == "interrupted":
         loop.save_interrupted()
         if world.is_main:
             loop.close()
-        stop.pass_on()  # under submitit this requeues the job, which resumes from last.pt
+        loop.stop.pass_on()  # under submitit this requeues the job, which resumes from last.pt
         raise Interrupted(
-            f"stopped by {stop.name} in epoch {loop.state.epoch + 1}, at step {loop.state.step}; "
-            f"resume with: resdeep train trainer.resume={run_dir}"
+            f"stopped by {loop.stop.name} in epoch {loop.state.epoch + 1}, at step "
+            f"{loop.state.step}; resume with: resdeep train trainer.resume={run_dir}"
         )
+    return status
 
-    # Report test numbers of the model selected on validation (best.pt), the honest protocol.
+
+def finish_run(training: Training, status: str, run_dir: Path, world: World) -> dict[str, Any]:
+    """The test numbers of the checkpoint chosen on validation (best.pt, the honest protocol),
+    written to metrics.json, TensorBoard's HParams and both checkpoints; a diverged run ends
+    with the line that says so. Returns the final metrics (empty on ranks but 0)."""
+    loop, model = training.loop, training.model
     if loop.best_state is not None:
         model.load_state_dict(loop.best_state)
     elif (run_dir / "checkpoints" / "best.pt").exists():
@@ -210,23 +238,7 @@ def _train_and_finish(
         return {}
     final = loop.write_metrics(extra)
     if status == "completed":
-        loop.logger.hyperparameters(
-            training.description.hparams(),
-            {
-                "test_acc": test_acc,
-                "test_loss": test_loss,
-                "best_val_acc": final["best_val_acc"] or 0.0,
-                "train_loss": final["train_loss"] or float("nan"),
-            },
-            loop.state.step,
-        )
-        # Keep the test numbers with the checkpoints too, so tools need nothing but the file.
-        for name in ("best.pt", "last.pt"):
-            path = run_dir / "checkpoints" / name
-            if path.exists():
-                payload = read_checkpoint(path)
-                payload["metrics"] = {**payload.get("metrics", {}), **extra}
-                save_checkpoint(path, payload)
+        _record_test_numbers(training, final, extra, run_dir)
     loop.close()
     if status == "completed":
         log.info(
@@ -245,3 +257,27 @@ def _train_and_finish(
             "try a lower optim.lr or trainer.on_nan=skip"
         )
     return final
+
+
+def _record_test_numbers(
+    training: Training, final: dict[str, Any], extra: dict[str, Any], run_dir: Path
+) -> None:
+    """HParams beside the final numbers, and the test numbers inside both checkpoints too, so
+    tools need nothing but the file."""
+    loop = training.loop
+    loop.logger.hyperparameters(
+        training.description.hparams(),
+        {
+            "test_acc": extra["test_acc"],
+            "test_loss": extra["test_loss"],
+            "best_val_acc": final["best_val_acc"] or 0.0,
+            "train_loss": final["train_loss"] or float("nan"),
+        },
+        loop.state.step,
+    )
+    for name in ("best.pt", "last.pt"):
+        path = run_dir / "checkpoints" / name
+        if path.exists():
+            payload = read_checkpoint(path)
+            payload["metrics"] = {**payload.get("metrics", {}), **extra}
+            save_checkpoint(path, payload)
