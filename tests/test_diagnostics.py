@@ -5,6 +5,7 @@ and the modules' hook tables for hooks that must not outlive a log step."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -171,7 +172,7 @@ def test_relative_update_is_the_step_the_optimizer_took(optim, tmp_path):
         )
     )
     with TrainingProgress(3, 0, "lines") as progress:
-        loop.train_steps(3, 1, progress)
+        loop.train_epoch(1, progress, replace(loop.settings, log_every=1, total_steps=3))
     loop.close()
     events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
     events.Reload()
@@ -269,7 +270,7 @@ def test_a_scaled_loss_in_the_loop_gives_the_unscaled_diagnostics(tmp_path):
         if scale is not None:
             loop.scaler = torch.amp.GradScaler("cpu", init_scale=scale)
         with TrainingProgress(2, 0, "lines") as progress:
-            loop.train_steps(2, 1, progress)
+            loop.train_epoch(1, progress, replace(loop.settings, log_every=1, total_steps=2))
         loop.close()
         events = EventAccumulator(str(tmp_path / name), size_guidance={"scalars": 0})
         events.Reload()

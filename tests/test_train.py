@@ -412,9 +412,19 @@ def test_the_default_recipe_trains_deep_residual_nets_without_stalling(cli, tmp_
 def test_short_run_names_show_what_varies():
     from resdeep.experiment import short_run_name
 
-    assert short_run_name("plain", 56, 0, "model.depth=56,model=plain,seed=0") == "plain56_s0"
+    assert short_run_name("plain", 56, 0, ["model.depth=56", "model=plain", "seed=0"], []) == (
+        "plain56_s0"
+    )
     assert (
-        short_run_name("resnet", 20, 2, "data=cifar10,model.init=xavier,optim.lr=0.1,seed=2")
+        short_run_name(
+            "resnet", 20, 2, ["data=cifar10", "model.init=xavier", "optim.lr=0.1", "seed=2"], []
+        )
         == "resnet20_s2_cifar10_init-xavier_lr-0.1"
     )
-    assert short_run_name("plain", 8, 0, "hydra/launcher=joblib") == "plain8_s0_joblib"
+    # Hydra's list of overrides: a value with commas is one override; held-fixed keys left out.
+    assert (
+        short_run_name(
+            "plain", 8, 0, ["data.classes=[0,1]", "trainer.epochs=3"], ["trainer.epochs"]
+        )
+        == "plain8_s0_classes-[0+1]"
+    )

@@ -10,6 +10,7 @@ import sys
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -96,7 +97,11 @@ class ResdeepLoop:
     def variant(self, name: str, log_every: int) -> Variant:
         def run(steps: int) -> float:
             self.clock.steps = steps
-            self.loop.train_steps(steps, log_every, self.progress)
+            # A window of `steps` steps with its own log interval; the run's settings stay.
+            window = replace(
+                self.loop.settings, log_every=log_every, total_steps=self.loop.state.step + steps
+            )
+            self.loop.train_epoch(self.loop.state.epoch + 1, self.progress, window)
             return self.clock.window_seconds()
 
         return Variant(name, run)

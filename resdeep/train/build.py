@@ -26,6 +26,7 @@ from resdeep.experiment import data_from_config, model_kwargs_from_config
 from resdeep.models import ConvNet, ModelConfigError, build_model, count_parameters
 from resdeep.train.description import RunDescription
 from resdeep.train.device import resolve_device, resolve_precision
+from resdeep.train.diagnostics import LayerDiagnostics
 from resdeep.train.distributed import World
 from resdeep.train.loop import LoopSettings, LoopState, TrainingLoop
 from resdeep.train.optim import build_optimizer, lr_multiplier
@@ -225,28 +226,38 @@ def build_optimization(
     return optimizer, scheduler
 
 
-def restore(checkpoint: dict, loop: TrainingLoop) -> None:
-    """Weights, optimizer, schedule, scaler, RNG and the loader's position from a checkpoint:
-    the resumed run continues exactly where the saved one stopped."""
+def restore(
+    checkpoint: dict,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    scaler: torch.amp.GradScaler,
+    loader: DeviceLoader,
+    state: LoopState,
+    device: torch.device,
+) -> None:
+    """Weights, optimizer, schedule, scaler, RNG, the loader's position and the loop's state
+    from a checkpoint: the resumed run continues exactly where the saved one stopped."""
     try:
-        loop.model.load_state_dict(checkpoint["model"])
+        model.load_state_dict(checkpoint["model"])
     except RuntimeError as error:
         raise UsageError(
             "the checkpoint's model does not match this configuration; resume with the run's own "
             "settings"
         ) from error
-    loop.optimizer.load_state_dict(checkpoint["optimizer"])
-    loop.scheduler.load_state_dict(checkpoint["scheduler"])
-    loop.scaler.load_state_dict(checkpoint["scaler"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    scaler.load_state_dict(checkpoint["scaler"])
     rng = checkpoint["rng"]
     torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and loop.device.type == "cuda":
-        torch.cuda.set_rng_state(rng["cuda"], loop.device)
-    loop.train_loader.load_state_dict(rng["loader"])
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)
+    loader.load_state_dict(rng["loader"])
     for key, value in checkpoint["loop_state"].items():
-        setattr(loop.state, key, value)
-    loop.state.status = "running"
-    follow_the_schedule(loop.scheduler, checkpoint)
+        setattr(state, key, value)
+    state.status = "running"
+    follow_the_schedule(scheduler, checkpoint)
 
 
 def follow_the_schedule(
@@ -295,15 +306,12 @@ def wrap_for_training(
 def build_training(
     cfg: DictConfig, run_dir: Path, world: World | None = None, checkpoint: dict | None = None
 ) -> Training:
-    """Every object of one run, from its config (and the checkpoint it resumes, if any)."""
+    """Every object of one run, from its config (and the checkpoint it resumes, if any): the
+    process, data and model, loaders, optimizer and schedule, the resumed state, the logger and
+    the loop, complete."""
     world = world or World()
     trainer = cfg.trainer
-    if trainer.threads is not None:
-        torch.set_num_threads(int(trainer.threads))
-    seed_everything(int(cfg.seed), bool(trainer.deterministic))
-    device = device_for(str(trainer.device), world)
-    precision = resolve_precision(trainer.precision, device)
-    channels_last = use_channels_last(trainer.channels_last, device)
+    device, precision, channels_last = prepare_process(trainer, int(cfg.seed), world)
     data = data_from_config(cfg)
     model, kwargs = build_network(cfg, data, device, channels_last)
     if trainer.init_from and checkpoint is None:  # a resumed run has its own weights
@@ -311,17 +319,99 @@ def build_training(
     train_loader, val_loader, test_loader = build_loaders(cfg, data, device, world, channels_last)
     epochs, total_steps = plan_steps(trainer, len(train_loader))
     optimizer, scheduler = build_optimization(cfg, model, device, total_steps)
-    description = RunDescription(
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "16")
+    state = LoopState()
+    if checkpoint is not None:
+        restore(
+            checkpoint, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+            loader=train_loader, state=state, device=device,
+        )  # fmt: skip
+    state.steps_per_epoch = len(train_loader)
+    description = describe_run(
+        cfg, kwargs, model, data, str(device), precision, world, epochs, train_loader.batch_size
+    )
+    diagnostics = LayerDiagnostics(model)  # before SyncBatchNorm swaps modules (found by name)
+    logger = None
+    if world.is_main:  # only rank 0 writes; purge_step drops events a resumed run rewrites
+        logger = TensorBoardLogger(
+            run_dir,
+            layout=diagnostics.layout,
+            purge_step=state.step + 1 if checkpoint else None,
+            title=f"{description.arch}-{description.depth}, seed {description.seed}, "
+            f"{description.data}",
+            residual=description.arch != "plain",
+        )
+    loop = TrainingLoop(
+        model=model,
+        train_model=wrap_for_training(model, trainer, world, device),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        device=device,
+        precision=precision,
+        settings=loop_settings(trainer, epochs, total_steps, device),
+        state=state,
+        run_dir=run_dir,
+        logger=logger,
+        description=description,
+        diagnostics=diagnostics,
+        world=world,
+    )
+    _log_plan(description, data, total_steps, world)
+    return Training(loop, model, test_loader, description)
+
+
+def prepare_process(trainer: DictConfig, seed: int, world: World) -> tuple[torch.device, str, bool]:
+    """Threads, seeds and kernels of this process; its device, precision and memory format."""
+    if trainer.threads is not None:
+        torch.set_num_threads(int(trainer.threads))
+    seed_everything(seed, bool(trainer.deterministic))
+    device = device_for(str(trainer.device), world)
+    precision = resolve_precision(trainer.precision, device)
+    return device, precision, use_channels_last(trainer.channels_last, device)
+
+
+def loop_settings(
+    trainer: DictConfig, epochs: int, total_steps: int, device: torch.device
+) -> LoopSettings:
+    return LoopSettings(
+        epochs=epochs,
+        total_steps=total_steps,
+        log_every=int(trainer.log_every),
+        dense_first_epoch=bool(trainer.dense_first_epoch),
+        progress=str(trainer.progress),
+        on_nan=str(trainer.on_nan),
+        cuda_graphs=bool(trainer.compile)
+        and str(trainer.compile_mode) == "reduce-overhead"
+        and device.type == "cuda",
+    )
+
+
+def describe_run(
+    cfg: DictConfig,
+    kwargs: dict[str, Any],
+    model: torch.nn.Module,
+    data: DataSplits,
+    device: str,
+    precision: str,
+    world: World,
+    epochs: int,
+    per_device_batch: int,
+) -> RunDescription:
+    """What a run is, for its checkpoints, metrics.json and HParams."""
+    return RunDescription(
         arch=kwargs["arch"],
         depth=kwargs["depth"],
         data=data.name,
         init=kwargs["init"],
         norm=kwargs["norm"],
         params=count_parameters(model),
-        device=str(device),
+        device=device,
         precision=precision,
         world_size=world.world_size,
-        per_device_batch=train_loader.batch_size,
+        per_device_batch=per_device_batch,
         optim=str(cfg.optim.name),
         lr=float(cfg.optim.lr),
         batch_size=int(cfg.data.batch_size),
@@ -334,49 +424,6 @@ def build_training(
         std=list(data.std),
         input_shape=[data.in_channels, data.image_size, data.image_size],
     )
-    loop = TrainingLoop(
-        model=model,
-        train_model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scaler=torch.amp.GradScaler(device.type, enabled=precision == "16"),
-        train_loader=train_loader,
-        val_loader=val_loader,
-        device=device,
-        precision=precision,
-        settings=LoopSettings(
-            epochs=epochs,
-            total_steps=total_steps,
-            log_every=int(trainer.log_every),
-            dense_first_epoch=bool(trainer.dense_first_epoch),
-            progress=str(trainer.progress),
-            on_nan=str(trainer.on_nan),
-            cuda_graphs=bool(trainer.compile)
-            and str(trainer.compile_mode) == "reduce-overhead"
-            and device.type == "cuda",
-        ),
-        state=LoopState(),
-        run_dir=run_dir,
-        logger=None,
-        description=description,
-        world=world,
-    )
-    if checkpoint is not None:
-        restore(checkpoint, loop)
-    loop.state.steps_per_epoch = len(train_loader)
-    loop.train_model = wrap_for_training(model, trainer, world, device)
-    if world.is_main:
-        # Only rank 0 writes; purge_step drops the events a resumed run will write again.
-        loop.logger = TensorBoardLogger(
-            run_dir,
-            layout=loop.diagnostics.layout,
-            purge_step=loop.state.step + 1 if checkpoint else None,
-            title=f"{description.arch}-{description.depth}, seed {description.seed}, "
-            f"{description.data}",
-            residual=description.arch != "plain",
-        )
-    _log_plan(description, data, total_steps, world)
-    return Training(loop, model, test_loader, description)
 
 
 def _log_plan(description: RunDescription, data: DataSplits, total_steps: int, world: World):

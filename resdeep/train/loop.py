@@ -124,6 +124,7 @@ class TrainingLoop:
         run_dir: Path,
         logger: TensorBoardLogger | None,
         description: RunDescription,
+        diagnostics: LayerDiagnostics,
         world: World | None = None,
     ) -> None:
         self.model = model  # the module whose state is saved
@@ -142,7 +143,7 @@ class TrainingLoop:
         self.world = world or World()
         self.stop = StopRequest()
         self.description = description
-        self.diagnostics = LayerDiagnostics(model)
+        self.diagnostics = diagnostics
         self.best_state: dict[str, torch.Tensor] | None = None
 
     # ---- checkpoints and metrics -------------------------------------------------------
@@ -220,13 +221,14 @@ class TrainingLoop:
             self.logger.scalars(values, step)
 
     # ---- the loop ----------------------------------------------------------------------
-    def should_log(self, epoch: int, step: int) -> bool:
+    def should_log(self, epoch: int, step: int, settings: LoopSettings | None = None) -> bool:
         """Is `step` (counted from 1) a log point?"""
-        if self.settings.dense_first_epoch and epoch == 1:
+        settings = settings or self.settings
+        if settings.dense_first_epoch and epoch == 1:
             return True
         # Step 1 always: the progress bar has numbers at once, and step 1's measurements are the
         # net as initialised (step 0), where deep plain nets' backward signal explodes.
-        return step == 1 or step % self.settings.log_every == 0
+        return step == 1 or step % settings.log_every == 0
 
     @property
     def eager_model(self) -> nn.Module:
@@ -302,62 +304,28 @@ class TrainingLoop:
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def train_steps(self, steps: int, log_every: int, progress: TrainingProgress) -> None:
-        """`steps` more steps with a log point every `log_every` (a benchmark's window); the
-        run's own settings are left as they were."""
-        settings = self.settings
-        saved = settings.log_every, settings.total_steps
-        settings.log_every, settings.total_steps = log_every, self.state.step + steps
-        try:
-            self.train_epoch(self.state.epoch + 1, progress)
-        finally:
-            settings.log_every, settings.total_steps = saved
-
-    def train_epoch(self, epoch: int, progress: TrainingProgress) -> tuple[float, float]:
+    def train_epoch(
+        self, epoch: int, progress: TrainingProgress, settings: LoopSettings | None = None
+    ) -> tuple[float, float]:
         """One pass over this rank's shard (or up to the step budget): (mean loss, accuracy)
         of the training batches, summed over ranks. Stops early when asked to (signal) or
-        when a logged loss is non-finite."""
-        model, state = self.train_model, self.state
-        model.train()
-        zero = torch.zeros((), device=self.device)
-        epoch_loss, epoch_correct, epoch_seen = zero.clone(), zero.clone(), 0
-        window_loss, window_correct, window_seen = zero.clone(), zero.clone(), 0
-        window_start = time.perf_counter()
+        when a logged loss is non-finite. `settings`: other than the run's own (a benchmark's
+        window of steps with its own log interval)."""
+        settings = settings or self.settings
+        state = self.state
+        self.train_model.train()
+        epoch_totals, window = RunningTotals(self.device), RunningTotals(self.device)
         logged = False  # a log point this epoch: the epoch ends with its pictures
         for images, labels in self.train_loader:
-            log_now = self.should_log(epoch, state.step + 1)
-            # Gradients go before the forward pass: with CUDA graphs, the last step's gradients
-            # live in memory the next replay reuses.
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.settings.cuda_graphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            with self.diagnostics.recording() if log_now else contextlib.nullcontext():
-                with self.autocast():
-                    logits = (self.eager_model if log_now else model)(images)
-                    loss = F.cross_entropy(logits, labels)
-                if self.settings.on_nan == "skip" and not bool(torch.isfinite(loss)):
-                    state.skipped_steps += 1
-                    log.warning("non-finite loss at step %d: step skipped", state.step + 1)
-                    continue
-                self.scaler.scale(loss).backward()
-            state.step += 1
-            if log_now:
-                self._measure_before_step()
-                step_lr = self.current_lr()  # the rate this step uses, before the schedule moves
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            if log_now:
-                measured = self.diagnostics.values()
-            batch = labels.numel()
+            log_now = self.should_log(epoch, state.step + 1, settings)
+            stepped = self._step(images, labels, log_now, settings)
+            if stepped is None:  # a non-finite loss, skipped (trainer.on_nan=skip)
+                continue
+            logits, loss, measured = stepped
             correct = (logits.detach().argmax(dim=1) == labels).sum()
-            batch_loss = loss.detach().float() * batch
-            epoch_loss += batch_loss
-            epoch_correct += correct
-            window_loss += batch_loss
-            window_correct += correct
-            epoch_seen += batch
-            window_seen += batch
+            batch_loss = loss.detach().float() * labels.numel()
+            for totals in (epoch_totals, window):
+                totals.add(batch_loss, correct, labels.numel())
             progress.advance(epoch)
             # One process checks its flag every step for free; ranks agree at log points only.
             if (not self.world.distributed and self.stop.requested) or (
@@ -366,60 +334,19 @@ class TrainingLoop:
                 state.status = "interrupted"
                 break
             if log_now:
-                window = torch.stack(
-                    [
-                        window_loss,
-                        window_correct,
-                        torch.tensor(float(window_seen), device=self.device),
-                    ]
-                )
-                # The one host sync of a log point: losses, accuracy and every diagnostic.
-                numbers = torch.cat([self.world.all_reduce_sum(window), measured]).tolist()
-                loss_value, correct_value, window_seen = numbers[:3]
-                point = self.diagnostics.layout.split(numbers[3:])
-                elapsed = time.perf_counter() - window_start
-                speed = window_seen / elapsed if elapsed > 0 else 0.0
-                self._log_scalars(
-                    {
-                        "train/loss": loss_value / window_seen,
-                        "train/acc": correct_value / window_seen,
-                        "lr": step_lr,
-                        "throughput/img_per_s": speed,
-                    },
-                    state.step,
-                )
-                if self.logger is not None:
-                    if state.step == 1:
-                        # Step 1 measured the net as initialised (its gradient, weights and
-                        # signals come before its update): that is step 0, the state before any
-                        # update, where deep plain nets' backward signal explodes.
-                        self.logger.diagnostics(point.before_update(), 0)
-                    self.logger.diagnostics(point, state.step)
                 logged = True
-                progress.show(
-                    epoch=epoch,
-                    loss=loss_value / window_seen,
-                    acc=correct_value / window_seen,
-                    images_per_s=speed,
-                )
-                if not math.isfinite(loss_value):
+                if not math.isfinite(self._log_point(window, measured, epoch, progress)):
                     break
-                window_loss.zero_()
-                window_correct.zero_()
-                window_seen = 0
-                window_start = time.perf_counter()
+                window = RunningTotals(self.device)
             # Checked after the step, not before the next batch: the loader's position must not
             # move past a batch this run never trained, or a resumed run would skip it.
-            if state.step >= self.settings.total_steps:
+            if state.step >= settings.total_steps:
                 break
-        totals = torch.stack(
-            [epoch_loss, epoch_correct, torch.tensor(float(epoch_seen), device=self.device)]
-        )
-        loss_sum, correct_sum, seen = self.world.all_reduce_sum(totals).tolist()
+        loss_sum, correct_sum, seen = self.world.all_reduce_sum(epoch_totals.stacked()).tolist()
         if logged and self.logger is not None:
             final = (
-                epoch >= self.settings.epochs
-                or state.step >= self.settings.total_steps
+                epoch >= settings.epochs
+                or state.step >= settings.total_steps
                 or state.status == "interrupted"
                 or not math.isfinite(loss_sum)
             )
@@ -427,6 +354,70 @@ class TrainingLoop:
         if seen == 0:
             return float("nan"), float("nan")
         return loss_sum / seen, correct_sum / seen
+
+    def _step(
+        self, images: torch.Tensor, labels: torch.Tensor, log_now: bool, settings: LoopSettings
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, float] | None] | None:
+        """Forward, loss, backward, optimizer and schedule step: (logits, loss, and at a log
+        point (every diagnostic on the device, the rate the step used)), or None for a step
+        skipped for its non-finite loss."""
+        # Gradients go before the forward pass: with CUDA graphs, the last step's gradients
+        # live in memory the next replay reuses.
+        self.optimizer.zero_grad(set_to_none=True)
+        if settings.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        with self.diagnostics.recording() if log_now else contextlib.nullcontext():
+            with self.autocast():
+                logits = (self.eager_model if log_now else self.train_model)(images)
+                loss = F.cross_entropy(logits, labels)
+            if settings.on_nan == "skip" and not bool(torch.isfinite(loss)):
+                self.state.skipped_steps += 1
+                log.warning("non-finite loss at step %d: step skipped", self.state.step + 1)
+                return None
+            self.scaler.scale(loss).backward()
+        self.state.step += 1
+        if log_now:
+            self._measure_before_step()
+            step_lr = self.current_lr()  # the rate this step uses, before the schedule moves
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return logits, loss, (self.diagnostics.values(), step_lr) if log_now else None
+
+    def _log_point(
+        self,
+        window: RunningTotals,
+        measured: tuple[torch.Tensor, float],
+        epoch: int,
+        progress: TrainingProgress,
+    ) -> float:
+        """The one host sync of a log point (the window's loss and accuracy, summed over ranks,
+        and every diagnostic together), then its scalars, diagnostics and progress line.
+        Returns the window's loss sum (non-finite: the run is diverging)."""
+        values, step_lr = measured
+        numbers = torch.cat([self.world.all_reduce_sum(window.stacked()), values]).tolist()
+        loss_sum, correct, seen = numbers[:3]
+        point = self.diagnostics.layout.split(numbers[3:])
+        speed = seen / window.seconds() if window.seconds() > 0 else 0.0
+        step = self.state.step
+        self._log_scalars(
+            {
+                "train/loss": loss_sum / seen,
+                "train/acc": correct / seen,
+                "lr": step_lr,
+                "throughput/img_per_s": speed,
+            },
+            step,
+        )
+        if self.logger is not None:
+            if step == 1:
+                # Step 1 measured the net as initialised (its gradient, weights and signals
+                # come before its update): that is step 0, the state before any update, where
+                # deep plain nets' backward signal explodes.
+                self.logger.diagnostics(point.before_update(), 0)
+            self.logger.diagnostics(point, step)
+        progress.show(epoch=epoch, loss=loss_sum / seen, acc=correct / seen, images_per_s=speed)
+        return loss_sum
 
     def _measure_before_step(self) -> None:
         """A log step, between backward and the optimizer: the backward signal unscaled while
@@ -436,6 +427,31 @@ class TrainingLoop:
         self.scaler.unscale_(self.optimizer)
         self.diagnostics.grad_norms()
         self.diagnostics.before_step()
+
+
+class RunningTotals:
+    """Loss and correct predictions added up on the device, images counted on the host (known
+    there without a copy), since the window or epoch began: read back in one copy."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device)
+        self.seen = 0
+        self.started = time.perf_counter()
+
+    def add(self, loss_sum: torch.Tensor, correct: torch.Tensor, count: int) -> None:
+        self.loss += loss_sum
+        self.correct += correct
+        self.seen += count
+
+    def stacked(self) -> torch.Tensor:
+        """(loss sum, correct, images) as one device tensor."""
+        count = torch.tensor(float(self.seen), device=self.device)
+        return torch.stack([self.loss, self.correct.float(), count])
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
 
 
 def heatmaps_due(epoch: int, final: bool) -> bool:
