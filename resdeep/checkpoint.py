@@ -72,7 +72,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a raw checkpoint dict, refusing anything that is not a resdeep checkpoint."""
     payload = load_plain_tensors(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        from resdeep.published import import_hint  # it builds on this module
+        from resdeep.importing import import_hint  # it builds on this module
 
         hint = import_hint(Path(path), payload)
         raise ResdeepError(

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.test_importing import ChenyaofoResNet, _randomised
 
 from resdeep.images import View, crop_to_view
 from tests.conftest import REPO, run_main
-from tests.test_published import ChenyaofoResNet, _randomised
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def cifar_run(tmp_path_factory):
     """A CIFAR-10-shaped ResNet-20 with the CIFAR class names, imported like a published one."""
     folder = tmp_path_factory.mktemp("imported")
     torch.save(_randomised(ChenyaofoResNet(3)).state_dict(), folder / "c.pt")
-    from resdeep.published import import_published
+    from resdeep.importing import import_published
 
     run_dir, _ = import_published("chenyaofo", folder / "c.pt", folder / "run")
     return run_dir
@@ -172,7 +172,7 @@ def test_without_a_checkpoint_the_latest_trained_run_is_used_not_an_imported_one
 
 
 def test_the_example_in_cam_help_runs(capsys, tmp_path, monkeypatch):
-    from tests.test_published import AkamasterResNet, _write_akamaster
+    from tests.test_importing import AkamasterResNet, _write_akamaster
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "examples").symlink_to(REPO / "examples")

@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from resdeep.experiment import compose_train_config
 from resdeep.models import build_model, weight_layers
-from resdeep.report import build_report, default_out_dir, findings, group_runs, summarize
+from resdeep.report import build_report, default_out_dir, findings, group_runs, summarize_runs
 from resdeep.report import figures as draw
 from resdeep.report.document import report_json, table_rows
 from resdeep.report.findings import comparisons
@@ -269,7 +269,7 @@ def seeded_sweep() -> list[RunData]:
 
 
 def test_runs_that_differ_only_in_seed_are_one_group_with_mean_and_std():
-    groups = group_runs(summarize(seeded_sweep()))
+    groups = group_runs(summarize_runs(seeded_sweep()))
     assert [(g.label, g.seeds) for g in groups] == [
         ("plain-20", [0, 1, 2]),
         ("plain-56", [0, 1, 2]),
@@ -286,7 +286,7 @@ def test_runs_that_differ_only_in_seed_are_one_group_with_mean_and_std():
 
 
 def test_a_difference_is_called_only_when_it_exceeds_the_seed_spread():
-    lines = findings(summarize(seeded_sweep()))
+    lines = findings(summarize_runs(seeded_sweep()))
     assert (
         "plain-56 vs plain-20: deeper is worse; training error 60.0 ± 2.0 % vs 1.5 ± 0.5 %, "
         "training loss 2.40 ± 0.08 vs 0.0600 ± 0.02 (40×); test accuracy 90.0 ± 0.0 % vs "
@@ -308,7 +308,7 @@ def test_a_difference_is_called_only_when_it_exceeds_the_seed_spread():
     )
     verdicts = {
         (c.kind, c.subject, c.reference): c.verdict
-        for c in comparisons(group_runs(summarize(seeded_sweep())))
+        for c in comparisons(group_runs(summarize_runs(seeded_sweep())))
     }
     assert verdicts == {
         ("depth", "plain-56", "plain-20"): "higher",
@@ -330,12 +330,12 @@ def test_overlapping_intervals_are_no_clear_difference_whatever_the_means():
 
 def test_single_seed_comparisons_are_labelled_as_such():
     runs = [*seeded("plain", 20, [0.01]), *seeded("plain", 56, [0.6])]
-    lines = findings(summarize(runs))
+    lines = findings(summarize_runs(runs))
     assert (
         "plain-56 vs plain-20: no verdict; training error 60.0 % vs 1.0 %, training loss "
         "2.40 vs 0.0400 (60×); test accuracy 90.0 % vs 90.0 %; single seed: no spread." in lines
     )
-    groups = group_runs(summarize(runs))
+    groups = group_runs(summarize_runs(runs))
     assert [(c.single_seed, c.verdict) for c in comparisons(groups)] == [(True, None)]
 
 
@@ -346,7 +346,7 @@ def test_findings_give_gradient_ranges_over_the_seeds():
         fake_run("resnet", 56, [0.5], [0.05, 0.4, 1.3], norm="none", seed=0),
         fake_run("resnet", 56, [0.5], [0.02, 0.4, 2.0], norm="none", seed=1),
     ]
-    lines = findings(summarize(runs))
+    lines = findings(summarize_runs(runs))
     assert (
         "plain-56's gradients vanished by step 1 in 2 of 2 seeds: all 3 layers below 1e-8 "
         "(first layer 1e-15 to 1e-14, largest 2e-13 to 5e-13); resnet-56's span 0.02 to 2 at "
@@ -355,7 +355,7 @@ def test_findings_give_gradient_ranges_over_the_seeds():
 
 
 def test_figures_draw_seed_bands_and_error_bars():
-    groups = group_runs(summarize(seeded_sweep()))
+    groups = group_runs(summarize_runs(seeded_sweep()))
     curves = draw.training_curves(groups)
     loss_axis, error_axis, val_axis = curves.axes
     assert loss_axis.get_yscale() == "log" and "step" in error_axis.get_xlabel()
@@ -377,7 +377,7 @@ def test_smoothing_averages_neighbours_within_the_half_width():
 
 
 def test_findings_compare_depths_and_architectures_with_the_numbers():
-    lines = findings(summarize(depth_sweep()))
+    lines = findings(summarize_runs(depth_sweep()))
     assert (
         "plain-56 vs plain-20: no verdict; training error 50.0 % vs 50.0 %, "
         "training loss 2.00 vs 0.500 (4×); test accuracy 90.0 % vs 90.0 %; single seed: no spread."
@@ -393,7 +393,7 @@ def test_findings_call_vanished_gradients_by_their_size():
         fake_run("resnet", 56, [0.5], [0.05, 0.4, 1.3], norm="none"),
         fake_run("resnet", 56, [0.4], [0.5, 0.4, 1.3]),
     ]
-    lines = findings(summarize(runs))
+    lines = findings(summarize_runs(runs))
     assert (
         "Without batch norm: plain-56's gradients vanished by step 1: all 3 layers below "
         "1e-8 (first layer 1e-14, largest 2e-13); resnet-56's span 0.05 to 1.3 at step 1." in lines
@@ -402,14 +402,14 @@ def test_findings_call_vanished_gradients_by_their_size():
 
 
 def test_gradient_profile_has_one_panel_per_depth():
-    figure = draw.gradient_profile(group_runs(summarize(depth_sweep())))
+    figure = draw.gradient_profile(group_runs(summarize_runs(depth_sweep())))
     assert [axis.get_title() for axis in figure.axes] == ["depth 20", "depth 56"]
     assert all(len(axis.lines) == 4 for axis in figure.axes)  # plain and resnet, first and last
 
 
 def test_mixed_data_sets_are_grouped():
     runs = [*depth_sweep(), fake_run("plain", 20, [1.0], [1.0, 1.0, 1.0], data="synthetic")]
-    summaries = summarize(runs)
+    summaries = summarize_runs(runs)
     groups = group_runs(summaries)
     assert len(draw.training_curves(groups).axes) == 6  # a row of three panels per data set
     assert len(draw.accuracy_vs_depth(groups).axes) == 6
@@ -419,7 +419,7 @@ def test_mixed_data_sets_are_grouped():
 
 def test_report_json_stays_valid_with_non_finite_numbers():
     run = fake_run("plain", 20, [float("nan")], [float("nan"), 1.0, float("inf")], test_acc=None)
-    summaries = summarize([run])
+    summaries = summarize_runs([run])
     document = report_json(summaries, group_runs(summaries), [], [], [])
     text = json.dumps(document, allow_nan=False)  # raises on NaN or inf
     entry = json.loads(text)["runs"][0]
@@ -431,7 +431,7 @@ def test_a_diverged_run_has_no_final_loss_and_is_named():
         fake_run("resnet", 56, [2.0, 1.5], [1.0, 1.0, 1.0], norm="none", status="diverged"),
         fake_run("plain", 56, [2.3, 2.3], [1.0, 1.0, 1.0], norm="none"),
     ]
-    summaries = summarize(runs)
+    summaries = summarize_runs(runs)
     diverged = next(s for s in summaries if s.arch == "resnet")
     assert diverged.final_train_loss is None  # not the last good epoch's 1.5
     assert "resnet-56 diverged (its loss became non-finite) after 2 finished epochs." in findings(
@@ -444,7 +444,7 @@ def test_a_run_that_skipped_most_steps_did_not_train():
         fake_run("resnet", 56, [900.0], [1e6, 1e5, 1e3], skipped_steps=79),
         fake_run("resnet", 20, [0.5], [1.0, 1.0, 1.0], skipped_steps=2),
     ]
-    summaries = summarize(runs)
+    summaries = summarize_runs(runs)
     assert [s.final_train_loss for s in summaries] == [0.5, None]
     lines = findings(summaries)
     assert (
@@ -459,7 +459,7 @@ def test_failures_are_counted_over_the_seeds_of_a_setting():
         fake_run("resnet", 56, [2.0], [1.0, 1.0, 1.0], status="diverged", skipped_steps=39, seed=s)
         for s in (0, 1, 2)
     ]
-    lines = findings(summarize(runs))
+    lines = findings(summarize_runs(runs))
     assert lines[:2] == [
         "resnet-56 diverged (its loss became non-finite) in 3 of 3 seeds after 1 finished epochs.",
         "resnet-56 had a non-finite loss at 39 of 89 steps in 3 of 3 seeds and skipped them: "
@@ -599,7 +599,7 @@ def test_the_report_names_each_mechanism_from_its_numbers():
             relative_grad=1e-4,
         ),
     ]
-    summaries = summarize(runs)
+    summaries = summarize_runs(runs)
     labels = {s.label: s.mechanism.labels() for s in summaries}
     assert labels == {
         "plain-20": [VANISHING_FROM_START],
@@ -664,7 +664,7 @@ def test_seeds_that_disagree_are_counted_and_runs_without_diagnostics_say_so():
             end_step=1,
         )
     )
-    lines = findings(summarize(runs))
+    lines = findings(summarize_runs(runs))
     [plain] = [line for line in lines if line.startswith("plain-110: at initialisation")]
     assert "grows 5,000× to 5e6×" in plain and ": exploding in 2 of 3 seeds" in plain
     assert plain.endswith("— exploding at initialisation (in 2 of 3 seeds), then vanishing.")

@@ -463,7 +463,7 @@ def test_without_a_checkpoint_the_latest_trained_run_is_scored_and_foreign_image
     import shutil
     import time
 
-    from tests.test_published import ChenyaofoResNet
+    from tests.test_importing import ChenyaofoResNet
 
     monkeypatch.chdir(tmp_path)
     shutil.copytree(heldout_run, tmp_path / "runs" / "digits")

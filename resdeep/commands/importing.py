@@ -49,7 +49,7 @@ def import_checkpoint(
         raise UsageError(f"--data must be cifar10 or cifar100, got {data!r}")
     if name is not None:
         _check_name(name)
-    from resdeep.published import import_published
+    from resdeep.importing import import_published
     from resdeep.runs import DEFAULT_RUNS_ROOT
 
     run_dir = DEFAULT_RUNS_ROOT / "imported" / name if name is not None else None

@@ -32,7 +32,7 @@ def models(
 
     Each net with its depth, weight layers, parameters and multiply-accumulates per image.
     """
-    from resdeep.models import ModelConfigError, build_model, summarize
+    from resdeep.models import ModelConfigError, build_model, summarize_model
 
     rows = []
     for arch_name, depth_value, block_name in _requested(arch, depth, block):
@@ -47,7 +47,7 @@ def models(
         except ModelConfigError as error:
             raise UsageError(str(error)) from error
         rows.append(
-            summarize(
+            summarize_model(
                 model,
                 arch=arch_name,
                 block=block_name,

@@ -46,7 +46,7 @@ READ_ERRORS = (
 )
 
 
-def _one_line(error: BaseException) -> str:
+def _error_text(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text[:200]
 
@@ -75,7 +75,7 @@ def _ensure_files(
                 with contextlib.suppress(OSError):
                     folder.rmdir()
             raise DataError(
-                f"{name}: download to {root} failed ({_one_line(error)}); "
+                f"{name}: download to {root} failed ({_error_text(error)}); "
                 f"copy {expected} there by hand or check the network"
             ) from error
         if all(path.is_file() for path in paths):
@@ -88,7 +88,7 @@ def _ensure_files(
 
 def _unreadable(name: str, where: Path, error: BaseException) -> DataError:
     return DataError(
-        f"{name}: cannot read the files in {where} ({_one_line(error)}); "
+        f"{name}: cannot read the files in {where} ({_error_text(error)}); "
         "delete them and download again"
     )
 

@@ -12,7 +12,7 @@ from resdeep.models.summary import (
     ModelSummary,
     count_macs,
     count_parameters,
-    summarize,
+    summarize_model,
 )
 
 __all__ = [
@@ -27,7 +27,7 @@ __all__ = [
     "init_weights",
     "layer_responses",
     "restoring_modes",
-    "summarize",
+    "summarize_model",
     "units",
     "weight_layers",
 ]

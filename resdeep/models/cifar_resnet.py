@@ -58,7 +58,7 @@ class BasicBlock(nn.Module):
             out = out + self.shortcut(x)
         return self.relu(out)
 
-    def zero_init_last_norm(self) -> None:
+    def zero_init_last(self) -> None:
         """Goyal et al. 2017: start each residual branch at zero so the block is the identity."""
         if isinstance(self.bn2, nn.BatchNorm2d):
             nn.init.zeros_(self.bn2.weight)

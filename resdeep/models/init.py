@@ -33,5 +33,5 @@ def init_weights(model: nn.Module, scheme: str, zero_init_residual: bool = False
             nn.init.zeros_(module.bias)
     if zero_init_residual:
         for module in model.modules():
-            if hasattr(module, "zero_init_last_norm"):
-                module.zero_init_last_norm()
+            if hasattr(module, "zero_init_last"):
+                module.zero_init_last()

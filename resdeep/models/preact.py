@@ -70,7 +70,7 @@ class PreActBasicBlock(nn.Module):
         out = self.conv2(self.dropout(self.relu(self.bn2(out))))
         return out + identity
 
-    def zero_init_last_norm(self) -> None:
+    def zero_init_last(self) -> None:
         # The last BN of a pre-activation branch sits before conv2, so zeroing the branch means
         # zeroing conv2 itself.
         nn.init.zeros_(self.conv2.weight)
@@ -120,7 +120,7 @@ class PreActBottleneck(nn.Module):
         out = self.conv3(self.dropout(self.relu(self.bn3(out))))
         return out + identity
 
-    def zero_init_last_norm(self) -> None:
+    def zero_init_last(self) -> None:
         nn.init.zeros_(self.conv3.weight)
 
 

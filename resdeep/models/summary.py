@@ -40,7 +40,7 @@ class ModelSummary:
     macs: int
 
 
-def summarize(
+def summarize_model(
     model: nn.Module, *, arch: str, block: str, depth: int, input_shape: tuple[int, int, int]
 ) -> ModelSummary:
     return ModelSummary(

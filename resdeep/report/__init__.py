@@ -4,7 +4,7 @@ reading (files -> numbers) -> analysis (numbers -> summaries and seed groups) ->
 (sentences) -> figures and document (-> PNG, Markdown, HTML, JSON); `build` runs the chain.
 """
 
-from resdeep.report.analysis import RunGroup, RunSummary, group_runs, summarize
+from resdeep.report.analysis import RunGroup, RunSummary, group_runs, summarize_runs
 from resdeep.report.build import Report, build_report, default_out_dir
 from resdeep.report.findings import findings
 from resdeep.report.reading import RunData, read_runs
@@ -19,5 +19,5 @@ __all__ = [
     "findings",
     "group_runs",
     "read_runs",
-    "summarize",
+    "summarize_runs",
 ]

@@ -92,7 +92,7 @@ class RunGroup(Setting):
         return self.runs[0]
 
 
-def summarize(runs: Sequence[RunData]) -> list[RunSummary]:
+def summarize_runs(runs: Sequence[RunData]) -> list[RunSummary]:
     """Summaries in a stable order: data set, init, norm, arch, depth, seed."""
     varying = {key for key in ("init", "norm") if len({getattr(r, key) for r in runs}) > 1}
     ordered = sorted(

@@ -11,7 +11,7 @@ from pathlib import Path
 from resdeep.io import save_json_atomic
 from resdeep.report import diagnostic_figures
 from resdeep.report import figures as draw
-from resdeep.report.analysis import RunGroup, RunSummary, group_runs, summarize
+from resdeep.report.analysis import RunGroup, RunSummary, group_runs, summarize_runs
 from resdeep.report.document import FigureFile, html_page, markdown, report_json
 from resdeep.report.findings import comparisons, findings
 from resdeep.report.reading import holds_run, read_runs
@@ -37,7 +37,7 @@ def default_out_dir(paths: Sequence[Path]) -> Path:
 
 
 def build_report(paths: Sequence[Path], out_dir: Path, html: bool = False) -> Report:
-    summaries = summarize(read_runs(list(paths)))
+    summaries = summarize_runs(read_runs(list(paths)))
     groups = group_runs(summaries)
     lines = findings(summaries)
     out_dir.mkdir(parents=True, exist_ok=True)
