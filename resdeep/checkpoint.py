@@ -48,6 +48,19 @@ class CheckpointInfo:
         return len(self.classes)
 
 
+# What must agree for one checkpoint's weights to mean the same network as another's.
+ARCHITECTURE_KEYS = ("arch", "depth", "block", "shortcut", "shortcut_pad", "norm", "in_channels")
+
+
+def first_architecture_difference(theirs: dict[str, Any], ours: dict[str, Any]) -> str | None:
+    """The first model argument (of ARCHITECTURE_KEYS) in which two nets differ, or None when
+    one's weights fit the other (the class count may differ: a fresh classifier)."""
+    return next(
+        (key for key in ARCHITECTURE_KEYS if key in theirs and theirs[key] != ours.get(key)),
+        None,
+    )
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write a checkpoint atomically (temp file + rename): a kill never leaves half a file."""
     save_torch_atomic({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, path)

@@ -15,7 +15,7 @@ NOISE_MAX = 24
 
 def _digit_pool() -> Split:
     """All 1797 real digits as (N, 1, 8, 8) uint8; sklearn stores them as 0..16."""
-    from sklearn.datasets import load_digits  # imported on use: sklearn costs ~1.5 s to import
+    from sklearn.datasets import load_digits  # imported on use: sklearn is slow to import
 
     bunch = load_digits()
     images = (torch.from_numpy(bunch.images) * (255 / 16)).round().to(torch.uint8).unsqueeze(1)

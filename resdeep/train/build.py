@@ -90,12 +90,9 @@ def device_for(name: str, world: World) -> torch.device:
 
 
 def use_channels_last(setting: str | bool, device: torch.device) -> bool:
-    """channels_last memory format: on where it was measured to be faster (`auto`).
-
-    `resdeep bench` measured 1.28x for fp32 ResNet-20 training with oneDNN on 2 AVX-512 cores
-    (channels_last_speedup), and cuDNN prefers it on GPUs; on CPUs without AVX-512 the
-    contiguous layout stays, as PyTorch's default.
-    """
+    """channels_last memory format: on where it was measured to be faster (`auto`): on GPUs
+    (cuDNN prefers it) and on AVX-512 CPUs (oneDNN; `resdeep bench`'s channels_last_speedup,
+    the README has the number); elsewhere the contiguous layout stays, PyTorch's default."""
     if setting == "auto":
         if device.type == "cuda":
             return True
@@ -118,25 +115,29 @@ def build_network(
     return model, kwargs
 
 
-# What must agree for another run's weights to mean the same network here.
-ARCHITECTURE_KEYS = ("arch", "depth", "block", "shortcut", "shortcut_pad", "norm", "in_channels")
-
-
 def init_from_checkpoint(model: ConvNet, kwargs: dict[str, Any], source: str) -> None:
     """Start from another run's weights (its best.pt), e.g. an imported published net: the same
     network, a fresh optimizer and schedule. A different class count gets a fresh classifier."""
-    from resdeep.checkpoint import read_checkpoint, resolve_checkpoint_path
+    from resdeep.checkpoint import (
+        first_architecture_difference,
+        read_checkpoint,
+        resolve_checkpoint_path,
+    )
 
     path = resolve_checkpoint_path(source, "best.pt")
     payload = read_checkpoint(path)
     theirs = payload["model_kwargs"]
-    for key in ARCHITECTURE_KEYS:
-        if key in theirs and theirs[key] != kwargs.get(key):
-            raise UsageError(
-                f"trainer.init_from={source}: its net has {key}={theirs[key]}, this run "
-                f"{kwargs.get(key)}"
-                + ("" if key == "in_channels" else f" (set model.{key}={theirs[key]})")
+    differing = first_architecture_difference(theirs, kwargs)
+    if differing is not None:
+        raise UsageError(
+            f"trainer.init_from={source}: its net has {differing}={theirs[differing]}, this run "
+            f"{kwargs.get(differing)}"
+            + (
+                ""
+                if differing == "in_channels"
+                else f" (set model.{differing}={theirs[differing]})"
             )
+        )
     state = payload["model"]
     if theirs.get("num_classes") != kwargs["num_classes"]:
         state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
