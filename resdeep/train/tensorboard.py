@@ -61,6 +61,66 @@ def position_indices(count: int) -> list[int]:
     return [round(fraction * (count - 1)) for _, fraction in POSITIONS]
 
 
+def series_tags(layout: DiagnosticsLayout) -> dict[str, list[str]]:
+    """Every per-layer, per-unit and per-conv tag of a log point, by quantity, network order."""
+    layers, units = layout.layer_names, layout.unit_names
+    return {
+        "grad_norm": _tags(GRAD_NORM_PREFIX, layers),
+        "weight_norm": _tags(WEIGHT_NORM_PREFIX, layers),
+        "relative_update": _tags(RELATIVE_UPDATE_PREFIX, layers),
+        "backward_signal": _tags(BACKWARD_SIGNAL_PREFIX, units),
+        "forward_std": _tags(FORWARD_STD_PREFIX, units),
+        "layer_response": _tags(LAYER_RESPONSE_PREFIX, layout.response_names),
+        # A block's gain is numbered like the block: unit 1 is the first block.
+        "backward_gain": [
+            series_tag(BACKWARD_GAIN_PREFIX, index, name)
+            for index, name in enumerate(units[1:], start=1)
+        ],
+    }
+
+
+def _by_position(prefix: str) -> dict[str, list]:
+    """A chart per relative depth and family: plain nets left, residual nets right."""
+    return {
+        f"{POSITION_NAMES[key]}: {family} nets": ["Multiline", [f"{prefix}{family}/{key}"]]
+        for key, _ in POSITIONS
+        for family in FAMILIES.values()
+    }
+
+
+def _over_all_layers() -> dict[str, list]:
+    charts = {
+        "smallest gradient norm, log10": SUMMARY_PREFIX + "min_over_layers",
+        "gradient norm, input layer over output layer, log10": SUMMARY_PREFIX + "input_over_output",
+        "backward signal, stem over last block, log10": DIAGNOSTICS_PREFIX
+        + "backward_signal_input_over_output_log10",
+        "backward gain per block, geometric mean": DIAGNOSTICS_PREFIX
+        + "backward_gain_geometric_mean",
+        "smallest relative update, log10": DIAGNOSTICS_PREFIX + "relative_update_min_log10",
+    }
+    return {title: ["Multiline", [tag]] for title, tag in charts.items()}
+
+
+# The same layout in every run (no per-run tag lists), so TensorBoard merges a sweep's layouts
+# into one set of charts; the backward signal first, the story's opening chart.
+CUSTOM_SCALARS = {
+    "backward signal ‖∂L/∂x‖ at block outputs, log10, at the same relative depth in every run": (
+        _by_position(SIGNAL_POSITION_PREFIX)
+    ),
+    "relative update ‖ΔW‖/‖W‖, log10, at the same relative depth in every run": _by_position(
+        UPDATE_POSITION_PREFIX
+    ),
+    "gradient norm ‖∂L/∂W‖, log10, at the same relative depth in every run": _by_position(
+        POSITION_PREFIX
+    ),
+    "over all layers": _over_all_layers(),
+    "training": {
+        "loss": ["Multiline", ["train/loss", "val/loss"]],
+        "accuracy": ["Multiline", ["train/acc", "val/acc"]],
+    },
+}
+
+
 class TensorBoardLogger:
     def __init__(
         self,
@@ -75,76 +135,16 @@ class TensorBoardLogger:
         earlier = _earlier_history(log_dir, layout, purge_step) if purge_step else None
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
         self.title = title  # "plain-56, seed 0, digits": on every picture
-        layers, unit_names = layout.layer_names, layout.unit_names
-        self.tags = {
-            "grad_norm": _tags(GRAD_NORM_PREFIX, layers),
-            "weight_norm": _tags(WEIGHT_NORM_PREFIX, layers),
-            "relative_update": _tags(RELATIVE_UPDATE_PREFIX, layers),
-            "backward_signal": _tags(BACKWARD_SIGNAL_PREFIX, unit_names),
-            "forward_std": _tags(FORWARD_STD_PREFIX, unit_names),
-            "layer_response": _tags(LAYER_RESPONSE_PREFIX, layout.response_names),
-            # A block's gain is numbered like the block: unit 1 is the first block.
-            "backward_gain": [
-                series_tag(BACKWARD_GAIN_PREFIX, index, name)
-                for index, name in enumerate(unit_names[1:], start=1)
-            ],
-        }
+        self.tags = series_tags(layout)
         # Position charts come in two families, plain and residual nets side by side, so a
         # sweep's 18 runs are two charts of 9 and plain-110 is not told by colour alone.
         self.family = FAMILIES[residual]
-        self.positions = position_indices(len(layers))
-        self.unit_positions = position_indices(len(unit_names)) if unit_names else []
+        self.positions = position_indices(len(layout.layer_names))
+        units = len(layout.unit_names)
+        self.unit_positions = position_indices(units) if units else []
         # log10 values per log point, for the heatmaps
         self.history_steps, self.history = earlier or ([], {q: [] for q in HEATMAP_QUANTITIES})
-
-        # The same layout in every run (no per-run tag lists), so TensorBoard merges a sweep's
-        # layouts into one set of charts.
-        def by_position(prefix: str) -> dict[str, list]:
-            return {
-                f"{POSITION_NAMES[key]}: {family} nets": ["Multiline", [f"{prefix}{family}/{key}"]]
-                for key, _ in POSITIONS
-                for family in FAMILIES.values()
-            }
-
-        self.writer.add_custom_scalars(
-            {
-                "backward signal ‖∂L/∂x‖ at block outputs, log10, at the same relative depth in every run": (
-                    by_position(SIGNAL_POSITION_PREFIX)
-                ),
-                "relative update ‖ΔW‖/‖W‖, log10, at the same relative depth in every run": by_position(
-                    UPDATE_POSITION_PREFIX
-                ),
-                "gradient norm ‖∂L/∂W‖, log10, at the same relative depth in every run": by_position(
-                    POSITION_PREFIX
-                ),
-                "over all layers": {
-                    "smallest gradient norm, log10": [
-                        "Multiline",
-                        [SUMMARY_PREFIX + "min_over_layers"],
-                    ],
-                    "gradient norm, input layer over output layer, log10": [
-                        "Multiline",
-                        [SUMMARY_PREFIX + "input_over_output"],
-                    ],
-                    "backward signal, stem over last block, log10": [
-                        "Multiline",
-                        [DIAGNOSTICS_PREFIX + "backward_signal_input_over_output_log10"],
-                    ],
-                    "backward gain per block, geometric mean": [
-                        "Multiline",
-                        [DIAGNOSTICS_PREFIX + "backward_gain_geometric_mean"],
-                    ],
-                    "smallest relative update, log10": [
-                        "Multiline",
-                        [DIAGNOSTICS_PREFIX + "relative_update_min_log10"],
-                    ],
-                },
-                "training": {
-                    "loss": ["Multiline", ["train/loss", "val/loss"]],
-                    "accuracy": ["Multiline", ["train/acc", "val/acc"]],
-                },
-            }
-        )
+        self.writer.add_custom_scalars(CUSTOM_SCALARS)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for tag, value in values.items():
