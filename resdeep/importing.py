@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from resdeep.checkpoint import load_plain_tensors, save_checkpoint
 from resdeep.errors import ResdeepError, UsageError
@@ -264,8 +264,32 @@ def import_published(
     run_dir = run_dir or DEFAULT_RUNS_ROOT / "imported" / imported_run_name(source.name, converted)
     if run_dir.exists():
         raise UsageError(f"{run_dir} already exists; pick another --name")
+    provenance = {
+        "source": source.name,
+        "source_url": source.url,
+        "source_license": source.license,
+        "source_file": str(file),
+        "source_sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
+        **converted.extra,
+    }
+    metrics = {
+        "status": "imported",
+        "arch": "resnet",
+        "depth": converted.model_kwargs["depth"],
+        "data": converted.data,
+        "params": count_parameters(converted.model),
+        "epochs": 0,
+        "steps": 0,
+        **provenance,
+    }
+    _write_run(run_dir, source, converted, provenance, metrics)
+    return run_dir, metrics
+
+
+def _imported_config(converted: Converted) -> DictConfig:
+    """The training config a run of the converted architecture would have had."""
     kwargs = converted.model_kwargs
-    config = compose_train_config(
+    return compose_train_config(
         [
             f"data={converted.data}",
             "model=resnet",
@@ -274,26 +298,13 @@ def import_published(
             f"model.shortcut_pad={kwargs['shortcut_pad']}",
         ]
     )
-    container = OmegaConf.to_container(config, resolve=True)
-    sha256 = hashlib.sha256(file.read_bytes()).hexdigest()
-    provenance = {
-        "source": source.name,
-        "source_url": source.url,
-        "source_license": source.license,
-        "source_file": str(file),
-        "source_sha256": sha256,
-        **converted.extra,
-    }
-    metrics = {
-        "status": "imported",
-        "arch": "resnet",
-        "depth": kwargs["depth"],
-        "data": converted.data,
-        "params": count_parameters(converted.model),
-        "epochs": 0,
-        "steps": 0,
-        **provenance,
-    }
+
+
+def _write_run(
+    run_dir: Path, source: Source, converted: Converted, provenance: dict, metrics: dict
+) -> None:
+    """Write the run in a staging folder beside `run_dir` and rename it into place."""
+    config = _imported_config(converted)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}-", dir=run_dir.parent))
     try:
@@ -301,8 +312,8 @@ def import_published(
         save_checkpoint(
             staging / "checkpoints" / "best.pt",
             {
-                "config": container,
-                "model_kwargs": kwargs,
+                "config": OmegaConf.to_container(config, resolve=True),
+                "model_kwargs": converted.model_kwargs,
                 "classes": list(converted.classes),
                 "normalization": {"mean": list(source.mean), "std": list(source.std)},
                 "input_shape": [3, 32, 32],
@@ -319,7 +330,6 @@ def import_published(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return run_dir, metrics
 
 
 CHECKPOINT_SUFFIXES = (".th", ".pt", ".pth", ".tar")
