@@ -36,61 +36,33 @@ def default_out_dir(paths: Sequence[Path]) -> Path:
     return Path(os.path.commonpath([p.resolve().parent for p in paths]))
 
 
+# (caption, drawing function of the groups, file name): the figures every report has, then the
+# ones only runs that logged the diagnostics can draw.
+CORE_FIGURES = (
+    ("Training curves over steps (He et al. 2015, Fig. 6 layout)", draw.training_curves,
+     "training_curves.png"),
+    ("Gradient norm by layer, first and last logged step", draw.gradient_profile,
+     "gradient_profile.png"),
+    ("Final training error, training loss and test accuracy against depth",
+     draw.accuracy_vs_depth, "accuracy_vs_depth.png"),
+)  # fmt: skip
+MECHANISM_FIGURES = (
+    ("Backward signal ‖∂L/∂x‖ by block, at initialisation and at the end",
+     diagnostic_figures.backward_signal, "backward_signal.png"),
+    ("Weight growth, relative gradient and relative update by layer",
+     diagnostic_figures.weights_and_updates, "weights_and_updates.png"),
+    ("Layer responses (He et al. 2015, Fig. 7)", diagnostic_figures.layer_responses,
+     "layer_responses.png"),
+)  # fmt: skip
+
+
 def build_report(paths: Sequence[Path], out_dir: Path, html: bool = False) -> Report:
     summaries = summarize_runs(read_runs(list(paths)))
     groups = group_runs(summaries)
     lines = findings(summaries)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figure_files = [
-        FigureFile(
-            "Training curves over steps (He et al. 2015, Fig. 6 layout)",
-            draw.save_figure(draw.training_curves(groups), out_dir / "training_curves.png"),
-        ),
-        FigureFile(
-            "Gradient norm by layer, first and last logged step",
-            draw.save_figure(draw.gradient_profile(groups), out_dir / "gradient_profile.png"),
-        ),
-        FigureFile(
-            "Final training error, training loss and test accuracy against depth",
-            draw.save_figure(draw.accuracy_vs_depth(groups), out_dir / "accuracy_vs_depth.png"),
-        ),
-    ]
-    if any(s.mechanism for s in summaries):  # runs that logged the diagnostics
-        figure_files += [
-            FigureFile(
-                "Backward signal ‖∂L/∂x‖ by block, at initialisation and at the end",
-                draw.save_figure(
-                    diagnostic_figures.backward_signal(groups), out_dir / "backward_signal.png"
-                ),
-            ),
-            FigureFile(
-                "Weight growth, relative gradient and relative update by layer",
-                draw.save_figure(
-                    diagnostic_figures.weights_and_updates(groups),
-                    out_dir / "weights_and_updates.png",
-                ),
-            ),
-            FigureFile(
-                "Layer responses (He et al. 2015, Fig. 7)",
-                draw.save_figure(
-                    diagnostic_figures.layer_responses(groups), out_dir / "layer_responses.png"
-                ),
-            ),
-        ]
-    mixed_data = len({s.data for s in summaries}) > 1
-    # One heatmap per group, of its lowest seed: the seeds' maps look alike, and a sweep of
-    # 18 runs should not bury its figures under 18 heatmaps.
-    for group in groups:
-        summary = group.first
-        if summary.run.grads is not None:
-            name = f"{summary.label} {summary.data}" if mixed_data else summary.label
-            path = out_dir / f"gradient_heatmap_{_slug(name)}.png"
-            figure_files.append(
-                FigureFile(
-                    f"Gradient heatmap: {summary.run_label}",
-                    draw.save_figure(draw.gradient_heatmap(summary), path),
-                )
-            )
+    figure_files = _group_figures(summaries, groups, out_dir)
+    figure_files += _heatmaps(summaries, groups, out_dir)
     written = [figure.path for figure in figure_files]
     save_json_atomic(
         report_json(summaries, groups, comparisons(groups), lines, figure_files),
@@ -104,6 +76,40 @@ def build_report(paths: Sequence[Path], out_dir: Path, html: bool = False) -> Re
     return Report(
         out_dir=out_dir, summaries=summaries, groups=groups, findings=lines, files=written
     )
+
+
+def _group_figures(
+    summaries: list[RunSummary], groups: list[RunGroup], out_dir: Path
+) -> list[FigureFile]:
+    specs = CORE_FIGURES
+    if any(s.mechanism for s in summaries):  # runs that logged the diagnostics
+        specs += MECHANISM_FIGURES
+    return [
+        FigureFile(caption, draw.save_figure(drawing(groups), out_dir / name))
+        for caption, drawing, name in specs
+    ]
+
+
+def _heatmaps(
+    summaries: list[RunSummary], groups: list[RunGroup], out_dir: Path
+) -> list[FigureFile]:
+    """One heatmap per group, of its lowest seed: the seeds' maps look alike, and a sweep of
+    18 runs should not bury its figures under 18 heatmaps."""
+    mixed_data = len({s.data for s in summaries}) > 1
+    figures = []
+    for group in groups:
+        summary = group.first
+        if summary.run.grads is None:
+            continue
+        name = f"{summary.label} {summary.data}" if mixed_data else summary.label
+        path = out_dir / f"gradient_heatmap_{_slug(name)}.png"
+        figures.append(
+            FigureFile(
+                f"Gradient heatmap: {summary.run_label}",
+                draw.save_figure(draw.gradient_heatmap(summary), path),
+            )
+        )
+    return figures
 
 
 def _slug(label: str) -> str:
