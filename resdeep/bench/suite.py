@@ -30,17 +30,16 @@ from typing import Any
 
 import torch
 
+from resdeep.bench import rows
 from resdeep.bench.analysis import cam_variant, deterministic_pass_variant, mc_dropout_variant
 from resdeep.bench.results import (
     BenchResult,
     bf16_supported,
     load_average,
     measurement_context,
-    ratio,
-    result,
 )
 from resdeep.bench.sizes import Sizes
-from resdeep.bench.timing import Measured, Variant, interleaved, median_ratio
+from resdeep.bench.timing import Measured, Variant, interleaved
 from resdeep.bench.training import (
     NEVER,
     BareLoop,
@@ -237,64 +236,33 @@ class _Group:
 
         images, labels = next(iter(loader))
         step_flops = training_step_flops(default.model, images, labels)
-        bare = measured.rounds("bare")
-        matmul_flops = 2 * self.matmul_size**3
-        # (step FLOPs / step time) / (matmul FLOPs / matmul time), round by round
-        utilization = median_ratio(measured.rounds("matmul"), bare)
-        achieved = ratio(step_flops, _median(measured, "bare"))
-        peak = ratio(matmul_flops, _median(measured, "matmul"))
-        net = f"ResNet-{sizes.shallow_depth}, batch {sizes.batch}"
         return [
-            *self.loop_results("resnet20", measured, log_every, baseline=_same_format(loader)),
-            *self.graphs_results("resnet20", measured, log_every),
-            result(
-                "pipeline_over_model_ratio",
-                median_ratio(bare, measured.rounds("pipeline")),
-                "x",
-                ">= 10",
-                f"input pipeline (pad-crop, flip, normalise on {device.type}) images/s over the "
-                f"bare training step's, {net}",
+            *rows.loop_rows(
                 measured,
-                ("pipeline", "bare"),
+                sizes,
+                "resnet20",
+                device=device,
+                log_every=log_every,
+                baseline=_same_format(loader),
             ),
-            result(
-                "flop_utilization_resnet20",
-                None if utilization is None else utilization * step_flops / matmul_flops,
-                "fraction",
-                None,
-                f"bare fp32 training step FLOP/s over {self.matmul_size}² fp32 matmul "
-                f"FLOP/s, {net}",
+            rows.cuda_graphs_row(measured, sizes, "resnet20", log_every=log_every),
+            rows.pipeline_row(measured, sizes, device),
+            rows.flop_utilization_row(
+                measured, sizes, device, step_flops=step_flops, matmul_size=self.matmul_size
+            ),
+            rows.speedup_row(
+                measured, sizes, "channels_last_speedup", "bare_channels_last", "channels_last"
+            ),
+            rows.speedup_row(measured, sizes, "bf16_speedup", "bare_bf16", "bf16 autocast"),
+            rows.speedup_row(measured, sizes, "compile_speedup", "bare_compile", "torch.compile"),
+            rows.speedup_row(
                 measured,
-                ("matmul",),
-                step_gflop=step_flops / 1e9,
-                step_gflop_per_s=None if achieved is None else achieved / 1e9,
-                matmul_gflop_per_s=None if peak is None else peak / 1e9,
-                **(
-                    {"note": "cuDNN convolutions may use TF32; the matmul is strict fp32"}
-                    if device.type == "cuda"
-                    else {}
-                ),
-            ),
-            self.speedup("channels_last_speedup", measured, "bare_channels_last", "channels_last"),
-            self.speedup("bf16_speedup", measured, "bare_bf16", "bf16 autocast"),
-            self.speedup("compile_speedup", measured, "bare_compile", "torch.compile"),
-            self.speedup(
+                sizes,
                 "bf16_compile_speedup",
-                measured,
                 "bare_bf16_compile",
                 "bf16 autocast + torch.compile",
             ),
-            result(
-                "fast_path_speedup",
-                median_ratio(bare, _logged_by_default(measured, "fast", log_every)),
-                "x",
-                ">= 2.0",
-                f"resdeep loop, trainer.precision={fast_precision} "
-                f"trainer.compile={str(sizes.compile).lower()}, over the "
-                f"fp32 eager bare loop, {net}",
-                measured,
-                ("fast_every", "fast_never"),
-            ),
+            rows.fast_path_row(measured, sizes, log_every=log_every, precision=fast_precision),
         ]
 
     def deep(self) -> list[BenchResult]:
@@ -309,9 +277,18 @@ class _Group:
         for each in (training, *graphs):
             each.loop.close()
         log_every = training.loop.settings.log_every
+        sizes = self.sizes
         return [
-            *self.loop_results("resnet110", measured, log_every, baseline=baseline),
-            *self.graphs_results("resnet110", measured, log_every),
+            *rows.loop_rows(
+                measured,
+                sizes,
+                "resnet110",
+                device=self.device,
+                log_every=log_every,
+                baseline=baseline,
+            ),
+            rows.cuda_graphs_row(measured, sizes, "resnet110", log_every=log_every),
+            rows.cifar10_epoch_row(measured, sizes, log_every=log_every),
         ]
 
     # ---- CUDA graphs (torch.compile mode reduce-overhead) --------------------------------
@@ -351,115 +328,6 @@ class _Group:
             variants += self.resdeep(training, prefix)
         return variants
 
-    def graphs_results(self, slot: str, measured: Measured, log_every: int) -> list[BenchResult]:
-        depth = self.sizes.shallow_depth if slot == "resnet20" else self.sizes.deep_depth
-        net = f"ResNet-{depth}, batch {self.sizes.batch}, {self.sizes.image}x{self.sizes.image}"
-        eager = _logged_by_default(measured, "eager_bf16", log_every)
-        graphs = _logged_by_default(measured, "graphs_bf16", log_every)
-        steps = CIFAR10_TRAIN_IMAGES // self.sizes.batch
-        per_step = None if eager is None else statistics.median(eager)
-        results = [
-            result(
-                f"cuda_graphs_speedup_{slot}",
-                median_ratio(eager, graphs),
-                "x",
-                None,
-                f"resdeep loop, bf16, trainer.compile=true trainer.compile_mode=reduce-overhead "
-                f"(CUDA graphs) over the same loop eager, log points every {log_every} steps, {net}",
-                measured,
-                ("graphs_bf16_every", "graphs_bf16_never", "eager_bf16_every", "eager_bf16_never"),
-            )
-        ]
-        if slot == "resnet110":
-            results.append(
-                result(
-                    "cifar10_epoch_s_resnet110_bf16",
-                    None if per_step is None else per_step * steps,
-                    "s",
-                    None,
-                    f"one CIFAR-10-sized epoch ({steps} steps of {self.sizes.batch}, "
-                    f"{CIFAR10_TRAIN_IMAGES:,} images) from the median step time of resdeep's loop, "
-                    f"bf16 eager, log points every {log_every} steps, {net}",
-                    measured,
-                    ("eager_bf16_every", "eager_bf16_never"),
-                )
-            )
-        return results
-
-    def loop_results(
-        self, slot: str, measured: Measured, log_every: int, baseline: str
-    ) -> list[BenchResult]:
-        """The loop against the bare loop in the same memory format and precision: the ratio
-        credits the loop's own work, not the format (channels_last has its own row)."""
-        depth = self.sizes.shallow_depth if slot == "resnet20" else self.sizes.deep_depth
-        layout = "channels_last" if baseline == "bare_channels_last" else "contiguous"
-        net = f"ResNet-{depth}, batch {self.sizes.batch}, fp32 {layout}"
-        bare = measured.rounds(baseline)
-        logging_share = median_ratio(
-            measured.rounds("resdeep_never"), measured.rounds("resdeep_every")
-        )
-        default_share = median_ratio(
-            measured.rounds("resdeep_never"), _logged_by_default(measured, "resdeep", log_every)
-        )
-        # A GPU leaves the loop less slack than a CPU: each log point syncs the host.
-        ratio_goal = ">= 0.95" if self.device.type == "cuda" else ">= 0.97"
-        return [
-            result(
-                f"train_throughput_ratio_{slot}",
-                median_ratio(bare, _logged_by_default(measured, "resdeep", log_every)),
-                "x",
-                ratio_goal,
-                f"resdeep loop (log points every {log_every} steps, TensorBoard, progress bar) "
-                f"over the bare loop, {net}",
-                measured,
-                (baseline, "resdeep_every", "resdeep_never"),
-            ),
-            # Reported, not judged: a log point reduces over every activation (ResNet-110: ~220
-            # norms and stds), about a tenth of a CPU step; what a run pays is the next row.
-            result(
-                f"diagnostics_overhead_{slot}",
-                None if logging_share is None else 1.0 - logging_share,
-                "fraction",
-                None,
-                f"throughput lost logging gradient norms and diagnostics every step vs never, {net}",
-                measured,
-                ("resdeep_every", "resdeep_never"),
-            ),
-            result(
-                f"diagnostics_overhead_default_{slot}",
-                None if default_share is None else 1.0 - default_share,
-                "fraction",
-                "<= 0.03",
-                f"throughput lost logging gradient norms and diagnostics every {log_every} steps "
-                "(the default) "
-                f"vs never, {net}",
-                measured,
-                ("resdeep_every", "resdeep_never"),
-            ),
-            result(
-                f"bare_images_per_s_{slot}",
-                ratio(self.sizes.batch, _median(measured, baseline)),
-                "img/s",
-                None,
-                f"bare eager training loop, {net}",
-            ),
-        ]
-
-    def speedup(
-        self, name: str, measured: Measured, variant: str, feature: str, **extra: Any
-    ) -> BenchResult:
-        net = f"ResNet-{self.sizes.shallow_depth}, batch {self.sizes.batch}"
-        return result(
-            name,
-            median_ratio(measured.rounds("bare"), measured.rounds(variant)),
-            "x",
-            None,
-            f"bare loop with {feature} over the fp32 eager bare loop, {net}",
-            measured,
-            (variant,),
-            **extra,
-        )
-
     def analysis(self) -> list[BenchResult]:
         sizes, device = self.sizes, self.device
         torch.manual_seed(0)
@@ -468,7 +336,6 @@ class _Group:
         shape = (3, sizes.image, sizes.image)
         mc_images = torch.randn(sizes.mc_images, *shape, device=device)
         cam_images = torch.randn(sizes.cam_batch, *shape, device=device)
-        mc_name = f"mc_dropout_t{MC_SAMPLES}"
         variants = [
             deterministic_pass_variant(model, mc_images),
             mc_dropout_variant(model, mc_images, MC_SAMPLES),
@@ -476,53 +343,7 @@ class _Group:
             cam_variant(model, cam_images, "gradcam"),
         ]
         measured = self.measure(variants)
-        net = f"ResNet-{sizes.shallow_depth}, {sizes.image}x{sizes.image}"
-        per_image_ms = 1000 / sizes.cam_batch
-        cam, gradcam = _median(measured, "cam"), _median(measured, "gradcam")
-        return [
-            result(
-                "mc_dropout_head_cost_ratio_t32",
-                median_ratio(measured.rounds(mc_name), measured.rounds("deterministic_pass")),
-                "x",
-                "<= 1.3",
-                f"mc_predict T={MC_SAMPLES} (head-only dropout) over one deterministic pass, "
-                f"{sizes.mc_images} images, {net}",
-                measured,
-                (mc_name, "deterministic_pass"),
-            ),
-            result(
-                "cam_ms_per_image_batch64",
-                None if cam is None else cam * per_image_ms,
-                "ms",
-                None,
-                f"compute_cam(method='cam'), no backward pass, batch {sizes.cam_batch}, {net}",
-                measured,
-                ("cam",),
-            ),
-            result(
-                "gradcam_ms_per_image_batch64",
-                None if gradcam is None else gradcam * per_image_ms,
-                "ms",
-                None,
-                f"compute_cam(method='gradcam'), one backward pass, batch {sizes.cam_batch}, {net}",
-                measured,
-                ("gradcam",),
-            ),
-        ]
-
-
-def _median(measured: Measured, name: str) -> float | None:
-    timing = measured.timings.get(name)
-    return None if timing is None else timing.median
-
-
-def _logged_by_default(measured: Measured, prefix: str, log_every: int) -> list[float] | None:
-    """Seconds per step with a log point every `log_every` steps, per round, from the loop
-    logging at every step and the loop never logging."""
-    every, never = measured.rounds(f"{prefix}_every"), measured.rounds(f"{prefix}_never")
-    if every is None or never is None:
-        return None
-    return [((log_every - 1) * n + e) / log_every for e, n in zip(every, never, strict=True)]
+        return rows.analysis_rows(measured, sizes, samples=MC_SAMPLES)
 
 
 def _same_format(loader: DeviceLoader) -> str:
