@@ -9,12 +9,8 @@ Three groups, each timed side by side (see `resdeep.bench.timing`):
   mode reduce-overhead) against the same loop eager, and the time of a CIFAR-10-sized epoch;
 - analysis: one deterministic pass, T=32 MC dropout, CAM and Grad-CAM.
 
-resdeep's loop logs gradient norms and the diagnostics (backward signal, weight norms, relative
-updates, forward and response std) every `log_every` steps (10 by default). Its per-step time
-with that default is composed from two variants of the same loop, one logging at every step,
-one never: ((L - 1) * never + every) / L. Windows of whole log periods would not fit the time
-budget (ten ResNet-110 steps take 15 s on 2 CPU cores, and a ratio needs several windows of
-two variants), and the two variants give the cost of a log point besides.
+`resdeep.bench.variants` builds and times the variants, `resdeep.bench.rows` turns what was
+measured into result rows (and says how the loop's time at its default log interval is composed).
 """
 
 from __future__ import annotations
@@ -23,7 +19,6 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,29 +27,16 @@ import torch
 
 from resdeep.bench import rows
 from resdeep.bench.analysis import cam_variant, deterministic_pass_variant, mc_dropout_variant
-from resdeep.bench.results import (
-    BenchResult,
-    bf16_supported,
-    load_average,
-    measurement_context,
-)
+from resdeep.bench.results import BenchResult, bf16_supported, load_average, measurement_context
 from resdeep.bench.sizes import Sizes
-from resdeep.bench.timing import Measured, Variant, interleaved
 from resdeep.bench.training import (
-    NEVER,
-    BareLoop,
-    ResdeepLoop,
     augmenting_loader,
-    build_bench_training,
     matmul_variant,
     pipeline_variant,
-    progress_bar_off_screen,
     training_step_flops,
 )
-from resdeep.data import DeviceLoader
+from resdeep.bench.variants import VariantBuilder, same_format_baseline
 from resdeep.models import build_model
-from resdeep.train.build import Training
-from resdeep.train.progress import TrainingProgress
 
 REQUIRED_NAMES = (
     "train_throughput_ratio_resnet20",
@@ -70,18 +52,31 @@ REQUIRED_NAMES = (
     "compile_speedup",
     "fast_path_speedup",
 )
-CIFAR10_TRAIN_IMAGES = 50_000
 
 
 MC_SAMPLES = 32
 
 
+# The bare loop in each memory format and precision the speed-up rows compare; "bare" (never
+# skipped) is the baseline.
+BARE_OPTIONS: dict[str, dict[str, Any]] = {
+    "bare": {},
+    "bare_channels_last": {"channels_last": True},
+    "bare_compile": {"compile_model": True},
+    "bare_bf16": {"precision": "bf16"},
+    "bare_bf16_compile": {"precision": "bf16", "compile_model": True},
+}
+
+
 @dataclass
 class BenchReport:
+    """The suite's results and the context they were measured in."""
+
     results: list[BenchResult]
     context: dict[str, Any]  # device, torch, threads, repeats, load, wall time
 
     def records(self) -> list[dict[str, Any]]:
+        """The results as JSON objects, each carrying the context."""
         return [r.record(self.context) for r in self.results]
 
 
@@ -104,13 +99,13 @@ def run_suite(
         f"{context['threads']} threads, load average {context['load_average_1m']}"
     )
     with tempfile.TemporaryDirectory(prefix="resdeep-bench-") as scratch:
-        group = _Group(device, sizes, Path(scratch))
+        builder = VariantBuilder(device, sizes, Path(scratch))
         on_stage(f"ResNet-{sizes.shallow_depth}: bare and resdeep loops, fast paths, pipeline")
-        results = group.shallow()
+        results = _shallow_group(builder)
         on_stage(f"ResNet-{sizes.deep_depth}: bare and resdeep loops")
-        results += group.deep()
+        results += _deep_group(builder)
         on_stage(f"analysis: MC dropout (T={MC_SAMPLES}), CAM, Grad-CAM")
-        results += group.analysis()
+        results += _analysis_group(builder)
     order = {name: index for index, name in enumerate(REQUIRED_NAMES)}
     results.sort(key=lambda r: order.get(r.name, len(order)))
     if sizes.quick:
@@ -135,217 +130,103 @@ def _worst_cpu_wait(results: list[BenchResult]) -> float | None:
     return max(medians, default=None)
 
 
-class _Group:
-    def __init__(self, device: torch.device, sizes: Sizes, scratch: Path) -> None:
-        self.device, self.sizes, self.scratch = device, sizes, scratch
-        self.matmul_size = 8192 if device.type == "cuda" else 2048
-        self.bars: list[TrainingProgress] = []  # of the resdeep loops about to be timed
-
-    def measure(self, variants: list[Variant]) -> Measured:
-        """Time the variants side by side, the resdeep loops' progress bars running off screen."""
-        with progress_bar_off_screen(), ExitStack() as running:
-            for bar in self.bars:
-                running.enter_context(bar)
-            measured = interleaved(variants, self.sizes.schedule)
-        self.bars.clear()
-        return measured
-
-    # ---- building the variants ---------------------------------------------------------
-    def training(self, name: str, depth: int, **options: Any) -> Training:
-        sizes = self.sizes
-        # One pass of the train split (nine tenths of the images) holds the longest window.
-        num_samples = (sizes.max_steps + 2) * sizes.batch * 10 // 9 + 10
-        return build_bench_training(
-            self.scratch / name,
-            device=self.device,
-            depth=depth,
-            batch_size=sizes.batch,
-            image_size=sizes.image,
-            num_samples=num_samples,
-            **options,
-        )
-
-    def resdeep(self, training: Training, prefix: str) -> list[Variant]:
-        """The same loop never logging, and logging (gradient norms, diagnostics) at every step (never
-        first: it weighs (L - 1) / L in the default and sits next to the bare baseline)."""
-        progress = TrainingProgress(10**9, 0, mode="bar")
-        self.bars.append(progress)
-        loop = ResdeepLoop(training, progress)
-        variants = [loop.variant(f"{prefix}_never", NEVER), loop.variant(f"{prefix}_every", 1)]
-        for variant in variants:
-            variant.max_units = min(self.sizes.max_steps, len(loop.clock) - 1)
-        return variants
-
-    def bare(self, name: str, training: Training, **options: Any) -> Variant:
-        """The bare loop on a copy of the training's model and on its batches; build it before
-        `resdeep` wraps the training's loader in a clock."""
-        loader = training.loop.train_loader
-        loop = BareLoop(training.model, loader, self.device, **options)
-        return Variant(name, loop.run, max_units=min(self.sizes.max_steps, len(loader) - 1))
-
-    # ---- the groups ----------------------------------------------------------------------
-    def shallow(self) -> list[BenchResult]:
-        sizes, device = self.sizes, self.device
-        bf16 = bf16_supported(device)
-        fast_precision = "bf16" if bf16 else "32"
-        default = self.training("shallow", sizes.shallow_depth)
-        fast = self.training(
-            "fast", sizes.shallow_depth, precision=fast_precision, compile_model=sizes.compile
-        )
-        log_every = default.loop.settings.log_every
-        loader = default.loop.train_loader
-        options = {
-            "bare": {},
-            "bare_channels_last": {"channels_last": True},
-            "bare_compile": {"compile_model": True},
-            "bare_bf16": {"precision": "bf16"},
-            "bare_bf16_compile": {"precision": "bf16", "compile_model": True},
-        }
-        skipped = {}
-        for name, option in options.items():
-            if option.get("precision") == "bf16" and not bf16:
-                skipped[name] = f"no native bf16 kernels on {device}"
-            elif option.get("compile_model") and not sizes.compile:
-                skipped[name] = "torch.compile is not timed with --quick (a cold compile is slow)"
-        pipeline = augmenting_loader(
-            device=device,
-            batch_size=sizes.batch,
-            image_size=sizes.image,
-            count=sizes.pipeline_images,
-        )
-        bare_variants = [
-            self.bare(name, default, **option)
-            for name, option in options.items()
-            if name not in skipped
-        ]
-        graphs = self.graphs_trainings("shallow", sizes.shallow_depth)
-        variants = [
-            bare_variants[0],  # the baseline, next to the resdeep loop it is compared with
-            *self.resdeep(default, "resdeep"),
-            *bare_variants[1:],
-            *self.resdeep(fast, "fast"),
-            *self.graphs_variants(graphs),
+def _shallow_group(builder: VariantBuilder) -> list[BenchResult]:
+    """ResNet-20: the bare loop against resdeep's loop, the bare loop's feature variants,
+    resdeep's fast path, CUDA graphs, the input pipeline alone and a matmul."""
+    sizes, device = builder.sizes, builder.device
+    fast_precision = "bf16" if bf16_supported(device) else "32"
+    default = builder.training("shallow", sizes.shallow_depth)
+    fast = builder.training(
+        "fast", sizes.shallow_depth, precision=fast_precision, compile_model=sizes.compile
+    )
+    log_every = default.loop.settings.log_every
+    loader = default.loop.train_loader  # taken before `resdeep_loop` wraps it in a clock
+    pipeline = augmenting_loader(
+        device=device, batch_size=sizes.batch, image_size=sizes.image, count=sizes.pipeline_images
+    )
+    bare, *bare_features = builder.bare_loops(default, BARE_OPTIONS)
+    measured = builder.measure(
+        [
+            bare,  # the baseline, next to the resdeep loop it is compared with
+            *builder.resdeep_loop(default, "resdeep"),
+            *bare_features,
+            *builder.resdeep_loop(fast, "fast"),
+            *builder.cuda_graphs_loops("shallow", sizes.shallow_depth),
             pipeline_variant(pipeline, device),
-            matmul_variant(device, self.matmul_size),
+            matmul_variant(device, builder.matmul_size),
         ]
-        measured = self.measure(variants)
-        measured.failures.update(skipped)
-        measured.failures.update(self.graphs_skipped())
-        for training in (default, fast, *graphs):
-            training.loop.close()
+    )
+    images, labels = next(iter(loader))
+    step_flops = training_step_flops(default.model, images, labels)
+    baseline = same_format_baseline(loader)
+    return [
+        *rows.loop_rows(
+            measured, sizes, "resnet20", device=device, log_every=log_every, baseline=baseline
+        ),
+        rows.cuda_graphs_row(measured, sizes, "resnet20", log_every=log_every),
+        rows.pipeline_row(measured, sizes, device),
+        rows.flop_utilization_row(
+            measured, sizes, device, step_flops=step_flops, matmul_size=builder.matmul_size
+        ),
+        rows.speedup_row(
+            measured, sizes, "channels_last_speedup", "bare_channels_last", "channels_last"
+        ),
+        rows.speedup_row(measured, sizes, "bf16_speedup", "bare_bf16", "bf16 autocast"),
+        rows.speedup_row(measured, sizes, "compile_speedup", "bare_compile", "torch.compile"),
+        rows.speedup_row(
+            measured,
+            sizes,
+            "bf16_compile_speedup",
+            "bare_bf16_compile",
+            "bf16 autocast + torch.compile",
+        ),
+        rows.fast_path_row(measured, sizes, log_every=log_every, precision=fast_precision),
+    ]
 
-        images, labels = next(iter(loader))
-        step_flops = training_step_flops(default.model, images, labels)
-        return [
-            *rows.loop_rows(
-                measured,
-                sizes,
-                "resnet20",
-                device=device,
-                log_every=log_every,
-                baseline=_same_format(loader),
-            ),
-            rows.cuda_graphs_row(measured, sizes, "resnet20", log_every=log_every),
-            rows.pipeline_row(measured, sizes, device),
-            rows.flop_utilization_row(
-                measured, sizes, device, step_flops=step_flops, matmul_size=self.matmul_size
-            ),
-            rows.speedup_row(
-                measured, sizes, "channels_last_speedup", "bare_channels_last", "channels_last"
-            ),
-            rows.speedup_row(measured, sizes, "bf16_speedup", "bare_bf16", "bf16 autocast"),
-            rows.speedup_row(measured, sizes, "compile_speedup", "bare_compile", "torch.compile"),
-            rows.speedup_row(
-                measured,
-                sizes,
-                "bf16_compile_speedup",
-                "bare_bf16_compile",
-                "bf16 autocast + torch.compile",
-            ),
-            rows.fast_path_row(measured, sizes, log_every=log_every, precision=fast_precision),
+
+def _deep_group(builder: VariantBuilder) -> list[BenchResult]:
+    """ResNet-110: the bare loop against resdeep's loop, CUDA graphs and a CIFAR-10 epoch."""
+    sizes = builder.sizes
+    training = builder.training("deep", sizes.deep_depth)
+    baseline = same_format_baseline(training.loop.train_loader)
+    bare = builder.bare_loop(baseline, training, channels_last=baseline == "bare_channels_last")
+    measured = builder.measure(
+        [
+            bare,
+            *builder.resdeep_loop(training, "resdeep"),
+            *builder.cuda_graphs_loops("deep", sizes.deep_depth),
         ]
+    )
+    log_every = training.loop.settings.log_every
+    return [
+        *rows.loop_rows(
+            measured,
+            sizes,
+            "resnet110",
+            device=builder.device,
+            log_every=log_every,
+            baseline=baseline,
+        ),
+        rows.cuda_graphs_row(measured, sizes, "resnet110", log_every=log_every),
+        rows.cifar10_epoch_row(measured, sizes, log_every=log_every),
+    ]
 
-    def deep(self) -> list[BenchResult]:
-        training = self.training("deep", self.sizes.deep_depth)
-        baseline = _same_format(training.loop.train_loader)
-        bare = self.bare(baseline, training, channels_last=baseline == "bare_channels_last")
-        graphs = self.graphs_trainings("deep", self.sizes.deep_depth)
-        measured = self.measure(
-            [bare, *self.resdeep(training, "resdeep"), *self.graphs_variants(graphs)]
-        )
-        measured.failures.update(self.graphs_skipped())
-        for each in (training, *graphs):
-            each.loop.close()
-        log_every = training.loop.settings.log_every
-        sizes = self.sizes
-        return [
-            *rows.loop_rows(
-                measured,
-                sizes,
-                "resnet110",
-                device=self.device,
-                log_every=log_every,
-                baseline=baseline,
-            ),
-            rows.cuda_graphs_row(measured, sizes, "resnet110", log_every=log_every),
-            rows.cifar10_epoch_row(measured, sizes, log_every=log_every),
-        ]
 
-    # ---- CUDA graphs (torch.compile mode reduce-overhead) --------------------------------
-    def graphs_wanted(self) -> bool:
-        return self.device.type == "cuda" and self.sizes.compile and bf16_supported(self.device)
-
-    def graphs_skipped(self) -> dict[str, str]:
-        if self.graphs_wanted():
-            return {}
-        if self.device.type != "cuda":
-            reason = "CUDA graphs need a CUDA device"
-        elif not self.sizes.compile:
-            reason = "torch.compile is not timed with --quick (a cold compile is slow)"
-        else:
-            reason = f"no native bf16 kernels on {self.device}"
-        return {f"{prefix}_{kind}": reason for prefix in ("eager_bf16", "graphs_bf16")
-                for kind in ("never", "every")}  # fmt: skip
-
-    def graphs_trainings(self, name: str, depth: int) -> list[Training]:
-        """resdeep's loop in bf16, eager and replaying CUDA graphs; none where not wanted."""
-        if not self.graphs_wanted():
-            return []
-        return [
-            self.training(f"{name}_eager_bf16", depth, precision="bf16"),
-            self.training(
-                f"{name}_graphs_bf16",
-                depth,
-                precision="bf16",
-                compile_model=True,
-                compile_mode="reduce-overhead",
-            ),
-        ]
-
-    def graphs_variants(self, trainings: list[Training]) -> list[Variant]:
-        variants = []
-        for prefix, training in zip(("eager_bf16", "graphs_bf16"), trainings, strict=False):
-            variants += self.resdeep(training, prefix)
-        return variants
-
-    def analysis(self) -> list[BenchResult]:
-        sizes, device = self.sizes, self.device
-        torch.manual_seed(0)
-        model = build_model("resnet", depth=sizes.shallow_depth, dropout=0.2, dropout_at="head")
-        model.to(device).eval()
-        shape = (3, sizes.image, sizes.image)
-        mc_images = torch.randn(sizes.mc_images, *shape, device=device)
-        cam_images = torch.randn(sizes.cam_batch, *shape, device=device)
-        variants = [
+def _analysis_group(builder: VariantBuilder) -> list[BenchResult]:
+    """One deterministic pass, MC dropout, CAM and Grad-CAM on a ResNet-20 with head dropout."""
+    sizes, device = builder.sizes, builder.device
+    torch.manual_seed(0)
+    model = build_model("resnet", depth=sizes.shallow_depth, dropout=0.2, dropout_at="head")
+    model.to(device).eval()
+    shape = (3, sizes.image, sizes.image)
+    mc_images = torch.randn(sizes.mc_images, *shape, device=device)
+    cam_images = torch.randn(sizes.cam_batch, *shape, device=device)
+    measured = builder.measure(
+        [
             deterministic_pass_variant(model, mc_images),
             mc_dropout_variant(model, mc_images, MC_SAMPLES),
             cam_variant(model, cam_images, "cam"),
             cam_variant(model, cam_images, "gradcam"),
         ]
-        measured = self.measure(variants)
-        return rows.analysis_rows(measured, sizes, samples=MC_SAMPLES)
-
-
-def _same_format(loader: DeviceLoader) -> str:
-    """The bare variant in the memory format the resdeep loop (fed by `loader`) runs in."""
-    return "bare_channels_last" if loader.channels_last else "bare"
+    )
+    return rows.analysis_rows(measured, sizes, samples=MC_SAMPLES)
