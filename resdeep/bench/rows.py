@@ -36,18 +36,16 @@ def loop_rows(
     layout = "channels_last" if baseline == "bare_channels_last" else "contiguous"
     net = f"ResNet-{sizes.depth(slot)}, batch {sizes.batch}, fp32 {layout}"
     never = measured.rounds("resdeep_never")
+    by_default = _logged_by_default(measured, "resdeep", log_every)
     logging_share = median_ratio(never, measured.rounds("resdeep_every"))
-    default_share = median_ratio(never, _logged_by_default(measured, "resdeep", log_every))
-    # A GPU leaves the loop less slack than a CPU: each log point syncs the host.
-    ratio_goal = ">= 0.95" if device.type == "cuda" else ">= 0.97"
+    default_share = median_ratio(never, by_default)
     return [
         result(
             f"train_throughput_ratio_{slot}",
-            median_ratio(
-                measured.rounds(baseline), _logged_by_default(measured, "resdeep", log_every)
-            ),
+            median_ratio(measured.rounds(baseline), by_default),
             "x",
-            ratio_goal,
+            # A GPU leaves the loop less slack than a CPU: each log point syncs the host.
+            ">= 0.95" if device.type == "cuda" else ">= 0.97",
             f"resdeep loop (log points every {log_every} steps, TensorBoard, progress bar) "
             f"over the bare loop, {net}",
             measured,

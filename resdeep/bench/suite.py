@@ -5,7 +5,7 @@ Three groups, each timed side by side (see `resdeep.bench.timing`):
 - ResNet-20: the bare loop against resdeep's loop, the feature variants (channels_last, bf16,
   compile), resdeep's fast path, the input pipeline alone and a matmul;
 - ResNet-110: the bare loop against resdeep's loop;
-- on CUDA, for both nets: resdeep's loop in bf16 replaying CUDA graphs (torch.compile
+- on CUDA, within both nets' groups: resdeep's loop in bf16 replaying CUDA graphs (torch.compile
   mode reduce-overhead) against the same loop eager, and the time of a CIFAR-10-sized epoch;
 - analysis: one deterministic pass, T=32 MC dropout, CAM and Grad-CAM.
 
