@@ -1,7 +1,8 @@
 """`resdeep bench`: resdeep's loop and analysis tools timed side by side with bare PyTorch."""
 
 from resdeep.bench.results import BenchResult
-from resdeep.bench.suite import FULL, QUICK, REQUIRED_NAMES, BenchReport, Sizes, run_suite
+from resdeep.bench.sizes import FULL, QUICK, Sizes
+from resdeep.bench.suite import REQUIRED_NAMES, BenchReport, run_suite
 
 __all__ = [
     "FULL",

@@ -15,6 +15,8 @@ from resdeep.bench.timing import Measured
 
 @dataclass
 class BenchResult:
+    """One benchmark's number with its unit and goal, and how it was measured."""
+
     name: str
     value: float | None  # None: not measured (the reason is in detail["error"])
     unit: str
@@ -25,6 +27,8 @@ class BenchResult:
 
     @property
     def met(self) -> bool | None:
+        """Whether the value reaches its goal; None when there is no goal, no value, or no
+        judging (--quick)."""
         if self.goal is None or self.value is None or not self.judged:
             return None
         relation, threshold = self.goal.split()

@@ -37,6 +37,8 @@ def timed(device: torch.device, work: Callable[[], Any]) -> float:
 
 @dataclass
 class Variant:
+    """One thing to time, in windows of a number of units (steps, batches, calls)."""
+
     name: str
     run: Callable[[int], float]  # run(units) -> seconds of the timed window over `units` units
     max_units: int | None = None  # most units one window can hold (a loader pass's batches)
@@ -44,6 +46,8 @@ class Variant:
 
 @dataclass
 class Timing:
+    """One variant's timed windows: its window size and, per window, what it measured."""
+
     units_per_window: int
     seconds_per_unit: list[float] = field(default_factory=list)  # window r of round r
     # Per window: the share of its time this process's threads were ready to run but waited
@@ -52,11 +56,14 @@ class Timing:
 
     @property
     def median(self) -> float:
+        """The median seconds per unit over the windows."""
         return statistics.median(self.seconds_per_unit)
 
 
 @dataclass
 class Measured:
+    """What one interleaved run of variants yields: their timings, and why others failed."""
+
     timings: dict[str, Timing]
     failures: dict[str, str]  # variant -> why it was not measured
     rounds_rerun: int = 0  # rounds timed again because other processes took the CPU
@@ -77,6 +84,8 @@ def median_ratio(numerators: list[float] | None, denominators: list[float] | Non
 
 @dataclass(frozen=True)
 class Schedule:
+    """How variants are timed: how many windows, how long each, and the warm-up before."""
+
     repeats: int  # timed windows per variant
     window_s: float  # aim for timed windows of about this length...
     max_units: int  # ...but never more units than this in one window

@@ -95,6 +95,8 @@ class ResdeepLoop:
         self.progress = progress
 
     def variant(self, name: str, log_every: int) -> Variant:
+        """The loop logging every `log_every` steps (`NEVER`: not at all), timed per step."""
+
         def run(steps: int) -> float:
             self.clock.steps = steps
             # A window of `steps` steps with its own log interval; the run's settings stay.
@@ -130,6 +132,7 @@ class BareLoop:
         self.clock = WindowClock(loader, device)
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """One training step: forward, cross-entropy, backward, SGD."""
         images = images.contiguous(memory_format=self.memory_format)
         with self.autocast():
             loss = F.cross_entropy(self.model(images), labels)
@@ -138,6 +141,7 @@ class BareLoop:
         self.optimizer.step()
 
     def run(self, steps: int) -> float:
+        """Seconds of `steps` training steps on the next pass of the loader."""
         self.model.train()
         self.clock.steps = steps
         for index, (images, labels) in enumerate(self.clock):
