@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.test_importing import ChenyaofoResNet, _randomised
 
 from resdeep.images import View, crop_to_view
 from tests.conftest import REPO, run_main
+from tests.test_importing import ChenyaofoResNet, _randomised
 
 
 @pytest.fixture(scope="module")
