@@ -4,7 +4,7 @@ image pipeline all read these; torch-free, so help and config checks stay quick.
 from __future__ import annotations
 
 # Networks (resdeep.models)
-ARCHITECTURES = ("plain", "resnet", "preact")
+ARCHITECTURES = ("resnet", "plain", "preact")
 BLOCKS = ("basic", "bottleneck")  # bottleneck: pre-activation units only
 SHORTCUTS = ("A", "B")  # A: parameter-free (subsample, zero-pad); B: 1x1 projection
 # Where option A's zero channels go: after the identity channels (fb.resnet.torch, the paper's

@@ -27,8 +27,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from resdeep.checkpoint import load_plain_tensors, save_checkpoint
+from resdeep.config import compose_train_config
 from resdeep.errors import ResdeepError, UsageError
-from resdeep.experiment import compose_train_config
 from resdeep.io import save_json_atomic
 from resdeep.models import ConvNet, build_model, count_parameters
 from resdeep.runs import DEFAULT_RUNS_ROOT

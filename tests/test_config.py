@@ -13,7 +13,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from resdeep.experiment import (
+from resdeep.config import (
     CONFIG_DIR,
     compose_train_config,
     data_from_config,

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from resdeep.experiment import compose_train_config
+from resdeep.config import compose_train_config
 from resdeep.models import build_model, layer_responses, units, weight_layers
 from resdeep.train.build import build_training
 from resdeep.train.diagnostics import LayerDiagnostics

@@ -271,7 +271,7 @@ def test_a_published_file_given_as_a_checkpoint_points_at_import(capsys, tmp_pat
 
 
 def test_fine_tuning_starts_from_the_imported_weights(capsys, tmp_path):
-    from resdeep.experiment import compose_train_config
+    from resdeep.config import compose_train_config
     from resdeep.train.build import build_training
 
     reference = _randomised(ChenyaofoResNet(3))

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from resdeep.checkpoint import load_checkpoint
+from resdeep.config import checkpoint_data
 from resdeep.errors import ResdeepError
-from resdeep.experiment import checkpoint_data
 
 
 def test_the_analysis_tools_do_not_import_the_trainer():

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from resdeep.experiment import compose_train_config
+from resdeep.config import compose_train_config
 from resdeep.models import build_model, weight_layers
 from resdeep.report import build_report, default_out_dir, findings, group_runs, summarize_runs
 from resdeep.report import figures as draw

@@ -189,7 +189,7 @@ def test_a_sweep_is_refused_whole_before_any_job_runs(capsys, tmp_path, override
 
 
 def test_threads_pin_torch(tmp_path):
-    from resdeep.experiment import compose_train_config
+    from resdeep.config import compose_train_config
     from resdeep.train.build import build_training
 
     before = torch.get_num_threads()

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.overrides import TorchFunctionMode
 
 from resdeep.checkpoint import load_checkpoint
-from resdeep.experiment import compose_train_config
+from resdeep.config import compose_train_config
 from resdeep.models import build_model, layer_responses, units, weight_layers
 from resdeep.train.build import build_training
 from resdeep.train.diagnostics import LayerDiagnostics
@@ -410,7 +410,7 @@ def test_the_default_recipe_trains_deep_residual_nets_without_stalling(cli, tmp_
 
 
 def test_short_run_names_show_what_varies():
-    from resdeep.experiment import short_run_name
+    from resdeep.config import short_run_name
 
     assert short_run_name("plain", 56, 0, ["model.depth=56", "model=plain", "seed=0"], []) == (
         "plain56_s0"

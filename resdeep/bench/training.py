@@ -19,10 +19,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from resdeep.bench.timing import Variant, WindowClock, timed
+from resdeep.config import compose_train_config
 from resdeep.console import console
 from resdeep.data import DeviceLoader
 from resdeep.data.splits import Split
-from resdeep.experiment import compose_train_config
 from resdeep.train.build import Training, build_training
 from resdeep.train.loop import autocast_context
 from resdeep.train.progress import TrainingProgress

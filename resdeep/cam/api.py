@@ -24,7 +24,7 @@ from resdeep.cam.methods import (
     upsample_maps,
 )
 from resdeep.errors import UsageError
-from resdeep.models import ConvNet, restoring_modes
+from resdeep.models import ConvNet, evaluation_mode
 
 # Masked copies per Score-CAM forward pass: B * K copies of the input would not fit at once
 # for large batches or wide layers, and a few hundred small images keep the CPU busy.
@@ -117,15 +117,6 @@ def resolve_targets(target: Targets, logits: torch.Tensor) -> torch.Tensor:
     if ((targets < 0) | (targets >= num_classes)).any():
         raise UsageError(f"target class out of range; the model has classes 0..{num_classes - 1}")
     return targets
-
-
-@contextmanager
-def evaluation_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode (batch norm uses its running statistics, dropout is off) for the duration; each
-    module's own flag comes back afterwards, so a mixed state such as MC dropout survives."""
-    with restoring_modes(model):
-        model.eval()
-        yield
 
 
 @contextmanager

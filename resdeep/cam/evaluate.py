@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from resdeep.cam.api import class_activation_maps, evaluation_mode
+from resdeep.cam.api import class_activation_maps
 from resdeep.cam.localize import (
     DEFAULT_THRESHOLD,
     IOU_HIT,
@@ -30,7 +30,7 @@ from resdeep.cam.localize import (
 from resdeep.cam.methods import upsample_maps
 from resdeep.data import Split, normalize
 from resdeep.errors import ResdeepError
-from resdeep.models import ConvNet
+from resdeep.models import ConvNet, evaluation_mode
 
 # Thresholds the validation split chooses from: 0.05, 0.10, ..., 0.95.
 THRESHOLD_GRID = tuple(round(0.05 * step, 2) for step in range(1, 20))

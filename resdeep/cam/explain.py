@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from resdeep.cam.api import class_activation_maps, evaluation_mode
+from resdeep.cam.api import class_activation_maps
 from resdeep.cam.evaluate import CamBenchmark, benchmark, mean_box_size
 from resdeep.cam.methods import upsample_maps
 from resdeep.cam.render import make_folder, save_overlay, save_panel, writing_to
 from resdeep.checkpoint import CheckpointInfo
+from resdeep.config import checkpoint_data
 from resdeep.errors import ResdeepError
-from resdeep.experiment import checkpoint_data
 from resdeep.images import (
     View,
     crop_to_view,
@@ -34,7 +34,7 @@ from resdeep.images import (
     preprocess,
     read_image,
 )
-from resdeep.models import ConvNet
+from resdeep.models import ConvNet, evaluation_mode
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,9 @@ def bench(
     """
     # Imported here: torch and Hydra would slow every other command's start-up.
     from resdeep.bench import FULL, QUICK, run_suite
+    from resdeep.device import resolve_device
     from resdeep.io import save_json_atomic
     from resdeep.output_paths import check_output_path
-    from resdeep.train.device import resolve_device
 
     if repeats is not None and repeats < 1:
         raise UsageError(f"--repeats must be at least 1, got {repeats}")

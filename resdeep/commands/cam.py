@@ -113,9 +113,9 @@ def cam(
     )
     from resdeep.cam.outputs import draw_grid, image_record, model_name, target_index
     from resdeep.checkpoint import load_checkpoint
+    from resdeep.device import resolve_device
     from resdeep.io import save_json_atomic
     from resdeep.runs import latest_checkpoint
-    from resdeep.train.device import resolve_device
 
     methods = _methods(method, evaluate)
     _check_options(methods, target_class, top_k, layer, alpha, colormap, batch_size, crop)

@@ -85,8 +85,8 @@ def uncertainty(
     import torch
 
     from resdeep.checkpoint import load_checkpoint
+    from resdeep.device import resolve_device
     from resdeep.runs import DEFAULT_RUNS_ROOT, latest_checkpoint
-    from resdeep.train.device import resolve_device
     from resdeep.uncertainty import evaluate, plots, report
     from resdeep.uncertainty.data import SPLITS, check_ood_name
     from resdeep.uncertainty.sampling import require_dropout

@@ -1,7 +1,7 @@
 """Plain, residual and pre-activation residual networks for small images."""
 
 from resdeep.models.anatomy import depth_layers, layer_responses, units, weight_layers
-from resdeep.models.base import ConvNet, restoring_modes
+from resdeep.models.base import ConvNet, evaluation_mode, restoring_modes
 from resdeep.models.factory import (
     ModelConfigError,
     blocks_per_stage,
@@ -26,6 +26,7 @@ __all__ = [
     "depth_layers",
     "init_weights",
     "layer_responses",
+    "evaluation_mode",
     "restoring_modes",
     "summarize_model",
     "units",

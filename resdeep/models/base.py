@@ -20,11 +20,30 @@ class ConvNet(nn.Module):
     `nn.Linear`, so class activation maps need no hooks (Zhou et al. 2016).
     """
 
+    stem: nn.Module
+    stage1: nn.Sequential
+    stage2: nn.Sequential
+    stage3: nn.Sequential
     classifier: nn.Linear
     head_dropout: nn.Module
 
+    def blocks(self) -> list[nn.Module]:
+        """Every block, input to output: stage1.block1 ... stage3.blockN. Each has
+        `paths(x) -> (branch, shortcut or None)` and `merge(total)`, its forward being
+        merge(branch + shortcut), so a lesion or a routed backward pass can take them apart."""
+        return [block for stage in (self.stage1, self.stage2, self.stage3) for block in stage]
+
+    def after_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """What lies between the last block and the pooling: nothing here (post-activation
+        blocks end on a ReLU); a pre-activation net's final BN-ReLU."""
+        return x
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        x = self.stem(x)  # (B, 16, H, W)
+        x = self.stage1(x)  # (B, 16*e, H, W), e the block's expansion
+        x = self.stage2(x)  # (B, 32*e, H/2, W/2)
+        x = self.stage3(x)  # (B, 64*e, H/4, W/4)
+        return self.after_blocks(x)
 
     def forward_head(self, feature_maps: torch.Tensor) -> torch.Tensor:
         pooled = feature_maps.mean(dim=(2, 3))  # (B, C): global average pool
@@ -67,3 +86,12 @@ def restoring_modes(model: nn.Module) -> Iterator[None]:
     finally:
         for module, training in flags:
             module.training = training
+
+
+@contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode (batch norm uses its running statistics, dropout is off) for the duration; each
+    module's own flag comes back afterwards, so a mixed state such as MC dropout survives."""
+    with restoring_modes(model):
+        model.eval()
+        yield

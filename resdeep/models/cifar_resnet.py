@@ -51,12 +51,20 @@ class BasicBlock(nn.Module):
                 shortcut, in_channels, out_channels, stride, norm, shortcut_pad
             )
 
+    def paths(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(residual branch, shortcut) outputs before they are added; a plain block has no
+        shortcut (None)."""
+        branch = self.relu(self.bn1(self.conv1(x)))
+        branch = self.bn2(self.conv2(self.dropout(branch)))
+        return branch, self.shortcut(x) if self.residual else None
+
+    def merge(self, total: torch.Tensor) -> torch.Tensor:
+        """What follows the addition: the post-activation ReLU."""
+        return self.relu(total)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(self.dropout(out)))
-        if self.residual:
-            out = out + self.shortcut(x)
-        return self.relu(out)
+        branch, shortcut = self.paths(x)
+        return self.merge(branch if shortcut is None else branch + shortcut)
 
     def zero_init_last(self) -> None:
         """Goyal et al. 2017: start each residual branch at zero so the block is the identity."""
@@ -106,9 +114,3 @@ class CifarResNet(ConvNet):
         self.head_dropout = dropout_layer(dropout if dropout_at == "head" else 0.0)
         self.classifier = nn.Linear(channels, num_classes)
         self.num_features = channels
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)  # (B, 16, H, W)
-        x = self.stage1(x)  # (B, 16, H, W)
-        x = self.stage2(x)  # (B, 32, H/2, W/2)
-        return self.stage3(x)  # (B, 64, H/4, W/4)

@@ -63,12 +63,21 @@ class PreActBasicBlock(nn.Module):
         # shortcut (the authors' 'both_preact'); the others keep the raw input on the identity.
         self.shares_preactivation = first or not isinstance(self.shortcut, nn.Identity)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def paths(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(residual branch, shortcut) outputs before they are added."""
         preact = self.relu(self.bn1(x))
-        identity = self.shortcut(preact if self.shares_preactivation else x)
-        out = self.conv1(preact)
-        out = self.conv2(self.dropout(self.relu(self.bn2(out))))
-        return out + identity
+        shortcut = self.shortcut(preact if self.shares_preactivation else x)
+        branch = self.conv1(preact)
+        branch = self.conv2(self.dropout(self.relu(self.bn2(branch))))
+        return branch, shortcut
+
+    def merge(self, total: torch.Tensor) -> torch.Tensor:
+        """Nothing follows the addition in a pre-activation unit: the identity path stays clean."""
+        return total
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch, shortcut = self.paths(x)
+        return self.merge(branch + shortcut)
 
     def zero_init_last(self) -> None:
         # The last BN of a pre-activation branch sits before conv2, so zeroing the branch means
@@ -112,13 +121,21 @@ class PreActBottleneck(nn.Module):
         )
         self.shares_preactivation = first or not isinstance(self.shortcut, nn.Identity)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def paths(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(residual branch, shortcut) outputs before they are added."""
         preact = self.relu(self.bn1(x))
-        identity = self.shortcut(preact if self.shares_preactivation else x)
-        out = self.conv1(preact)
-        out = self.conv2(self.relu(self.bn2(out)))
-        out = self.conv3(self.dropout(self.relu(self.bn3(out))))
-        return out + identity
+        shortcut = self.shortcut(preact if self.shares_preactivation else x)
+        branch = self.conv1(preact)
+        branch = self.conv2(self.relu(self.bn2(branch)))
+        branch = self.conv3(self.dropout(self.relu(self.bn3(branch))))
+        return branch, shortcut
+
+    def merge(self, total: torch.Tensor) -> torch.Tensor:
+        return total
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch, shortcut = self.paths(x)
+        return self.merge(branch + shortcut)
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.conv3.weight)
@@ -167,9 +184,5 @@ class PreActResNet(ConvNet):
         self.classifier = nn.Linear(channels, num_classes)
         self.num_features = channels
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)  # (B, 16, H, W)
-        x = self.stage1(x)  # (B, 16*e, H, W)
-        x = self.stage2(x)  # (B, 32*e, H/2, W/2)
-        x = self.stage3(x)  # (B, 64*e, H/4, W/4)
+    def after_blocks(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_relu(self.final_bn(x))

@@ -21,9 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from resdeep.checkpoint import resolve_checkpoint_path
+from resdeep.config import CONFIG_DIR, compose_train_config
 from resdeep.console import console, route_logging_through_rich
 from resdeep.errors import PropagatedError, ResdeepError, UsageError
-from resdeep.experiment import CONFIG_DIR, compose_train_config
 from resdeep.runs import check_run_dir, run_dir_of
 from resdeep.train.distributed import World, join_process_group, launched_world
 from resdeep.train.sweep import check_sweep, is_sweep, sweep_settings

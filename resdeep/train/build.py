@@ -20,12 +20,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 
+from resdeep.config import data_from_config, model_kwargs_from_config
 from resdeep.data import DataSplits, DeviceLoader
+from resdeep.device import resolve_device, resolve_precision
 from resdeep.errors import UsageError
-from resdeep.experiment import data_from_config, model_kwargs_from_config
 from resdeep.models import ConvNet, ModelConfigError, build_model, count_parameters
 from resdeep.train.description import RunDescription
-from resdeep.train.device import resolve_device, resolve_precision
 from resdeep.train.diagnostics import LayerDiagnostics
 from resdeep.train.distributed import World
 from resdeep.train.loop import LoopSettings, LoopState, TrainingLoop

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from resdeep import schema
-from resdeep.experiment import CONFIG_DIR
+from resdeep.config import CONFIG_DIR
 
 GROUPS = ("model", "data", "optim", "schedule", "experiment")
 

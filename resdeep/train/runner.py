@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from resdeep.checkpoint import read_checkpoint, save_checkpoint
+from resdeep.device import resolve_device
 from resdeep.errors import ResdeepError, UsageError
 from resdeep.runs import (
     claim_run_dir,
@@ -25,7 +26,6 @@ from resdeep.runs import (
 )
 from resdeep.train import distributed
 from resdeep.train.build import Training, build_training, per_device_batch
-from resdeep.train.device import resolve_device
 from resdeep.train.distributed import World
 from resdeep.train.loop import evaluate
 from resdeep.train.resume import budget_check, complete_message, resume_target, resumed_config

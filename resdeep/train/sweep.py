@@ -9,8 +9,8 @@ import yaml
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
+from resdeep.config import CONFIG_DIR, compose_train_config
 from resdeep.errors import Problems, UsageError
-from resdeep.experiment import CONFIG_DIR, compose_train_config
 
 NOT_A_SWEEP = {"--help", "-h", "--cfg", "-c"}
 

@@ -137,7 +137,7 @@ def validate(cfg: DictConfig) -> None:
 def _check_model(cfg: DictConfig) -> None:
     """The model group builds a net (a depth its blocks allow, a shortcut its units take), so
     a sweep learns of a bad combination before any job trains."""
-    from resdeep.experiment import MODEL_KEYS
+    from resdeep.config import MODEL_KEYS
     from resdeep.models.factory import ModelConfigError, check_model_args
 
     try:

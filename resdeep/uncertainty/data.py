@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 
 from resdeep.checkpoint import CheckpointInfo
+from resdeep.config import checkpoint_data, data_from_config, run_config
 from resdeep.data import DataError, Split, build_data
 from resdeep.data.splits import check_class_ids, drop_classes, resize
 from resdeep.errors import ResdeepError, UsageError
-from resdeep.experiment import checkpoint_data, data_from_config, run_config
 
 SPLITS = ("test", "val")
 TORCHVISION_OOD_SETS = ("svhn", "cifar10", "cifar100", "mnist", "fashion_mnist")

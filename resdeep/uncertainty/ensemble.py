@@ -10,7 +10,7 @@ import torch
 
 from resdeep.checkpoint import CheckpointInfo
 from resdeep.errors import UsageError
-from resdeep.models import ConvNet, restoring_modes
+from resdeep.models import ConvNet, evaluation_mode
 
 
 @dataclass
@@ -24,8 +24,7 @@ class Ensemble:
 def member_probs(model: ConvNet, inputs: torch.Tensor, batch: int = 512) -> torch.Tensor:
     """One deterministic pass (dropout off): (N, C) softmax."""
     device = next(model.parameters()).device
-    with torch.no_grad(), restoring_modes(model):
-        model.eval()
+    with torch.no_grad(), evaluation_mode(model):
         return torch.cat(
             [
                 model(inputs[start : start + batch].to(device)).softmax(dim=1).float().cpu()
