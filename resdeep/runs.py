@@ -1,7 +1,7 @@
 """Run directories: the contract between training and every tool.
 
 Where a run writes (and that no two runs share a directory), how a tool finds runs, their
-metrics and checkpoints.
+metrics and checkpoints (the latest one, the members of an ensemble).
 """
 
 from __future__ import annotations
@@ -88,6 +88,25 @@ def find_runs(root: Path) -> list[RunRecord]:
     ]
     records = [RunRecord(path, read_metrics(path)) for path in dict.fromkeys(candidates)]
     return sorted(records, key=lambda record: record.started)
+
+
+def holds_runs(directory: Path) -> bool:
+    """A folder with a trained run one level down: a sweep dir, say."""
+    return next(directory.glob("*/checkpoints/best.pt"), None) is not None
+
+
+def ensemble_members(paths: list[Path]) -> list[Path]:
+    """The run dirs (with a best.pt) of `--ensemble` run or sweep dirs, each once, in order."""
+    found: list[Path] = []
+    for path in paths:
+        runs = [r.path for r in find_runs(path) if (r.path / "checkpoints" / "best.pt").is_file()]
+        if not runs:  # a missing file, as --checkpoint of a dir without one: exit 1
+            raise ResdeepError(f"--ensemble {path}: no run with checkpoints/best.pt there")
+        found += runs
+    members = list(dict.fromkeys(found))
+    if len(members) == 1:
+        raise UsageError("--ensemble needs at least two members")
+    return members
 
 
 def latest_checkpoint(root: Path = DEFAULT_RUNS_ROOT, name: str = "best.pt") -> Path:

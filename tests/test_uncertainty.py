@@ -23,7 +23,6 @@ from resdeep.models import build_model
 from resdeep.uncertainty import metrics
 from resdeep.uncertainty.data import ood_images
 from resdeep.uncertainty.sampling import (
-    Predictions,
     dropout_sampling,
     is_head_only,
     mc_predict,
@@ -503,18 +502,32 @@ def test_temperature_is_one_for_a_calibrated_set_and_scaling_matches_the_logits(
 
 
 def test_temperature_comes_from_val_only():
-    from resdeep.uncertainty.calibration import calibrate_temperature
+    from resdeep.uncertainty.calibration import TemperatureScaled, scale
+    from resdeep.uncertainty.methods import UncertaintyMethod
 
     generator = torch.Generator().manual_seed(1)
+    table = torch.rand(256, 4, 3, generator=generator).softmax(dim=2)  # (image id, T, C)
 
-    def predictions(n):
-        samples = torch.rand(n, 4, 3, generator=generator).softmax(dim=2)
-        return Predictions(samples=samples, deterministic=samples.mean(dim=1))
+    class Lookup(UncertaintyMethod):
+        """Samples of a fixed net: looked up by the image's first pixel."""
 
-    val, labels = predictions(50), torch.randint(0, 3, (50,), generator=generator)
-    one = calibrate_temperature(val, labels, predictions(30))
-    other = calibrate_temperature(val, labels, predictions(80))  # another split to score
-    assert one.temperatures == other.temperatures
+        name = label = column = "lookup"
+
+        def __call__(self, images, seed):
+            return table[images[:, 0, 0, 0].long()]
+
+    def images(n):
+        return torch.randint(0, 256, (n, 1, 2, 2), generator=generator, dtype=torch.uint8)
+
+    val, labels = images(50), torch.randint(0, 3, (50,), generator=generator)
+    temperatures = []
+    for scored in (images(30), images(80)):  # another split to score each time
+        method = TemperatureScaled.fit(Lookup(), val, labels, seed=0)
+        torch.testing.assert_close(
+            method(scored, 0), scale(table[scored[:, 0, 0, 0].long()], method.temperature)
+        )
+        temperatures.append(method.temperature)
+    assert temperatures[0] == temperatures[1]
 
 
 def test_cli_temperature_scaling_recomputes_from_the_saved_probs(heldout_run, tmp_path, capsys):

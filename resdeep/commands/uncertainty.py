@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from resdeep.console import console
-from resdeep.errors import ResdeepError, UsageError
-from resdeep.output_paths import check_output_path
+from resdeep.errors import ResdeepError
+
+if TYPE_CHECKING:
+    from resdeep.checkpoint import CheckpointInfo
+    from resdeep.models import ConvNet
+    from resdeep.uncertainty.evaluate import DatasetEvaluation, ImageEvaluation
 
 
 def uncertainty(
@@ -81,143 +85,104 @@ def uncertainty(
 
     With images: each one's top classes, mean probability ± std over the samples.
     """
-    # Imported here: torchmetrics alone adds seconds to every other command's start-up.
-    import torch
+    # Imported here, as in each helper below: torch and torchmetrics alone add seconds to every
+    # other command's start-up.
+    from resdeep.uncertainty.options import check_request
 
+    check_request(
+        images=images or [], checkpoint=checkpoint, ensemble=ensemble or [], samples=samples,
+        split=split, ood_data=ood_data, calibrate=calibrate, bins=bins,
+        outputs={"--json": json_path, "--save-probs": save_probs, "--plot": plot},
+    )  # fmt: skip
+    model, info, members = _load_nets(checkpoint, ensemble or [], device)
+    if images:
+        result = _score_images(model, info, images, samples=samples, seed=seed)
+    else:
+        result = _score_dataset(
+            model, info, split=split, samples=samples, seed=seed, bins=bins, ood_data=ood_data,
+            calibrate=calibrate, members=members, plot=plot,
+        )  # fmt: skip
+    _write_files(result, json_path, save_probs)
+    if images and result.failures:
+        count = len(result.failures)
+        raise ResdeepError(f"{count} input(s) could not be processed; see the lines above")
+
+
+def _load_nets(
+    checkpoint: Path | None, ensemble: list[Path], device: str
+) -> tuple[ConvNet, CheckpointInfo, list[tuple[ConvNet, CheckpointInfo]]]:
+    """The net to score (named in a line when picked for the user) and the ensemble's members."""
     from resdeep.checkpoint import load_checkpoint
     from resdeep.device import resolve_device
-    from resdeep.runs import DEFAULT_RUNS_ROOT, latest_checkpoint
-    from resdeep.uncertainty import evaluate, plots, report
-    from resdeep.uncertainty.data import SPLITS, check_ood_name
+    from resdeep.runs import DEFAULT_RUNS_ROOT, ensemble_members, latest_checkpoint
     from resdeep.uncertainty.sampling import require_dropout
 
-    if samples < 1:
-        raise UsageError(f"--samples must be at least 1, got {samples}")
-    if bins < 1:
-        raise UsageError(f"--bins must be at least 1, got {bins}")
-    if split not in SPLITS:
-        raise UsageError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if ood_data is not None:
-        check_ood_name(ood_data)
-    if images:
-        _refuse_runs_as_images(images, ensemble or [], checkpoint)
-    if images and (ood_data is not None or plot is not None):
-        raise UsageError("--ood-data and --plot score a data set; drop them when giving images")
-    if ensemble and images:
-        raise UsageError("--ensemble scores a data set; drop it when giving images")
-    if calibrate is not None:
-        if calibrate != "temperature":
-            raise UsageError(f"--calibrate knows temperature, got {calibrate!r}")
-        if images or split == "val":
-            raise UsageError(
-                "--calibrate fits its temperature on the val split: score the test split "
-                "(no images, --split test)"
-            )
-
-    for written, option in ((json_path, "--json"), (save_probs, "--save-probs")):
-        if written is not None:
-            check_output_path(written, option)
-    if plot is not None:
-        check_output_path(plot, "--plot", folder=True)
-
-    member_dirs = ensemble_members(ensemble or [])
+    member_dirs = ensemble_members(ensemble)
+    picked = ""
     if checkpoint is None and member_dirs:  # an ensemble alone: its nets, no unrelated run
-        checkpoint = member_dirs[0]
-        picked = "the ensemble's first member"
+        checkpoint, picked = member_dirs[0], "the ensemble's first member"
     elif checkpoint is None:
         checkpoint = latest_checkpoint(DEFAULT_RUNS_ROOT)
         picked = f"the latest trained run under {DEFAULT_RUNS_ROOT}/"
-    else:
-        picked = ""
     model, info = load_checkpoint(checkpoint, device=resolve_device(device))
     if picked:
         console.print(f"checkpoint: {info.path} ({picked}; --checkpoint picks another)")
     require_dropout(model, str(info.path))
     members = [load_checkpoint(path, device=resolve_device(device)) for path in member_dirs]
+    return model, info, members
 
-    failures: list[str] = []
-    if images:
-        result = evaluate.evaluate_images(model, info, images, samples=samples, seed=seed)
-        failures = result.failures
-        if result.summary is None and len(failures) == 1:
-            raise ResdeepError(failures[0])
-        for message in failures:  # as cam does: report each, score the rest, exit 1 at the end
-            sys.stderr.write(f"error: {message}\n")
-        for path, warning in result.warnings:
-            sys.stderr.write(f"warning: {path}: {warning}\n")
-        if result.summary is None:
-            raise ResdeepError(f"none of the {len(images)} images could be read")
-        console.print(report.images_table(result.summary))
-        labels = torch.full((len(result.originals),), -1, dtype=torch.int64)  # unknown
-        ood = None
-    else:
-        result = evaluate.evaluate_dataset(
-            model, info, split=split, samples=samples, seed=seed, bins=bins, ood_data=ood_data,
-            calibrate=calibrate, members=members,
-        )  # fmt: skip
-        console.print(report.dataset_table(result.summary))
-        warning = result.summary.get("temperature", {}).get("warning")
-        if warning:
-            sys.stderr.write(f"warning: {warning}\n")
-        if result.ood is not None:
-            console.print(report.ood_table(result.summary))
-        console.print(report.comparison_table(result.summary))
-        labels, ood = result.labels, result.ood
-        if plot is not None:
-            for path in plots.save_plots(
-                plot, result.predictions, labels, bins, ood=ood, ood_name=ood_data,
-                methods=evaluate.method_probs(result),
-            ):  # fmt: skip
-                console.print(f"wrote {path}")
+
+def _score_images(
+    model: ConvNet, info: CheckpointInfo, images: list[Path], *, samples: int, seed: int
+) -> ImageEvaluation:
+    """Each readable image scored and shown; each unreadable one a line of its own, as cam does
+    (the rest are still scored, and the command exits 1 at the end)."""
+    from resdeep.uncertainty import evaluate, report
+
+    result = evaluate.evaluate_images(model, info, images, samples=samples, seed=seed)
+    if result.summary is None and len(result.failures) == 1:
+        raise ResdeepError(result.failures[0])
+    for message in result.failures:
+        sys.stderr.write(f"error: {message}\n")
+    for path, warning in result.warnings:
+        sys.stderr.write(f"warning: {path}: {warning}\n")
+    if result.summary is None:
+        raise ResdeepError(f"none of the {len(images)} images could be read")
+    console.print(report.images_table(result.summary))
+    return result
+
+
+def _score_dataset(
+    model: ConvNet, info: CheckpointInfo, *, plot: Path | None, **options: Any
+) -> DatasetEvaluation:
+    """Every method on the split: the per-metric, OOD and comparison tables, and the plots."""
+    from resdeep.uncertainty import evaluate, plots, report
+
+    result = evaluate.evaluate_dataset(model, info, **options)
+    methods = [part.method for part in result.scored]
+    console.print(report.dataset_table(result.summary, methods))
+    warning = result.summary.get("temperature", {}).get("warning")
+    if warning:
+        sys.stderr.write(f"warning: {warning}\n")
+    if "ood" in result.summary:
+        console.print(report.ood_table(result.summary, methods))
+    console.print(report.comparison_table(result.summary, methods))
+    if plot is not None:
+        bins, ood_name = options["bins"], options["ood_data"]
+        for path in plots.save_plots(plot, result.scored, result.labels, bins, ood_name):
+            console.print(f"wrote {path}")
+    return result
+
+
+def _write_files(
+    result: DatasetEvaluation | ImageEvaluation, json_path: Path | None, probs_path: Path | None
+) -> None:
+    from resdeep.uncertainty import report
+
     if json_path is not None:
+        assert result.summary is not None  # image mode without a readable image stopped above
         report.write_json(result.summary, json_path)
         console.print(f"wrote {json_path}")
-    if save_probs is not None:
-        fitted = getattr(result, "calibration", None)
-        report.save_probs(
-            save_probs, result.predictions, labels, ood, fitted, getattr(result, "ensemble", None)
-        )
-        console.print(f"wrote {save_probs}")
-    if failures:
-        raise ResdeepError(f"{len(failures)} input(s) could not be processed; see the lines above")
-
-
-def _refuse_runs_as_images(
-    images: list[Path], ensemble: list[Path], checkpoint: Path | None
-) -> None:
-    """A run or sweep dir among the images is a net meant as --checkpoint or --ensemble (the
-    option takes one value each time: `--ensemble A B` leaves B here): say what to type."""
-    from resdeep.runs import is_run_dir
-
-    runs = [p for p in images if p.is_dir() and (is_run_dir(p) or _holds_runs(p))]
-    if not runs:
-        return
-    what = f"{', '.join(str(p) for p in runs)}: " + (
-        "a run directory, not an image" if len(runs) == 1 else "run directories, not images"
-    )
-    if ensemble or len(runs) > 1:
-        spelled = " ".join(f"--ensemble {p}" for p in dict.fromkeys([*ensemble, *runs]))
-        raise UsageError(f"{what}; --ensemble takes one run or sweep dir each time: {spelled}")
-    if checkpoint is None:
-        raise UsageError(f"{what}; score it with --checkpoint {runs[0]}")
-    raise UsageError(f"{what}; for an ensemble: --ensemble {checkpoint} --ensemble {runs[0]}")
-
-
-def _holds_runs(directory: Path) -> bool:
-    return next(directory.glob("*/checkpoints/best.pt"), None) is not None
-
-
-def ensemble_members(paths: list[Path]) -> list[Path]:
-    """Run dirs (with a best.pt) from run or sweep dirs, each once, in order."""
-    from resdeep.runs import find_runs
-
-    found: list[Path] = []
-    for path in paths:
-        runs = [r.path for r in find_runs(path) if (r.path / "checkpoints" / "best.pt").is_file()]
-        if not runs:  # a missing file, as --checkpoint of a dir without one: exit 1
-            raise ResdeepError(f"--ensemble {path}: no run with checkpoints/best.pt there")
-        found += runs
-    members = list(dict.fromkeys(found))
-    if len(members) == 1:
-        raise UsageError("--ensemble needs at least two members")
-    return members
+    if probs_path is not None:
+        report.save_probs(probs_path, result.arrays())
+        console.print(f"wrote {probs_path}")

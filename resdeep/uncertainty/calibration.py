@@ -5,20 +5,24 @@ dropout has to beat.
 resdeep keeps probabilities, not logits. softmax(z / T) equals p^(1/T) renormalised, because
 log p and z differ by a per-input constant that the softmax cancels, so scaling works on the
 saved probabilities exactly (probabilities that underflowed to 0 in float32 are floored at
-1e-30, the only approximation; they carry no mass either way).
+ZERO_AT, 1e-30, the only approximation; they carry no mass either way).
+
+`TemperatureScaled` wraps any method: its probabilities, tempered by the T fitted on its own
+validation probabilities, in the same (N, T, C) shape.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Any
 
 import torch
 from scipy.optimize import minimize_scalar
 
-from resdeep.uncertainty.sampling import Predictions
+from resdeep.logscale import ZERO_AT
+from resdeep.uncertainty.methods import UncertaintyMethod
 
-LOG_FLOOR = math.log(1e-30)
+LOG_FLOOR = math.log(ZERO_AT)
 # T between 1/20 and 20: a wider search only finds degenerate optima on tiny splits.
 LOG_T_BOUNDS = (-math.log(20.0), math.log(20.0))
 # With fewer mistakes than this on the validation split, NLL is lowered by sharpening without
@@ -48,7 +52,7 @@ def fit_warning(
 
 def scale(probs: torch.Tensor, temperature: float) -> torch.Tensor:
     """softmax(log(probs) / T) over the last dimension: (..., C) -> (..., C), float64."""
-    log_probs = probs.double().clamp_min(1e-30).log().clamp_min(LOG_FLOOR)
+    log_probs = probs.double().clamp_min(ZERO_AT).log().clamp_min(LOG_FLOOR)
     return torch.softmax(log_probs / temperature, dim=-1)
 
 
@@ -71,29 +75,56 @@ def fit_temperature(samples: torch.Tensor, labels: torch.Tensor) -> float:
     return math.exp(float(result.x))
 
 
-@dataclass
-class Calibration:
-    """Temperature scaling fitted on the validation split, applied to the scored split."""
-
-    temperatures: tuple[float, float]  # (deterministic, MC dropout)
-    val: Predictions
-    val_labels: torch.Tensor
-    scaled_deterministic: torch.Tensor  # (N, C) float64
-    scaled_samples: torch.Tensor  # (N, T, C) float64
+# Names of the tempered version of a method, by the method's name: (name, label, column).
+TEMPERED_NAMES = {
+    "deterministic": ("temperature_scaled", "temperature scaled", "temp. scaled"),
+    "mc_dropout": ("mc_dropout_temperature_scaled", "MC dropout + temperature", "MC + temp."),
+}
 
 
-def calibrate_temperature(
-    val: Predictions, val_labels: torch.Tensor, scored: Predictions
-) -> Calibration:
-    """One T for the deterministic pass and one for the MC average, each fitted on `val` only;
-    the scored split chooses nothing."""
-    deterministic, samples = val.deterministic.double().unsqueeze(1), val.samples.double()
-    t_det = fit_temperature(deterministic, val_labels)
-    t_mc = fit_temperature(samples, val_labels)
-    return Calibration(
-        temperatures=(t_det, t_mc),
-        val=val,
-        val_labels=val_labels,
-        scaled_deterministic=scale(scored.deterministic, t_det),
-        scaled_samples=scale(scored.samples, t_mc),
-    )
+class TemperatureScaled(UncertaintyMethod):
+    """A method's probabilities tempered by one T, fitted on the validation split only, so the
+    scored split chooses nothing; it costs what the method costs."""
+
+    def __init__(
+        self,
+        base: UncertaintyMethod,
+        temperature: float,
+        val_probs: torch.Tensor,
+        val_labels: torch.Tensor,
+    ) -> None:
+        self.base, self.temperature = base, temperature
+        self.val_probs, self.val_labels = val_probs, val_labels  # what T was fitted on
+        fallback = (f"{base.name}_temperature_scaled", f"{base.label} + temperature", base.label)
+        self.name, self.label, short = TEMPERED_NAMES.get(base.name, fallback)
+        self.column = f"{short} (τ={temperature:.2f})"
+        self.single_pass = base.single_pass
+
+    @classmethod
+    def fit(
+        cls, base: UncertaintyMethod, val_images: torch.Tensor, val_labels: torch.Tensor, seed: int
+    ) -> TemperatureScaled:
+        """The T minimising the NLL of `base`'s mean prediction on the val images."""
+        val_probs = base(val_images, seed)
+        return cls(base, fit_temperature(val_probs.double(), val_labels), val_probs, val_labels)
+
+    def __call__(self, images: torch.Tensor, seed: int) -> torch.Tensor:
+        return scale(self.base(images, seed), self.temperature)
+
+    def cost(self) -> dict[str, int]:
+        return self.base.cost()
+
+    def warning(self) -> str | None:
+        return fit_warning(self.val_probs.mean(dim=1), self.val_labels, self.temperature)
+
+
+def temperature_summary(tempered: list[TemperatureScaled]) -> dict[str, Any]:
+    """The JSON's `temperature`: each fitted T by the name of the method it tempers, and the
+    warning about the first one's fit (the single pass's, whose mistakes T was fitted on)."""
+    first = tempered[0]
+    return {
+        "fitted_on": "val",
+        "n": len(first.val_labels),
+        **{method.base.name: method.temperature for method in tempered},
+        "warning": first.warning(),
+    }

@@ -3,22 +3,42 @@ Members must see the same images with the same classes; only their seeds differ.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from resdeep.checkpoint import CheckpointInfo
+from resdeep.data import normalize
 from resdeep.errors import UsageError
 from resdeep.models import ConvNet, evaluation_mode
+from resdeep.uncertainty.methods import UncertaintyMethod
 
 
-@dataclass
-class Ensemble:
-    """Deep ensemble (Lakshminarayanan et al. 2017): each member's deterministic softmax."""
+class DeepEnsemble(UncertaintyMethod):
+    """Each member's deterministic softmax, (N, M, C): the members' disagreement is the
+    ensemble's epistemic part, its mutual information."""
 
-    members: list[str]  # checkpoint paths
-    probs: torch.Tensor  # (N, M, C) float32
+    name = label = "ensemble"
+
+    def __init__(self, members: list[tuple[ConvNet, CheckpointInfo]]) -> None:
+        self.members = members
+        self.column = f"ensemble (M={len(members)})"
+
+    def __call__(self, images: torch.Tensor, seed: int) -> torch.Tensor:
+        # Each member normalises the same uint8 images with its own statistics.
+        return torch.stack(
+            [
+                member_probs(net, normalize(images, info.mean, info.std))
+                for net, info in self.members
+            ],
+            dim=1,
+        )
+
+    def cost(self) -> dict[str, int]:
+        return {"forward_passes": len(self.members)}
+
+    def describe(self) -> dict[str, Any]:
+        return {"members": [str(info.path) for _, info in self.members]}
 
 
 def member_probs(model: ConvNet, inputs: torch.Tensor, batch: int = 512) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Score a checkpoint: on its data set (with an optional OOD set), or on a few images.
 
-The summaries are computed from the float32 probabilities that `--save-probs` writes, cast to
+On a data set every method (resdeep.uncertainty.methods: one call, (N, T, C) probabilities,
+one cost) is scored the same way, in a loop. The summaries are computed from the float32 probabilities that `--save-probs` writes, cast to
 float64, so anyone can recompute every reported number from that file.
 """
 
@@ -14,15 +15,15 @@ from typing import Any
 import torch
 
 from resdeep.checkpoint import CheckpointInfo
-from resdeep.data import normalize
 from resdeep.errors import ResdeepError
 from resdeep.images import crop_to_view, input_warning, preprocess, read_image
 from resdeep.models import ConvNet
-from resdeep.uncertainty import calibration, metrics
-from resdeep.uncertainty.calibration import Calibration, calibrate_temperature
+from resdeep.uncertainty import metrics
+from resdeep.uncertainty.calibration import TemperatureScaled, temperature_summary
 from resdeep.uncertainty.data import in_distribution, ood_images
-from resdeep.uncertainty.ensemble import Ensemble, check_members, member_probs
-from resdeep.uncertainty.sampling import DEFAULT_BATCH_ROWS, Predictions, is_head_only, mc_predict
+from resdeep.uncertainty.ensemble import DeepEnsemble, check_members
+from resdeep.uncertainty.methods import Deterministic, MCDropout, UncertaintyMethod
+from resdeep.uncertainty.sampling import DEFAULT_BATCH_ROWS, Predictions, mc_predict
 
 SCORES = ("max_prob", "entropy", "mutual_information")
 
@@ -90,110 +91,108 @@ def ood_summary(in_samples: torch.Tensor, ood_samples: torch.Tensor) -> dict[str
     return summary
 
 
-def _as_float64(predictions: Predictions) -> tuple[torch.Tensor, torch.Tensor]:
-    """(deterministic as (N, 1, C), samples (N, T, C)), float64 copies of the float32 probs."""
-    return predictions.deterministic.double().unsqueeze(1), predictions.samples.double()
+@dataclass
+class Scored:
+    """One method's probabilities on the scored split (and the OOD set), and its time there."""
+
+    method: UncertaintyMethod
+    probs: torch.Tensor  # (N, T, C), the dtype the method computes in
+    ood: torch.Tensor | None  # (M, T, C) on the OOD set
+    seconds: float  # wall time of its call on the scored split
 
 
-def cost_summary(
-    images: int,
-    samples: int,
-    single_seconds: float,
-    mc_seconds: float,
+def score(
+    method: UncertaintyMethod, images: torch.Tensor, ood: torch.Tensor | None, seed: int
+) -> Scored:
+    started = time.perf_counter()
+    probs = method(images, seed)
+    seconds = time.perf_counter() - started
+    # Its own seed stream: the in-distribution numbers do not change when an OOD set is added.
+    ood_probs = None if ood is None else method(ood, seed + 1)
+    return Scored(method, probs, ood_probs, seconds)
+
+
+def build_methods(
+    model: ConvNet,
+    info: CheckpointInfo,
     *,
-    head_only: bool,
-    calibrated: bool,
-    ensemble: tuple[int, float] | None,
-) -> dict[str, Any]:
-    """What each method costs per image: full forward passes, and measured milliseconds here
-    (temperature scaling costs its deterministic pass; MC dropout's time includes it)."""
-    ms = 1000.0 / images
-    cost: dict[str, Any] = {
-        "deterministic": {"forward_passes": 1, "ms_per_image": single_seconds * ms},
-        "mc_dropout": {
-            # Head-only dropout: one feature pass, then T samples of the classifier alone.
-            "forward_passes": 1 if head_only else samples + 1,
-            "head_samples": samples if head_only else 0,
-            "ms_per_image": mc_seconds * ms,
-        },
-    }
-    if calibrated:
-        cost["temperature_scaled"] = dict(cost["deterministic"])
-        cost["mc_dropout_temperature_scaled"] = dict(cost["mc_dropout"])
-    if ensemble is not None:
-        count, seconds = ensemble
-        cost["ensemble"] = {"forward_passes": count, "ms_per_image": seconds * ms}
-    return cost
-
-
-def method_probs(evaluation: DatasetEvaluation) -> dict[str, torch.Tensor]:
-    """(N, C) probabilities of every method evaluated, by the tables' names."""
-    predictions = evaluation.predictions
-    methods = {
-        "deterministic": predictions.deterministic,
-        "MC dropout": metrics.mean_probs(predictions.samples.double()),
-    }
-    if evaluation.calibration is not None:
-        methods["temperature scaled"] = evaluation.calibration.scaled_deterministic
-        methods["MC dropout + temperature"] = evaluation.calibration.scaled_samples.mean(dim=1)
-    if evaluation.ensemble is not None:
-        methods["ensemble"] = evaluation.ensemble.probs.double().mean(dim=1)
+    samples: int,
+    seed: int,
+    calibrate: str | None,
+    members: list[tuple[ConvNet, CheckpointInfo]],
+    batch_rows: int,
+) -> list[UncertaintyMethod]:
+    """The single net's two passes, their temperature-scaled versions when `calibrate` is
+    "temperature" (fitted on the val split), and the deep ensemble when there are `members`."""
+    single = [Deterministic(model, info, batch_rows), MCDropout(model, info, samples, batch_rows)]
+    methods: list[UncertaintyMethod] = list(single)
+    if calibrate == "temperature":
+        val = in_distribution(info, "val")
+        # Its own seed stream, like the OOD set's: adding calibration changes no other number.
+        methods += [
+            TemperatureScaled.fit(base, val.images, val.labels, seed + 2) for base in single
+        ]
+    if members:
+        check_members(info, [member_info for _, member_info in members])
+        methods.append(DeepEnsemble(members))
     return methods
+
+
+def summarize_dataset(
+    scored: list[Scored], labels: torch.Tensor, *, samples: int, bins: int, ood_name: str | None
+) -> dict[str, Any]:
+    """The JSON document of data-set mode, from probabilities alone (cast to float64)."""
+    summary: dict[str, Any] = {"n": len(labels), "samples": samples, "bins": bins}
+    for part in scored:
+        numbers = prediction_summary(part.probs.double(), labels, bins)
+        summary[part.method.name] = {**part.method.describe(), **numbers}
+    with_ood = [part for part in scored if part.ood is not None]
+    if with_ood:
+        summary["ood"] = {"data": ood_name, "n": len(with_ood[0].ood)}
+        for part in with_ood:
+            summary["ood"][part.method.name] = ood_summary(part.probs.double(), part.ood.double())
+    tempered = [part.method for part in scored if isinstance(part.method, TemperatureScaled)]
+    if tempered:
+        summary["temperature"] = temperature_summary(tempered)
+    ms = 1000.0 / len(labels)
+    summary["cost"] = {
+        part.method.name: {**part.method.cost(), "ms_per_image": part.seconds * ms}
+        for part in scored
+    }
+    return summary
 
 
 @dataclass
 class DatasetEvaluation:
     summary: dict[str, Any]  # the JSON document
     labels: torch.Tensor  # (N,) int64
-    predictions: Predictions  # in-distribution
-    ood: Predictions | None = None
-    calibration: Calibration | None = None
-    ensemble: Ensemble | None = None
+    scored: list[Scored]  # every method, in the tables' order
+
+    def arrays(self) -> dict[str, torch.Tensor]:
+        """What --save-probs writes: labels, and each method's probabilities on the scored split
+        (and the OOD set, and the val split a temperature was fitted on), so every number in
+        the JSON can be recomputed; a single-pass method's as (N, C)."""
+        arrays = {"labels": self.labels}
+        for part in self.scored:
+            method = part.method
+            arrays[method.probs_key] = _layout(method, part.probs)
+            if part.ood is not None:
+                arrays[f"ood_{method.probs_key}"] = _layout(method, part.ood)
+        tempered = [
+            part.method for part in self.scored if isinstance(part.method, TemperatureScaled)
+        ]
+        if tempered:
+            arrays["temperatures"] = torch.tensor(
+                [m.temperature for m in tempered], dtype=torch.float64
+            )
+            for method in tempered:
+                arrays[f"val_{method.base.probs_key}"] = _layout(method.base, method.val_probs)
+            arrays["val_labels"] = tempered[0].val_labels
+        return arrays
 
 
-def calibration_summary(fitted: Calibration, labels: torch.Tensor, bins: int) -> dict[str, Any]:
-    t_det, t_mc = fitted.temperatures
-    return {
-        "temperature": {
-            "fitted_on": "val",
-            "n": len(fitted.val_labels),
-            "deterministic": t_det,
-            "mc_dropout": t_mc,
-            "warning": calibration.fit_warning(fitted.val.deterministic, fitted.val_labels, t_det),
-        },
-        "temperature_scaled": prediction_summary(
-            fitted.scaled_deterministic.unsqueeze(1), labels, bins
-        ),
-        "mc_dropout_temperature_scaled": prediction_summary(fitted.scaled_samples, labels, bins),
-    }
-
-
-def summarize_dataset(
-    predictions: Predictions,
-    labels: torch.Tensor,
-    *,
-    bins: int,
-    ood: Predictions | None = None,
-    ood_name: str | None = None,
-) -> dict[str, Any]:
-    """The JSON document of data-set mode, from probabilities alone."""
-    deterministic, samples = _as_float64(predictions)
-    summary: dict[str, Any] = {
-        "n": len(labels),
-        "samples": samples.shape[1],
-        "bins": bins,
-        "deterministic": prediction_summary(deterministic, labels, bins),
-        "mc_dropout": prediction_summary(samples, labels, bins),
-    }
-    if ood is not None:
-        ood_deterministic, ood_samples = _as_float64(ood)
-        summary["ood"] = {
-            "data": ood_name,
-            "n": len(ood_samples),
-            "deterministic": ood_summary(deterministic, ood_deterministic),
-            "mc_dropout": ood_summary(samples, ood_samples),
-        }
-    return summary
+def _layout(method: UncertaintyMethod, probs: torch.Tensor) -> torch.Tensor:
+    return probs[:, 0] if method.single_pass else probs
 
 
 def evaluate_dataset(
@@ -209,83 +208,26 @@ def evaluate_dataset(
     members: list[tuple[ConvNet, CheckpointInfo]] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> DatasetEvaluation:
-    """MC dropout on the run's `split`, on OOD set `ood_data` when given, and beside them
-    temperature scaling fitted on the val split when `calibrate` is "temperature"."""
+    """Every method on the run's `split`, and on OOD set `ood_data` when given: the
+    deterministic pass and MC dropout, temperature scaling when `calibrate` is "temperature",
+    and the deep ensemble of `members`."""
     data = in_distribution(info, split)
-    inputs = normalize(data.images, info.mean, info.std)
-    started = time.perf_counter()
-    predictions = mc_predict(model, inputs, samples=samples, seed=seed, batch_rows=batch_rows)
-    mc_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    member_probs(model, inputs)
-    single_seconds = time.perf_counter() - started
     ood = None
-    ood_uint8 = None
     if ood_data is not None:
-        ood_uint8 = ood_images(ood_data, info, split=split, count=len(data), seed=seed)
-        ood_inputs = normalize(ood_uint8, info.mean, info.std)
-        # Its own seed stream: the in-distribution numbers do not change when an OOD set is added.
-        ood = mc_predict(model, ood_inputs, samples=samples, seed=seed + 1, batch_rows=batch_rows)
+        ood = ood_images(ood_data, info, split=split, count=len(data), seed=seed)
+    methods = build_methods(
+        model, info, samples=samples, seed=seed, calibrate=calibrate, members=members or [],
+        batch_rows=batch_rows,
+    )  # fmt: skip
+    scored = [score(method, data.images, ood, seed) for method in methods]
     summary = {
         "checkpoint": str(info.path),
         "data": info.data_name,
         "split": split,
         "seed": seed,
-        **summarize_dataset(predictions, data.labels, bins=bins, ood=ood, ood_name=ood_data),
+        **summarize_dataset(scored, data.labels, samples=samples, bins=bins, ood_name=ood_data),
     }
-    fitted = None
-    if calibrate == "temperature":
-        val = in_distribution(info, "val")
-        val_inputs = normalize(val.images, info.mean, info.std)
-        # Its own seed stream, like the OOD set's: adding calibration changes no other number.
-        val_predictions = mc_predict(
-            model, val_inputs, samples=samples, seed=seed + 2, batch_rows=batch_rows
-        )
-        fitted = calibrate_temperature(val_predictions, val.labels, predictions)
-        summary.update(calibration_summary(fitted, data.labels, bins))
-        if ood is not None:
-            t_det, t_mc = fitted.temperatures
-            in_det = fitted.scaled_deterministic.unsqueeze(1)
-            summary["ood"]["temperature_scaled"] = ood_summary(
-                in_det, calibration.scale(ood.deterministic, t_det).unsqueeze(1)
-            )
-            summary["ood"]["mc_dropout_temperature_scaled"] = ood_summary(
-                fitted.scaled_samples, calibration.scale(ood.samples, t_mc)
-            )
-    ensemble = None
-    if members:
-        check_members(info, [member_info for _, member_info in members])
-        # Each member normalises the same uint8 images with its own statistics.
-        started = time.perf_counter()
-        probs = torch.stack(
-            [
-                member_probs(member, normalize(data.images, member_info.mean, member_info.std))
-                for member, member_info in members
-            ],
-            dim=1,
-        )
-        ensemble_seconds = time.perf_counter() - started
-        ensemble = Ensemble([str(member_info.path) for _, member_info in members], probs)
-        # The members' spread is the ensemble's epistemic part: its mutual information.
-        summary["ensemble"] = {
-            "members": ensemble.members,
-            **prediction_summary(probs.double(), data.labels, bins),
-        }
-        if ood_uint8 is not None:
-            ood_members = torch.stack(
-                [
-                    member_probs(member, normalize(ood_uint8, member_info.mean, member_info.std))
-                    for member, member_info in members
-                ],
-                dim=1,
-            )
-            summary["ood"]["ensemble"] = ood_summary(probs.double(), ood_members.double())
-    summary["cost"] = cost_summary(
-        len(data), samples, single_seconds, mc_seconds, head_only=is_head_only(model),
-        calibrated=fitted is not None,
-        ensemble=(len(members), ensemble_seconds) if members else None,
-    )  # fmt: skip
-    return DatasetEvaluation(summary, data.labels, predictions, ood, fitted, ensemble)
+    return DatasetEvaluation(summary, data.labels, scored)
 
 
 @dataclass
@@ -296,6 +238,15 @@ class ImageEvaluation:
     failures: list[str] = field(default_factory=list)  # one line per unreadable image
     # (path, sentence) per image too far from the training images for its answer to mean much
     warnings: list[tuple[Path, str]] = field(default_factory=list)
+
+    def arrays(self) -> dict[str, torch.Tensor]:
+        """What --save-probs writes: the samples, the deterministic pass, labels -1 (unknown)."""
+        assert self.predictions is not None  # nothing is written when no image was read
+        return {
+            "probs": self.predictions.samples,
+            "labels": torch.full((len(self.originals),), -1, dtype=torch.int64),
+            "deterministic_probs": self.predictions.deterministic,
+        }
 
 
 def summarize_images(

@@ -7,13 +7,16 @@ works without a display and leaks no figures.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from matplotlib.figure import Figure
 
 from resdeep.errors import ResdeepError
 from resdeep.uncertainty import metrics
-from resdeep.uncertainty.sampling import Predictions
+
+if TYPE_CHECKING:
+    from resdeep.uncertainty.evaluate import Scored
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -26,16 +29,11 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def reliability_diagram(
-    predictions: Predictions, labels: torch.Tensor, bins: int, path: Path
+    panels: list[tuple[str, torch.Tensor]], labels: torch.Tensor, bins: int, path: Path
 ) -> Path:
-    """Accuracy against confidence per bin, deterministic and MC dropout side by side."""
-    figure = Figure(figsize=(9, 4.2), layout="constrained")
-    axes = figure.subplots(1, 2, sharey=True)
-    samples = predictions.samples.double()
-    panels = (
-        ("deterministic", predictions.deterministic.double()),
-        (f"MC dropout (T={samples.shape[1]})", metrics.mean_probs(samples)),
-    )
+    """Accuracy against confidence per bin, one panel per (title, (N, C) probabilities)."""
+    figure = Figure(figsize=(4.5 * len(panels), 4.2), layout="constrained")
+    axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     width = 1.0 / bins
     centres = (torch.arange(bins, dtype=torch.float64) + 0.5) * width
     for axis, (title, probs) in zip(axes, panels, strict=True):
@@ -84,8 +82,8 @@ def _histograms(
     return _save(figure, path)
 
 
-def entropy_correct_vs_wrong(predictions: Predictions, labels: torch.Tensor, path: Path) -> Path:
-    samples = predictions.samples.double()
+def entropy_correct_vs_wrong(samples: torch.Tensor, labels: torch.Tensor, path: Path) -> Path:
+    """Predictive entropy of (N, T, C) MC-dropout samples, correct answers against wrong."""
     entropy = metrics.predictive_entropy(samples)
     correct = metrics.mean_probs(samples).argmax(dim=1) == labels
     return _histograms(
@@ -99,15 +97,14 @@ def entropy_correct_vs_wrong(predictions: Predictions, labels: torch.Tensor, pat
     )
 
 
-def entropy_in_vs_ood(
-    predictions: Predictions, ood: Predictions, ood_name: str, path: Path
-) -> Path:
-    inside = metrics.predictive_entropy(predictions.samples.double())
-    outside = metrics.predictive_entropy(ood.samples.double())
+def entropy_in_vs_ood(samples: torch.Tensor, ood: torch.Tensor, ood_name: str, path: Path) -> Path:
+    """Predictive entropy of MC-dropout samples, in distribution against the OOD set."""
+    inside = metrics.predictive_entropy(samples)
+    outside = metrics.predictive_entropy(ood)
     return _histograms(
         [(f"in distribution ({len(inside)})", inside), (f"{ood_name} ({len(outside)})", outside)],
         "predictive entropy H[p̄] (nats)",
-        f"MC dropout (T={predictions.samples.shape[1]}): in vs out of distribution",
+        f"MC dropout (T={samples.shape[1]}): in vs out of distribution",
         path,
     )
 
@@ -140,29 +137,30 @@ def reliability_curves(
 
 
 def save_plots(
-    directory: Path,
-    predictions: Predictions,
-    labels: torch.Tensor,
-    bins: int,
-    ood: Predictions | None = None,
-    ood_name: str | None = None,
-    methods: dict[str, torch.Tensor] | None = None,
+    directory: Path, scored: list[Scored], labels: torch.Tensor, bins: int, ood_name: str | None
 ) -> list[Path]:
-    """Every figure of data-set mode into `directory`; returns the files written. `methods`
-    (name -> (N, C) probabilities), when there are more than the two passes, adds one
+    """Every figure of data-set mode into `directory`; returns the files written. The single
+    net's deterministic pass against MC dropout, and with more methods than those two, one
     reliability figure with a curve per method."""
-    written = [
-        reliability_diagram(predictions, labels, bins, directory / "reliability.png"),
-        entropy_correct_vs_wrong(predictions, labels, directory / "entropy_correct_vs_wrong.png"),
+    by_name = {part.method.name: part for part in scored}
+    single, mc = by_name["deterministic"], by_name["mc_dropout"]
+    samples = mc.probs.double()  # (N, T, C)
+    panels = [
+        (part.method.column, metrics.mean_probs(part.probs.double())) for part in (single, mc)
     ]
-    if methods and len(methods) > 2:
+    written = [
+        reliability_diagram(panels, labels, bins, directory / "reliability.png"),
+        entropy_correct_vs_wrong(samples, labels, directory / "entropy_correct_vs_wrong.png"),
+    ]
+    if len(scored) > 2:
+        methods = {part.method.label: metrics.mean_probs(part.probs.double()) for part in scored}
         written.append(
             reliability_curves(methods, labels, bins, directory / "reliability_methods.png")
         )
-    if ood is not None:
+    if mc.ood is not None:
         written.append(
             entropy_in_vs_ood(
-                predictions, ood, ood_name or "OOD", directory / "entropy_in_vs_ood.png"
+                samples, mc.ood.double(), ood_name or "OOD", directory / "entropy_in_vs_ood.png"
             )
         )
     return written

@@ -11,66 +11,46 @@ from rich.table import Table
 
 from resdeep.errors import ResdeepError
 from resdeep.io import save_json_atomic
-from resdeep.uncertainty.sampling import Predictions
 
 if TYPE_CHECKING:
-    from resdeep.uncertainty.calibration import Calibration
-    from resdeep.uncertainty.ensemble import Ensemble
+    from resdeep.uncertainty.methods import UncertaintyMethod
 
 SCORE_LABELS = {"max_prob": "max prob", "entropy": "entropy", "mutual_information": "MI"}
-# Each method's section in the JSON, by the name the tables give it.
-METHOD_LABELS = {
-    "deterministic": "deterministic",
-    "MC dropout": "mc_dropout",
-    "temperature scaled": "temperature_scaled",
-    "MC dropout + temperature": "mc_dropout_temperature_scaled",
-    "ensemble": "ensemble",
-}
+METRIC_ROWS = (
+    ("accuracy", "accuracy"),
+    ("NLL", "nll"),
+    ("Brier", "brier"),
+    ("ECE ({bins} bins)", "ece"),
+    ("mean predictive entropy", "mean_predictive_entropy"),
+    ("mean expected entropy", "mean_expected_entropy"),
+    ("mean mutual information", "mean_mutual_information"),
+)
 
 
 def _number(value: float | None, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def dataset_table(summary: dict[str, Any]) -> Table:
-    """Deterministic and MC dropout side by side, one metric a row."""
+def dataset_table(summary: dict[str, Any], methods: list[UncertaintyMethod]) -> Table:
+    """Every method side by side, one metric a row."""
     table = Table(
         title=f"{summary['data']} {summary['split']}: {summary['n']} images, "
         f"T = {summary['samples']} samples"
     )
-    sections = [summary["deterministic"], summary["mc_dropout"]]
     table.add_column("metric")
-    table.add_column("deterministic", justify="right")
-    table.add_column(f"MC dropout (T={summary['samples']})", justify="right")
-    if "temperature" in summary:  # temperature scaling, fitted on the val split
-        temperature = summary["temperature"]
-        table.add_column(f"temp. scaled (τ={temperature['deterministic']:.2f})", justify="right")
-        table.add_column(f"MC + temp. (τ={temperature['mc_dropout']:.2f})", justify="right")
-        sections += [summary["temperature_scaled"], summary["mc_dropout_temperature_scaled"]]
-    if "ensemble" in summary:
-        table.add_column(f"ensemble (M={len(summary['ensemble']['members'])})", justify="right")
-        sections.append(summary["ensemble"])
-    rows = [
-        ("accuracy", "accuracy"),
-        ("NLL", "nll"),
-        ("Brier", "brier"),
-        (f"ECE ({summary['bins']} bins)", "ece"),
-        ("mean predictive entropy", "mean_predictive_entropy"),
-        ("mean expected entropy", "mean_expected_entropy"),
-        ("mean mutual information", "mean_mutual_information"),
-    ]
-    for label, key in rows:
-        table.add_row(label, *(_number(part[key]) for part in sections))
+    for method in methods:
+        table.add_column(method.column, justify="right")
+    sections = [summary[method.name] for method in methods]
+    for label, key in METRIC_ROWS:
+        table.add_row(label.format(bins=summary["bins"]), *(_number(s[key]) for s in sections))
     for section, title in (("auroc_misclassification", "AUROC error"), ("aurc", "AURC")):
         for score, label in SCORE_LABELS.items():
-            table.add_row(
-                f"{title} ({label})", *(_number(part[section][score]) for part in sections)
-            )
+            table.add_row(f"{title} ({label})", *(_number(s[section][score]) for s in sections))
     return table
 
 
-def ood_table(summary: dict[str, Any]) -> Table:
-    """In-distribution vs the OOD set: AUROC, AUPR and FPR at 95 % TPR per score."""
+def ood_table(summary: dict[str, Any], methods: list[UncertaintyMethod]) -> Table:
+    """In-distribution vs the OOD set: AUROC, AUPR and FPR at 95 % TPR per method and score."""
     ood = summary["ood"]
     table = Table(
         title=f"OOD detection: {summary['data']} {summary['split']} ({summary['n']}) "
@@ -78,12 +58,10 @@ def ood_table(summary: dict[str, Any]) -> Table:
     )
     for column in ("passes", "score", "AUROC", "AUPR", "FPR@95%TPR"):
         table.add_column(column, justify="left" if column in ("passes", "score") else "right")
-    for passes, section in METHOD_LABELS.items():
-        if section not in ood:
-            continue
-        for score, values in ood[section].items():
+    for method in methods:
+        for score, values in ood[method.name].items():
             table.add_row(
-                passes,
+                method.label,
                 SCORE_LABELS[score],
                 _number(values["auroc"]),
                 _number(values["aupr"]),
@@ -92,7 +70,7 @@ def ood_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def comparison_table(summary: dict[str, Any]) -> Table:
+def comparison_table(summary: dict[str, Any], methods: list[UncertaintyMethod]) -> Table:
     """Every method side by side on the numbers that decide between them, with its cost."""
     table = Table(title="methods compared (the test split; OOD: the chosen set)")
     columns = ["method", "acc.", "NLL", "Brier", "ECE", "AURC", "AUROC err."]
@@ -102,34 +80,31 @@ def comparison_table(summary: dict[str, Any]) -> Table:
     columns += ["passes / image", "ms / image"]
     for column in columns:
         table.add_column(column, justify="left" if column == "method" else "right")
-    for label, section in METHOD_LABELS.items():
-        if section not in summary:
-            continue
-        numbers = summary[section]
-        row = [
-            label,
-            _number(numbers["accuracy"]),
-            _number(numbers["nll"]),
-            _number(numbers["brier"]),
-            _number(numbers["ece"]),
-            _number(numbers["aurc"]["max_prob"]),
-            _number(numbers["auroc_misclassification"]["max_prob"]),
-        ]
-        if ood:
-            entropy = ood.get(section, {}).get("entropy")
-            row += [
-                _number(entropy and entropy["auroc"]),
-                _number(entropy and entropy["fpr_at_95_tpr"]),
-            ]
-        cost = summary.get("cost", {}).get(section, {})
-        passes = cost.get("forward_passes")
-        heads = cost.get("head_samples")
-        row += [
-            "-" if passes is None else f"{passes}" + (f" + {heads} heads" if heads else ""),
-            _number(cost.get("ms_per_image"), ".3f"),
-        ]
-        table.add_row(*row)
+    for method in methods:
+        table.add_row(method.label, *_comparison_row(summary, method.name))
     return table
+
+
+def _comparison_row(summary: dict[str, Any], section: str) -> list[str]:
+    numbers = summary[section]
+    row = [
+        _number(numbers["accuracy"]),
+        _number(numbers["nll"]),
+        _number(numbers["brier"]),
+        _number(numbers["ece"]),
+        _number(numbers["aurc"]["max_prob"]),
+        _number(numbers["auroc_misclassification"]["max_prob"]),
+    ]
+    if summary.get("ood"):
+        entropy = summary["ood"][section]["entropy"]
+        row += [_number(entropy["auroc"]), _number(entropy["fpr_at_95_tpr"])]
+    cost = summary["cost"][section]
+    passes, heads = cost["forward_passes"], cost.get("head_samples")
+    return [
+        *row,
+        f"{passes}" + (f" + {heads} heads" if heads else ""),
+        _number(cost["ms_per_image"], ".3f"),
+    ]
 
 
 def images_table(summary: dict[str, Any]) -> Table:
@@ -156,40 +131,12 @@ def write_json(summary: dict[str, Any], path: Path) -> None:
     save_json_atomic(summary, path)  # a failed write is already a one-line ResdeepError
 
 
-def save_probs(
-    path: Path,
-    predictions: Predictions,
-    labels: torch.Tensor,
-    ood: Predictions | None = None,
-    calibration: Calibration | None = None,
-    ensemble: Ensemble | None = None,
-) -> None:
-    """`.npz` with probs (N, T, C) float32, labels (N,) int64 (-1: unknown), deterministic_probs
-    (N, C) float32, ood_probs / ood_deterministic_probs in OOD mode, and with temperature
-    scaling: temperatures [deterministic, MC], temperature_scaled_probs (N, C),
-    mc_dropout_temperature_scaled_probs (N, T, C), and the val split it was fitted on
-    (val_probs, val_deterministic_probs, val_labels); with an ensemble, ensemble_probs (N, M, C),
-    each member's deterministic softmax; so every number can be recomputed."""
-    arrays = {
-        "probs": predictions.samples.numpy().astype(np.float32),
-        "labels": labels.numpy().astype(np.int64),
-        "deterministic_probs": predictions.deterministic.numpy().astype(np.float32),
-    }
-    if ood is not None:
-        arrays["ood_probs"] = ood.samples.numpy().astype(np.float32)
-        arrays["ood_deterministic_probs"] = ood.deterministic.numpy().astype(np.float32)
-    if calibration is not None:
-        arrays["temperatures"] = np.asarray(calibration.temperatures, dtype=np.float64)
-        arrays["temperature_scaled_probs"] = calibration.scaled_deterministic.numpy()
-        arrays["mc_dropout_temperature_scaled_probs"] = calibration.scaled_samples.numpy()
-        arrays["val_probs"] = calibration.val.samples.numpy().astype(np.float32)
-        arrays["val_deterministic_probs"] = calibration.val.deterministic.numpy().astype(np.float32)
-        arrays["val_labels"] = calibration.val_labels.numpy().astype(np.int64)
-    if ensemble is not None:
-        arrays["ensemble_probs"] = ensemble.probs.numpy().astype(np.float32)  # (N, M, C)
+def save_probs(path: Path, arrays: dict[str, torch.Tensor]) -> None:
+    """`.npz` of the arrays, in the dtypes they were computed in (float32 probabilities from the
+    net, float64 after temperature scaling, int64 labels)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as stream:  # a stream, so numpy does not append ".npz" to the name
-            np.savez(stream, **arrays)
+            np.savez(stream, **{name: array.numpy() for name, array in arrays.items()})
     except OSError as error:
         raise ResdeepError(f"cannot write {path}: {error.strerror or error}") from error

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from resdeep.errors import UsageError
-from resdeep.models import ConvNet, restoring_modes
+from resdeep.models import ConvNet, evaluation_mode, restoring_modes
 
 # Rows (images x samples) per forward pass: the memory budget of the batched path (and images
 # per feature pass on the head path). A resnet-20 activation on 32x32 inputs is 16x32x32 floats,
@@ -27,6 +27,11 @@ DEFAULT_BATCH_ROWS = 1024
 class Predictions:
     deterministic: torch.Tensor  # (N, C) float32 softmax with dropout off
     samples: torch.Tensor  # (N, T, C) float32 softmaxes with dropout sampling
+
+
+def check_samples(samples: int) -> None:
+    if samples < 1:
+        raise UsageError(f"--samples must be at least 1, got {samples}")
 
 
 def dropout_modules(model: nn.Module) -> list[nn.Dropout]:
@@ -103,8 +108,7 @@ def mc_predict(
     and run as batched forwards of at most `batch_rows` rows. The same seed, inputs and
     batch_rows give the same samples.
     """
-    if samples < 1:
-        raise ValueError(f"samples must be at least 1, got {samples}")
+    check_samples(samples)
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
     if head_only is None:
@@ -155,9 +159,18 @@ def _sample_batched(
         rows = torch.arange(start, min(start + batch_rows, total_rows))
         batch = inputs[rows // samples].to(device)  # (rows, C, H, W): repeated images
         sampled.append(softmax(model(batch)).cpu())
-    deterministic = []
-    model.eval()  # the deterministic pass: dropout off too; dropout_sampling restores modes
-    for chunk in inputs.split(batch_rows):
-        deterministic.append(softmax(model(chunk.to(device))).cpu())
     probs = torch.cat(sampled).view(len(inputs), samples, -1)  # (N, T, classes)
-    return Predictions(torch.cat(deterministic), probs)
+    return Predictions(deterministic_predict(model, inputs, batch_rows), probs)
+
+
+@torch.no_grad()
+def deterministic_predict(
+    model: ConvNet, inputs: torch.Tensor, batch_rows: int = DEFAULT_BATCH_ROWS
+) -> torch.Tensor:
+    """One pass with dropout off over normalised `inputs`: (N, classes) float32, the very
+    numbers `mc_predict` returns as its deterministic pass (same chunks, same softmax)."""
+    device = _device_of(model)
+    with evaluation_mode(model):
+        return torch.cat(
+            [softmax(model(chunk.to(device))).cpu() for chunk in inputs.split(batch_rows)]
+        )
