@@ -48,9 +48,7 @@ class ExplainSettings:
     colormap: str
     save_raw: bool
     batch_size: int
-    crop: str = (
-        "center"  # how a non-square image becomes the net's square input (cam.options.CROPS)
-    )
+    crop: str = "center"  # how a non-square image becomes the net's square input (choices.CROPS)
     panel: bool = False  # also input | map | overlay in one titled PNG per map
     model_name: str = ""  # for panel titles
 

@@ -9,12 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from resdeep.cam.options import (
-    CROPS,
-    DEFAULT_COLORMAP,
-    DEFAULT_THRESHOLD,
-    METHODS,
-)
+from resdeep.cam.defaults import DEFAULT_COLORMAP, DEFAULT_THRESHOLD
+from resdeep.choices import CAM_METHODS as METHODS
+from resdeep.choices import CROPS
 from resdeep.console import console
 from resdeep.errors import ResdeepError, UsageError
 from resdeep.output_paths import check_output_path
