@@ -409,7 +409,7 @@ def test_the_explain_pipeline_reports_each_input_in_order(train_run, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     settings = ExplainSettings(
-        methods=("cam",), layer=None, target_class=None, ranks=2, out=tmp_path / "out",
+        methods=("cam",), layer=None, target_class=None, top_k=2, out=tmp_path / "out",
         alpha=0.5, colormap="jet", save_raw=True, batch_size=2,
     )  # fmt: skip
     results = list(explain_images(model, info, [empty, tmp_path / "in"], settings))

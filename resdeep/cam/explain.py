@@ -41,8 +41,8 @@ from resdeep.models import ConvNet, evaluation_mode
 class ExplainSettings:
     methods: tuple[str, ...]
     layer: str | None
-    target_class: int | None  # None: the predicted class (or the top `ranks` classes)
-    ranks: int  # maps per image and method: the top-k classes, or 1
+    target_class: int | None  # None: the predicted class (or the `top_k` most probable ones)
+    top_k: int  # maps per image and method: the k most probable classes, or 1
     out: Path
     alpha: float
     colormap: str
@@ -168,11 +168,11 @@ def _explain_batch(
     ranked = probabilities.argsort(dim=1, descending=True)
     maps: list[list[ClassMap]] = [[] for _ in loaded]
     for method in settings.methods:
-        for rank in range(settings.ranks):
+        for place in range(settings.top_k):
             if settings.target_class is not None:
                 targets = torch.full((len(loaded),), settings.target_class, device=device)
             else:
-                targets = ranked[:, rank]
+                targets = ranked[:, place]
             output = class_activation_maps(model, x, method, targets, settings.layer)
             for index, item in enumerate(loaded):
                 view = item.view

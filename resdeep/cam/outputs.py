@@ -62,8 +62,8 @@ def draw_grid(path: Path, explained: list[ExplainedImage], settings: ExplainSett
     """Rows: the inputs; columns: each method (times each top-k class)."""
     columns = []
     for method in settings.methods:
-        for rank in range(settings.ranks):
-            columns.append(method if settings.ranks == 1 else f"{method}, top-{rank + 1}")
+        for place in range(settings.top_k):
+            columns.append(method if settings.top_k == 1 else f"{method}, top-{place + 1}")
     rows = []
     for item in explained:
         first = item.maps[0]

@@ -146,7 +146,7 @@ def cam(
             methods=methods,
             layer=layer,
             target_class=target,
-            ranks=top_k or 1,
+            top_k=top_k or 1,
             out=out,
             alpha=alpha,
             colormap=colormap,
