@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from resdeep.cam.defaults import DEFAULT_COLORMAP, DEFAULT_THRESHOLD
+from resdeep.cam.defaults import DEFAULT_COLORMAP, DEFAULT_OUT, DEFAULT_THRESHOLD
 from resdeep.choices import CAM_METHODS as METHODS
 from resdeep.choices import CROPS
 from resdeep.console import console
@@ -60,7 +60,7 @@ def cam(
             "stage3.block3.conv2 (default: the last feature maps)."
         ),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Folder for the overlays (created).")] = Path("cams"),
+    out: Annotated[Path, typer.Option(help="Folder for the overlays (created).")] = DEFAULT_OUT,
     alpha: Annotated[float, typer.Option(help="Opacity of the map over the image.")] = 0.5,
     colormap: Annotated[str, typer.Option(help="Any matplotlib colormap.")] = DEFAULT_COLORMAP,
     save_raw: Annotated[
@@ -99,7 +99,7 @@ def cam(
     the maps localise on the checkpoint's test split.
 
     Example: resdeep cam examples/photos --checkpoint runs/imported/akamaster_resnet56_cifar10
-    --method cam,gradcam --grid cams.png
+    --method cam,gradcam --grid runs/cams/grid.png
     """
     # The heavy parts (torch, matplotlib) load only when the command runs: help stays quick.
     from resdeep.cam.explain import (
