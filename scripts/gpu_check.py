@@ -310,7 +310,7 @@ def step_cam(ctx: Context) -> dict[str, Any]:
     from PIL import Image
     from sklearn.datasets import load_digits
 
-    from resdeep.cam.methods import METHODS
+    from resdeep.choices import CAM_METHODS
 
     images = ctx.work / "cam_inputs"
     images.mkdir(exist_ok=True)
@@ -319,7 +319,7 @@ def step_cam(ctx: Context) -> dict[str, Any]:
         pixels = (digits.images[index] * (255 / 16)).astype(np.uint8)
         Image.fromarray(pixels).resize((64, 64), Image.NEAREST).save(images / f"d{index}.png")
     written = {}
-    for method in METHODS:
+    for method in CAM_METHODS:
         out = ctx.work / "cam" / method
         resdeep(
             "cam", str(images), "--checkpoint", str(ctx.digits_run), "--method", method,

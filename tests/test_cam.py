@@ -4,6 +4,7 @@ loading, and the command end to end on real checkpoints."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 import zlib
@@ -400,7 +401,8 @@ def test_cli_evaluate_writes_the_benchmark(capsys, train_run, tmp_path):
 
 def test_the_explain_pipeline_reports_each_input_in_order(train_run, tmp_path):
     """The pipeline behind the command, called directly: bad inputs are results, not the end."""
-    from resdeep.cam.explain import BadInput, ExplainedImage, ExplainSettings, explain_images
+    from resdeep.cam.explain import ExplainSettings, explain_images
+    from resdeep.cam.results import BadInput, ExplainedImage
     from resdeep.checkpoint import load_checkpoint
 
     model, info = load_checkpoint(train_run())
@@ -409,7 +411,7 @@ def test_the_explain_pipeline_reports_each_input_in_order(train_run, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     settings = ExplainSettings(
-        methods=("cam",), layer=None, target_class=None, ranks=2, out=tmp_path / "out",
+        methods=("cam",), layer=None, target_class=None, top_k=2, out=tmp_path / "out",
         alpha=0.5, colormap="jet", save_raw=True, batch_size=2,
     )  # fmt: skip
     results = list(explain_images(model, info, [empty, tmp_path / "in"], settings))
@@ -421,3 +423,26 @@ def test_the_explain_pipeline_reports_each_input_in_order(train_run, tmp_path):
         assert len(result.maps) == 2  # the two most probable classes
         assert result.maps[0].target == result.maps[0].predicted
         assert all(path.is_file() for entry in result.maps for path in entry.files)
+
+
+def test_the_settings_check_themselves_before_any_checkpoint_is_read(tmp_path):
+    """The library refuses what the command would, with the same one line."""
+    from resdeep.cam.explain import ExplainSettings
+    from resdeep.cam.request import CamRequest
+
+    fields = dict(
+        methods=("cam", "gradcam"), layer=None, target_class=None, top_k=None, out=tmp_path,
+        alpha=0.5, colormap="jet", save_raw=False, batch_size=2,
+    )  # fmt: skip
+    for changed, needle in (
+        ({"alpha": 2.0}, "--alpha must be in [0, 1]"),
+        ({"target_class": "1", "top_k": 2}, "exclude each other"),
+        ({"methods": ("cam",), "layer": "stem.conv"}, "--layer with gradcam"),
+    ):
+        with pytest.raises(UsageError, match=re.escape(needle)):
+            ExplainSettings(**{**fields, **changed})
+    settings = ExplainSettings(**fields)
+    with pytest.raises(UsageError, match="one method at a time"):
+        CamRequest(inputs=(), explain=settings, evaluate=True)
+    with pytest.raises(UsageError, match="or --evaluate"):
+        CamRequest(inputs=(), explain=settings)

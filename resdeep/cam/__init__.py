@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resdeep.cam.options import METHODS
+from resdeep.choices import CAM_METHODS as METHODS  # the notebook API's name
 
 __all__ = ["METHODS", "CamOutput", "class_activation_maps", "compute_cam"]
 

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from resdeep.cam.methods import (
-    METHODS,
     cam,
     gradcam,
     gradcam_plus_plus,
@@ -23,6 +22,7 @@ from resdeep.cam.methods import (
     scorecam_masks,
     upsample_maps,
 )
+from resdeep.choices import CAM_METHODS
 from resdeep.errors import UsageError
 from resdeep.models import ConvNet, evaluation_mode
 
@@ -66,8 +66,8 @@ def class_activation_maps(
     layer: str | None = None,
 ) -> CamOutput:
     """The maps at the layer's own resolution, with the logits and the explained classes."""
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method not in CAM_METHODS:
+        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(CAM_METHODS)}")
     if method == "cam" and layer is not None:
         raise UsageError(
             "cam uses the last feature maps and the classifier weights; "

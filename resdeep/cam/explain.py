@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from resdeep.cam.api import class_activation_maps
+from resdeep.cam.api import class_activation_maps, find_conv_layer
 from resdeep.cam.evaluate import CamBenchmark, benchmark, mean_box_size
 from resdeep.cam.methods import upsample_maps
-from resdeep.cam.render import make_folder, save_overlay, save_panel, writing_to
+from resdeep.cam.render import get_colormap, make_folder, save_overlay, save_panel, writing_to
+from resdeep.cam.results import BadInput, ClassMap, ExplainedImage
 from resdeep.checkpoint import CheckpointInfo
+from resdeep.choices import CROPS
 from resdeep.config import checkpoint_data
-from resdeep.errors import ResdeepError
+from resdeep.errors import ResdeepError, UsageError
 from resdeep.images import (
     View,
     crop_to_view,
@@ -39,53 +41,72 @@ from resdeep.models import ConvNet, evaluation_mode
 
 @dataclass(frozen=True)
 class ExplainSettings:
+    """How `explain_images` draws its maps, checked on construction: what cannot work as typed is
+    refused with one line before any checkpoint is read; `check_against` does the rest once the
+    model is loaded."""
+
     methods: tuple[str, ...]
     layer: str | None
-    target_class: int | None  # None: the predicted class (or the top `ranks` classes)
-    ranks: int  # maps per image and method: the top-k classes, or 1
+    target_class: str | None  # a class name or index as typed; None: the predicted class
+    top_k: int | None  # maps per image and method: the k most probable classes; None: one
     out: Path
     alpha: float
     colormap: str
     save_raw: bool
     batch_size: int
-    crop: str = (
-        "center"  # how a non-square image becomes the net's square input (cam.options.CROPS)
-    )
+    crop: str = "center"  # how a non-square image becomes the net's square input (choices.CROPS)
     panel: bool = False  # also input | map | overlay in one titled PNG per map
     model_name: str = ""  # for panel titles
 
-
-@dataclass(frozen=True)
-class ClassMap:
-    """One map of one image: the method, what the model predicted, which class the map
-    explains, and the files written."""
-
-    method: str
-    predicted: str
-    predicted_probability: float
-    target: str
-    target_probability: float
-    files: list[Path]
+    def __post_init__(self) -> None:
+        if self.target_class is not None and self.top_k is not None:
+            raise UsageError("--target-class and --top-k exclude each other; pick one")
+        if self.top_k is not None and self.top_k < 1:
+            raise UsageError(f"--top-k must be at least 1, got {self.top_k}")
+        if self.methods == ("cam",) and self.layer is not None:
+            raise UsageError(
+                "--method cam uses the last feature maps; use --layer with gradcam, gradcam++ or "
+                "scorecam"
+            )
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UsageError(f"--alpha must be in [0, 1], got {self.alpha}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.crop not in CROPS:
+            raise UsageError(f"--crop must be one of {', '.join(CROPS)}, got {self.crop!r}")
+        get_colormap(self.colormap)
 
     @property
-    def overlay(self) -> Path:
-        return self.files[0]
+    def maps_per_method(self) -> int:
+        return self.top_k or 1
 
+    def target_index(self, info: CheckpointInfo) -> int | None:
+        """The class to explain, by name ("cat") or index ("3"); None: the predicted one."""
+        value = self.target_class
+        if value is None:
+            return None
+        if value in info.classes:
+            return info.classes.index(value)
+        if value.lstrip("-").isdigit():
+            index = int(value)
+            if 0 <= index < info.num_classes:
+                return index
+            raise UsageError(
+                f"--target-class {index} is out of range; the model has classes "
+                f"0..{info.num_classes - 1}"
+            )
+        shown = ", ".join(info.classes[:12]) + (", ..." if info.num_classes > 12 else "")
+        raise UsageError(f"--target-class {value!r} is not a class of this model ({shown})")
 
-@dataclass(frozen=True)
-class ExplainedImage:
-    path: Path
-    width: int
-    height: int
-    maps: list[ClassMap] = field(default_factory=list)
-    warning: str | None = None  # the input is far from what the checkpoint was trained on
-
-
-@dataclass(frozen=True)
-class BadInput:
-    """An input that could not be explained, with the one-line reason."""
-
-    message: str
+    def check_against(self, model: ConvNet, info: CheckpointInfo) -> None:
+        """Refuse, with one line, what only the loaded model rules out: its classes, its layers."""
+        self.target_index(info)
+        if self.top_k is not None and self.top_k > info.num_classes:
+            raise UsageError(
+                f"--top-k {self.top_k} is more than the model's {info.num_classes} classes"
+            )
+        if self.layer is not None:
+            find_conv_layer(model, self.layer)
 
 
 @dataclass(frozen=True)
@@ -140,6 +161,7 @@ def explain_images(
     paths, problems = expand_inputs(inputs)
     yield from problems
     stems = output_stems(paths)
+    target = settings.target_index(info)
     device = next(model.parameters()).device
     for start in range(0, len(paths), settings.batch_size):
         loaded = []
@@ -153,7 +175,7 @@ def explain_images(
         if loaded:
             # Made only once there is something to write: a failed call leaves no empty folder.
             make_folder(settings.out)
-            yield from _explain_batch(model, info, loaded, stems, settings, device)
+            yield from _explain_batch(model, info, loaded, stems, settings, target, device)
 
 
 def _explain_batch(
@@ -162,6 +184,7 @@ def _explain_batch(
     loaded: list[_Loaded],
     stems: dict[Path, str],
     settings: ExplainSettings,
+    target_class: int | None,
     device: torch.device,
 ) -> Iterator[ExplainedImage]:
     x = torch.cat([item.tensor for item in loaded]).to(device)  # (B, C, H, W)
@@ -170,11 +193,11 @@ def _explain_batch(
     ranked = probabilities.argsort(dim=1, descending=True)
     maps: list[list[ClassMap]] = [[] for _ in loaded]
     for method in settings.methods:
-        for rank in range(settings.ranks):
-            if settings.target_class is not None:
-                targets = torch.full((len(loaded),), settings.target_class, device=device)
+        for place in range(settings.maps_per_method):
+            if target_class is not None:
+                targets = torch.full((len(loaded),), target_class, device=device)
             else:
-                targets = ranked[:, rank]
+                targets = ranked[:, place]
             output = class_activation_maps(model, x, method, targets, settings.layer)
             for index, item in enumerate(loaded):
                 view = item.view

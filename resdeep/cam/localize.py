@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from resdeep.cam.options import DEFAULT_THRESHOLD
+from resdeep.cam.defaults import DEFAULT_THRESHOLD
 
 IOU_HIT = 0.5  # a box counts as a correct localisation at this IoU with the true box
 

@@ -17,10 +17,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from resdeep.cam.options import METHODS
-
-__all__ = ["METHODS"]  # re-exported: its home is resdeep.cam.options
-
 
 def weighted_maps(activations: torch.Tensor, channel_weights: torch.Tensor) -> torch.Tensor:
     """ReLU(sum_k weight_k * A_k): activations (B, K, h, w), weights (B, K) -> (B, h, w)."""

@@ -1,33 +1,15 @@
 """What `resdeep cam` makes of explained images besides the overlays: the grid figure, the JSON
-record, the model's name for titles, and a class given by name or index."""
+record and the model's name for titles."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from resdeep.cam.explain import ExplainedImage, ExplainSettings
+from resdeep.cam.explain import ExplainSettings
 from resdeep.cam.render import GridCell, save_grid
+from resdeep.cam.results import ExplainedImage
 from resdeep.checkpoint import CheckpointInfo
-from resdeep.errors import UsageError
 from resdeep.runs import read_metrics
-
-
-def target_index(value: str | None, info: CheckpointInfo) -> int | None:
-    """A class by name ("cat") or index ("3")."""
-    if value is None:
-        return None
-    if value in info.classes:
-        return info.classes.index(value)
-    if value.lstrip("-").isdigit():
-        index = int(value)
-        if 0 <= index < info.num_classes:
-            return index
-        raise UsageError(
-            f"--target-class {index} is out of range; the model has classes "
-            f"0..{info.num_classes - 1}"
-        )
-    shown = ", ".join(info.classes[:12]) + (", ..." if info.num_classes > 12 else "")
-    raise UsageError(f"--target-class {value!r} is not a class of this model ({shown})")
 
 
 def model_name(info: CheckpointInfo) -> str:
@@ -62,8 +44,9 @@ def draw_grid(path: Path, explained: list[ExplainedImage], settings: ExplainSett
     """Rows: the inputs; columns: each method (times each top-k class)."""
     columns = []
     for method in settings.methods:
-        for rank in range(settings.ranks):
-            columns.append(method if settings.ranks == 1 else f"{method}, top-{rank + 1}")
+        for place in range(settings.maps_per_method):
+            label = f"{method}, top-{place + 1}" if settings.maps_per_method > 1 else method
+            columns.append(label)
     rows = []
     for item in explained:
         first = item.maps[0]

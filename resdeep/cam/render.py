@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.colors import Colormap
 from PIL import Image
 
-from resdeep.cam.options import DEFAULT_COLORMAP
+from resdeep.cam.defaults import DEFAULT_COLORMAP
 from resdeep.errors import ResdeepError, UsageError
 
 

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from resdeep.cam.options import (
-    CROPS,
-    DEFAULT_COLORMAP,
-    DEFAULT_THRESHOLD,
-    METHODS,
+from resdeep.cam.defaults import DEFAULT_COLORMAP, DEFAULT_OUT, DEFAULT_THRESHOLD
+from resdeep.cam.results import (
+    BadInput,
+    Benchmarked,
+    CamEvent,
+    ExplainedImage,
+    LatestCheckpoint,
+    Wrote,
 )
+from resdeep.choices import CAM_METHODS
 from resdeep.console import console
-from resdeep.errors import ResdeepError, UsageError
-from resdeep.output_paths import check_output_path
-from resdeep.runs import DEFAULT_RUNS_ROOT
-
-if TYPE_CHECKING:
-    from resdeep.cam.evaluate import CamBenchmark
-    from resdeep.cam.explain import ExplainedImage
-    from resdeep.checkpoint import CheckpointInfo
-    from resdeep.models import ConvNet
 
 
 def cam(
@@ -45,7 +40,7 @@ def cam(
     method: Annotated[
         str,
         typer.Option(
-            help=f"One of {', '.join(METHODS)}; several separated by commas, or all "
+            help=f"One of {', '.join(CAM_METHODS)}; several separated by commas, or all "
             "(--evaluate: one)."
         ),
     ] = "cam",
@@ -63,7 +58,7 @@ def cam(
             "stage3.block3.conv2 (default: the last feature maps)."
         ),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Folder for the overlays (created).")] = Path("cams"),
+    out: Annotated[Path, typer.Option(help="Folder for the overlays (created).")] = DEFAULT_OUT,
     alpha: Annotated[float, typer.Option(help="Opacity of the map over the image.")] = 0.5,
     colormap: Annotated[str, typer.Option(help="Any matplotlib colormap.")] = DEFAULT_COLORMAP,
     save_raw: Annotated[
@@ -102,54 +97,19 @@ def cam(
     the maps localise on the checkpoint's test split.
 
     Example: resdeep cam examples/photos --checkpoint runs/imported/akamaster_resnet56_cifar10
-    --method cam,gradcam --grid cams.png
+    --method cam,gradcam --grid runs/cams/grid.png
     """
     # The heavy parts (torch, matplotlib) load only when the command runs: help stays quick.
-    from resdeep.cam.explain import (
-        BadInput,
-        ExplainSettings,
-        benchmark_checkpoint,
-        explain_images,
-    )
-    from resdeep.cam.outputs import draw_grid, image_record, model_name, target_index
-    from resdeep.checkpoint import load_checkpoint
-    from resdeep.device import resolve_device
-    from resdeep.io import save_json_atomic
-    from resdeep.runs import latest_checkpoint
+    from resdeep.cam.explain import ExplainSettings
+    from resdeep.cam.request import CamRequest, parse_methods, run_cam
 
-    methods = _methods(method, evaluate)
-    _check_options(methods, target_class, top_k, layer, alpha, colormap, batch_size, crop)
-    if grid is not None and grid.suffix.lower() != ".png":
-        raise UsageError(f"--grid writes a PNG; give a file ending in .png, not {grid.name}")
-    if not inputs and not evaluate:
-        raise UsageError("give image files or directories, or --evaluate for the benchmark")
-    if not 0.0 <= threshold <= 1.0:
-        raise UsageError(f"--threshold is a fraction of the map's max in [0, 1], got {threshold}")
-    if inputs:
-        check_output_path(out, "--out", folder=True)
-    for written, option in ((grid, "--grid"), (json_path, "--json")):
-        if written is not None:
-            check_output_path(written, option)
-
-    if checkpoint is None:
-        path = latest_checkpoint(DEFAULT_RUNS_ROOT)
-        console.print(
-            f"checkpoint: {path} (the latest trained run under {DEFAULT_RUNS_ROOT}/; "
-            "--checkpoint picks another)"
-        )
-    else:
-        path = Path(checkpoint)
-    model, info = load_checkpoint(path, device=resolve_device(device))
-    target = target_index(target_class, info)
-    _check_against_model(model, info, top_k, layer)
-
-    failures = 0
-    if inputs:
-        settings = ExplainSettings(
-            methods=methods,
+    request = CamRequest(
+        inputs=tuple(inputs or ()),
+        explain=ExplainSettings(
+            methods=parse_methods(method, evaluate=evaluate),
             layer=layer,
-            target_class=target,
-            ranks=top_k or 1,
+            target_class=target_class,
+            top_k=top_k,
             out=out,
             alpha=alpha,
             colormap=colormap,
@@ -157,89 +117,35 @@ def cam(
             batch_size=batch_size,
             crop=crop,
             panel=panel,
-            model_name=model_name(info),
+        ),
+        checkpoint=None if checkpoint is None else Path(checkpoint),
+        evaluate=evaluate,
+        threshold=threshold,
+        grid=grid,
+        json_path=json_path,
+        device=device,
+    )
+    for event in run_cam(request):
+        _print(event)
+
+
+def _print(event: CamEvent) -> None:
+    """Errors and warnings to stderr, one line each; tables and files written to stdout."""
+    if isinstance(event, LatestCheckpoint):
+        console.print(
+            f"checkpoint: {event.path} (the latest trained run under {event.root}/; "
+            "--checkpoint picks another)"
         )
-        explained = []
-        for item in explain_images(model, info, inputs, settings):
-            if isinstance(item, BadInput):
-                sys.stderr.write(f"error: {item.message}\n")
-                failures += 1
-                continue
-            if item.warning:
-                sys.stderr.write(f"warning: {item.path}: {item.warning}\n")
-            _print_image_table(item)
-            explained.append(item)
-        if grid is not None and explained:
-            draw_grid(grid, explained, settings)
-            console.print(f"wrote {grid}")
-        record = {
-            "checkpoint": str(info.path),
-            "model": settings.model_name,
-            "crop": crop,
-            "images": [image_record(item) for item in explained],
-        }
-    if evaluate:
-        result, benchmark = benchmark_checkpoint(
-            model, info, method=methods[0], layer=layer, threshold=threshold, batch_size=batch_size
-        )
-        _print_benchmark(result, info, methods[0])
-        record = {**record, "evaluate": benchmark} if inputs else benchmark
-    if json_path is not None:
-        save_json_atomic(record, json_path)
-        console.print(f"wrote {json_path}")
-    if failures:
-        raise ResdeepError(f"{failures} input(s) could not be processed; see the lines above")
-
-
-def _methods(value: str, evaluate: bool) -> tuple[str, ...]:
-    methods = METHODS if value == "all" else tuple(dict.fromkeys(value.split(",")))
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise UsageError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)} or all")
-    if evaluate and len(methods) > 1:
-        raise UsageError("--evaluate benchmarks one method at a time; give one --method")
-    return methods
-
-
-def _check_options(
-    methods: tuple[str, ...],
-    target_class: str | None,
-    top_k: int | None,
-    layer: str | None,
-    alpha: float,
-    colormap: str,
-    batch_size: int,
-    crop: str,
-) -> None:
-    if target_class is not None and top_k is not None:
-        raise UsageError("--target-class and --top-k exclude each other; pick one")
-    if top_k is not None and top_k < 1:
-        raise UsageError(f"--top-k must be at least 1, got {top_k}")
-    if methods == ("cam",) and layer is not None:
-        raise UsageError(
-            "--method cam uses the last feature maps; use --layer with gradcam, gradcam++ or "
-            "scorecam"
-        )
-    if not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"--alpha must be in [0, 1], got {alpha}")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-    if crop not in CROPS:
-        raise UsageError(f"--crop must be one of {', '.join(CROPS)}, got {crop!r}")
-    from resdeep.cam.render import get_colormap
-
-    get_colormap(colormap)
-
-
-def _check_against_model(
-    model: ConvNet, info: CheckpointInfo, top_k: int | None, layer: str | None
-) -> None:
-    if top_k is not None and top_k > info.num_classes:
-        raise UsageError(f"--top-k {top_k} is more than the model's {info.num_classes} classes")
-    if layer is not None:
-        from resdeep.cam.api import find_conv_layer
-
-        find_conv_layer(model, layer)
+    elif isinstance(event, BadInput):
+        sys.stderr.write(f"error: {event.message}\n")
+    elif isinstance(event, ExplainedImage):
+        if event.warning:
+            sys.stderr.write(f"warning: {event.path}: {event.warning}\n")
+        _print_image_table(event)
+    elif isinstance(event, Wrote):
+        console.print(f"wrote {event.path}")
+    else:
+        _print_benchmark(event)
 
 
 def _print_image_table(item: ExplainedImage) -> None:
@@ -262,9 +168,10 @@ def _print_image_table(item: ExplainedImage) -> None:
     console.print(table)
 
 
-def _print_benchmark(result: CamBenchmark, info: CheckpointInfo, method: str) -> None:
+def _print_benchmark(event: Benchmarked) -> None:
+    result, method = event.result, event.method
     table = Table(
-        title=f"{method} on the {info.data_name} test split ({result.images} images, "
+        title=f"{method} on the {event.data_name} test split ({result.images} images, "
         f"top-1 acc {result.top1_acc:.3f})",
         title_justify="left",
     )

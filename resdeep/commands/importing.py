@@ -60,7 +60,9 @@ def import_checkpoint(
         f"imported {source}'s ResNet-{metrics['depth']} for {metrics['data']} "
         f"({metrics['params']:,} parameters{reported}) into [bold]{run_dir}[/bold]"
     )
-    console.print(f"try: resdeep cam examples/photos --checkpoint {run_dir} --grid cams.png")
+    console.print(
+        f"try: resdeep cam examples/photos --checkpoint {run_dir} --grid runs/cams/grid.png"
+    )
 
 
 def _check_name(name: str) -> None:
