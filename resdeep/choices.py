@@ -29,3 +29,6 @@ DEVICES = ("auto", "cpu", "cuda")  # and cuda:N for the N-th GPU
 # centre square (a landscape photo is not squashed), the whole image squashed, or padded.
 CAM_METHODS = ("cam", "gradcam", "gradcam++", "scorecam")
 CROPS = ("center", "none", "pad")
+
+# The tools that read a trained run (uncertainty, lesion): the split of its data they evaluate.
+EVAL_SPLITS = ("test", "val")

@@ -10,6 +10,7 @@ import typer
 from resdeep.commands.bench import bench
 from resdeep.commands.cam import cam
 from resdeep.commands.importing import import_checkpoint
+from resdeep.commands.lesion import lesion
 from resdeep.commands.models import models
 from resdeep.commands.report import report
 from resdeep.commands.runs import runs
@@ -31,6 +32,7 @@ app.command()(bench)
 app.command()(report)
 app.command()(uncertainty)
 app.command()(cam)
+app.command()(lesion)
 app.command(name="import")(import_checkpoint)
 # Hydra parses train's arguments itself, --help included.
 app.command(
