@@ -5,9 +5,9 @@
 
 Steps: training on digits and on synthetic CIFAR-sized images (ResNet-20 and ResNet-110, precision
 32 / bf16 / 16, eager and torch.compile, CUDA graphs), the diagnostics in mixed precision against
-fp32, `cam` with every method, `uncertainty`, a checkpoint moved between CUDA and CPU, several
-GPUs (NCCL, SyncBatchNorm) where present, `resdeep bench` (the smoke test, then the full suite's
-speed goals) and one CIFAR-10-sized epoch.
+fp32, `cam` with every method, `uncertainty`, `lesion` against the CPU, a checkpoint moved
+between CUDA and CPU, several GPUs (NCCL, SyncBatchNorm) where present, `resdeep bench` (the
+smoke test, then the full suite's speed goals) and one CIFAR-10-sized epoch.
 
 A step that fails (or crashes its process) is recorded with its error line and the rest still run;
 a step that cannot apply is skipped with the reason. Nothing is downloaded: the data are
@@ -104,6 +104,12 @@ def plan(device: str, sizes: Sizes, gpus: int) -> list[Step]:
         Step("train_digits", "resdeep train on digits, ResNet-20 with dropout, 1 epoch", 180),
         Step("cam", "resdeep cam, every method, on digits images", 180, needs="train_digits"),
         Step("uncertainty", "resdeep uncertainty, MC dropout T=8", 180, needs="train_digits"),
+        Step(
+            "lesion",
+            f"resdeep lesion --paths --reorder on {device} and on CPU: the same accuracies",
+            180,
+            needs="train_digits",
+        ),
         Step(
             "checkpoint_devices",
             f"checkpoint trained on {device} loaded on CPU and back: the same logits",
@@ -340,6 +346,35 @@ def step_uncertainty(ctx: Context) -> dict[str, Any]:
     return {"sections": sorted(json.loads(out.read_text()))}
 
 
+def step_lesion(ctx: Context) -> dict[str, Any]:
+    """The lesion study on the device and on the CPU: deletions are exact, so every accuracy
+    must agree up to a prediction or two flipped by float rounding."""
+    results = {}
+    for where in (ctx.device, "cpu"):
+        out = ctx.work / f"lesion_{where}"
+        resdeep(
+            "lesion", str(ctx.digits_run), "--paths", "--reorder", "--path-samples", "4",
+            "--device", where, "--out", str(out),
+        )  # fmt: skip
+        (run,) = json.loads((out / "lesion.json").read_text())["runs"]
+        results[where] = run
+    device, cpu = results[ctx.device], results["cpu"]
+    gaps = [
+        abs(a["accuracy"] - b["accuracy"])
+        for a, b in zip(device["blocks"], cpu["blocks"], strict=True)
+        if a["deleted"]
+    ]
+    worst = max(gaps + [abs(device["intact"]["accuracy"] - cpu["intact"]["accuracy"])])
+    if worst > 2 / device["images"]:
+        raise RuntimeError(f"lesion accuracies differ by {worst:.4f} between {ctx.device} and cpu")
+    return {
+        "blocks": len(device["blocks"]),
+        "intact_accuracy": device["intact"]["accuracy"],
+        "worst_accuracy_gap_to_cpu": worst,
+        "path_window": device["paths"]["window"],
+    }
+
+
 def step_checkpoint_devices(ctx: Context) -> dict[str, Any]:
     import torch
 
@@ -467,6 +502,7 @@ def run_step(name: str, ctx: Context) -> dict[str, Any]:
         "diagnostics": step_diagnostics,
         "cam": step_cam,
         "uncertainty": step_uncertainty,
+        "lesion": step_lesion,
         "checkpoint_devices": step_checkpoint_devices,
         "resume_on_cpu": step_resume_on_cpu,
         "multi_gpu": step_multi_gpu,

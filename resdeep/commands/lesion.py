@@ -108,23 +108,27 @@ def lesion(
 
 def summary_table(groups: list) -> Table:
     """One row per setting: intact accuracy, median and worst single deletion, the k-curve."""
+    from resdeep.lesion.groups import points
     from resdeep.report.spread import format_spread
 
     ks = sorted({k for group in groups for k, _ in group.k_curve()})
     shown = [k for k in ks if k in (1, 2, 3, 5, 10) or k == ks[-1]]
-    table = Table(title="Accuracy after deleting blocks at test time (points lost, mean ± std)")
+    table = Table(
+        title="Deleting blocks at test time: accuracy intact and after k deletions, drops per "
+        "single deletion in points (mean ± std over seeds)"
+    )
     for header in ("setting", "seeds", "intact", "median drop", "worst drop"):
         table.add_column(header, justify="left" if header == "setting" else "right")
     for k in shown:
-        table.add_column(f"k={k}", justify="right")
+        table.add_column(f"acc k={k}", justify="right")
     for group in groups:
         curve = dict(group.k_curve())
         table.add_row(
             escape(group.label),
             str(len(group.runs)),
             format_spread(group.intact, percent=True),
-            format_spread(group.median_drop, percent=True),
-            format_spread(group.worst_drop, percent=True),
+            points(group.median_drop).removesuffix(" points"),
+            points(group.worst_drop).removesuffix(" points"),
             *(format_spread(curve[k], percent=True) if k in curve else "-" for k in shown),
         )
     return table

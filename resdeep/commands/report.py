@@ -28,6 +28,14 @@ def report(
     html: Annotated[
         bool, typer.Option("--html", help="Also write report.html with the figures inlined.")
     ] = False,
+    lesion: Annotated[
+        bool,
+        typer.Option(
+            "--lesion",
+            help="First run `resdeep lesion` on the runs (with --paths where a net has "
+            "shortcuts); without it, a lesion.json already in the folder is shown.",
+        ),
+    ] = False,
 ) -> None:
     """Figures, tables and findings from runs.
 
@@ -43,6 +51,8 @@ def report(
 
     out_dir = out if out is not None else default_out_dir(paths)
     check_output_path(out_dir, "--out", folder=True)
+    if lesion:
+        _run_lesion(paths, out_dir)
     result = build_report(paths, out_dir, html=html)
     table = Table(title=f"{len(result.summaries)} runs in {len(result.groups)} settings")
     for header in TABLE_HEADERS:
@@ -57,3 +67,23 @@ def report(
     console.print(f"report: [bold]{escape(str(out_dir / 'report.md'))}[/bold]", highlight=False)
     if html:
         console.print(f"html: [bold]{escape(str(out_dir / 'report.html'))}[/bold]", highlight=False)
+
+
+def _run_lesion(paths: list[Path], out_dir: Path) -> None:
+    """`resdeep lesion PATHS --out OUT_DIR` with its defaults, --paths where it applies."""
+    from resdeep.commands.lesion import summary_table
+    from resdeep.device import resolve_device
+    from resdeep.lesion.build import (
+        available_cores,
+        build_lesion,
+        checkpoints_under,
+        has_shortcuts,
+    )
+    from resdeep.lesion.study import LesionSettings
+
+    residual = any(has_shortcuts(checkpoint) for checkpoint in checkpoints_under(paths))
+    result = build_lesion(
+        paths, out_dir, LesionSettings(paths=residual), resolve_device("auto"),
+        jobs=available_cores(),
+    )  # fmt: skip
+    console.print(summary_table(result.groups))

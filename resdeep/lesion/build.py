@@ -54,6 +54,13 @@ def checkpoints_under(paths: Sequence[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def has_shortcuts(checkpoint: Path) -> bool:
+    """Whether a checkpoint's net is residual (read from its stored model arguments)."""
+    from resdeep.checkpoint import read_checkpoint
+
+    return read_checkpoint(checkpoint)["model_kwargs"].get("arch") != "plain"
+
+
 def default_lesion_dir(paths: Sequence[Path]) -> Path:
     """A single run's own dir; otherwise the report's choice (the sweep dir given first)."""
     from resdeep.report import default_out_dir
@@ -146,6 +153,11 @@ def build_lesion(
     """Study every checkpoint under `paths`, then write lesion.json and the figures."""
     settings.check()
     checkpoints = checkpoints_under(paths)
+    if settings.paths and not any(has_shortcuts(checkpoint) for checkpoint in checkpoints):
+        raise UsageError(
+            "--paths: every net given is a plain net; without shortcuts a net has one path "
+            "through every block, so there is no distribution of path lengths to measure"
+        )
     runs = []
     for run in study_checkpoints(checkpoints, settings, device, jobs):
         runs.append(run)
@@ -165,11 +177,6 @@ def _path_notes(runs: Sequence[RunLesion], settings: LesionSettings) -> list[str
     if not settings.paths:
         return []
     plain = [run for run in runs if run.paths is None]
-    if len(plain) == len(runs):
-        raise UsageError(
-            "--paths: every net given is a plain net; without shortcuts a net has one path "
-            "through every block, so there is no distribution of path lengths to measure"
-        )
     if not plain:
         return []
     return [

@@ -103,7 +103,11 @@ def deletion_curves(groups: Sequence[LesionGroup], *, reorder: bool = False) -> 
         axis.set_ylabel(f"{split} accuracy (%)")
         axis.set_ylim(0, 100)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize="small")
+        if axis.lines:
+            axis.legend(fontsize="small")
+        else:
+            axis.text(0.5, 0.5, "no neighbouring blocks of one shape", ha="center",
+                      transform=axis.transAxes)  # fmt: skip
     what = "Swapping k pairs of neighbouring blocks" if reorder else "Deleting k random blocks"
     figure.suptitle(f"{what}, {draws} draws per k, {split} split, {_seeds(groups)}")
     return figure

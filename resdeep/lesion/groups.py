@@ -122,19 +122,25 @@ def lesion_findings(groups: Sequence[LesionGroup]) -> list[str]:
     findings = []
     for group in groups:
         sentence = (
-            f"Deleting one block costs {group.label} a median "
-            f"{format_spread(group.median_drop, percent=True)} of its "
-            f"{format_spread(group.intact, percent=True)} {group.runs[0].split} accuracy "
-            f"(worst block {format_spread(group.worst_drop, percent=True)})"
+            f"Deleting one block costs {group.label} a median {points(group.median_drop)} of "
+            f"its {format_spread(group.intact, percent=True)} {group.runs[0].split} accuracy "
+            f"(worst block {points(group.worst_drop)})"
         )
-        chance = 1 / group.runs[0].classes
-        if group.intact.mean is not None and group.intact.mean < 2 * chance:
-            sentence += f"; it is near chance ({100 * chance:.0f} %) intact, with little to lose"
+        if near_chance(group):
+            sentence += "; it is near chance before any deletion, with little left to lose"
         findings.append(sentence + _seeds(group) + ".")
     by_depth = {(g.data, g.depth, g.arch): g for g in groups}
     for (data, depth, arch), residual in by_depth.items():
         plain = by_depth.get((data, depth, "plain"))
         if arch == "plain" or plain is None:
+            continue
+        if near_chance(plain):
+            findings.append(
+                f"At depth {depth} the plain net is near chance before any deletion, so its "
+                f"drops say nothing; {residual.label} keeps "
+                f"{format_spread(residual.intact, percent=True)} and loses a median "
+                f"{points(residual.median_drop)} per deleted block."
+            )
             continue
         verdict = compare(plain.median_drop, residual.median_drop)
         beyond = (
@@ -158,6 +164,20 @@ def lesion_findings(groups: Sequence[LesionGroup]) -> list[str]:
                 "deleted (within the seed spread)."
             )
     return findings
+
+
+def points(spread: Spread) -> str:
+    """Accuracy lost, in points: "0.4 ± 0.2 points"."""
+    if spread.mean is None:
+        return "-"
+    text = f"{100 * spread.mean:.1f}"
+    return text + (f" ± {100 * spread.std:.1f}" if spread.std is not None else "") + " points"
+
+
+def near_chance(group: LesionGroup) -> bool:
+    """Intact accuracy under twice chance level: such a net has nothing a lesion can show."""
+    mean = group.intact.mean
+    return mean is not None and mean < 2 / group.runs[0].classes
 
 
 def _seeds(group: LesionGroup) -> str:

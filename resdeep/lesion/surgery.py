@@ -134,7 +134,7 @@ def evaluate_plans(
         for start in range(0, len(images), batch_size):
             x = images[start : start + batch_size].to(device)
             y = labels[start : start + batch_size].to(device)
-            for index, logits in _shared_prefix_logits(model, model.stem(x), plans):
+            for index, logits in plan_logits(model, model.stem(x), plans):
                 correct[index] += (logits.argmax(dim=1) == y).sum().item()
                 nll[index] += F.cross_entropy(logits.double(), y, reduction="sum").item()
     total = max(len(images), 1)
@@ -144,7 +144,7 @@ def evaluate_plans(
     ]
 
 
-def _shared_prefix_logits(
+def plan_logits(
     model: ConvNet, x: torch.Tensor, plans: Sequence[Plan]
 ) -> list[tuple[int, torch.Tensor]]:
     """(plan index, logits) for every plan, walking the plans as a tree: plans that agree up to

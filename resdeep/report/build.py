@@ -14,6 +14,7 @@ from resdeep.report import figures as draw
 from resdeep.report.analysis import RunGroup, RunSummary, group_runs, summarize_runs
 from resdeep.report.document import FigureFile, html_page, markdown, report_json
 from resdeep.report.findings import comparisons, findings
+from resdeep.report.lesion_section import read_lesion_section
 from resdeep.report.reading import holds_run, read_runs
 
 TITLE = "Plain vs residual networks: depth and gradient flow"
@@ -68,10 +69,12 @@ def build_report(paths: Sequence[Path], out_dir: Path, html: bool = False) -> Re
         report_json(summaries, groups, comparisons(groups), lines, figure_files),
         out_dir / "report.json",
     )
-    (out_dir / "report.md").write_text(markdown(TITLE, groups, lines, figure_files))
+    lesion = read_lesion_section(out_dir)  # written by `resdeep lesion` into the same folder
+    (out_dir / "report.md").write_text(markdown(TITLE, groups, lines, figure_files, lesion))
     written += [out_dir / "report.json", out_dir / "report.md"]
     if html:
-        (out_dir / "report.html").write_text(html_page(TITLE, groups, lines, figure_files))
+        page = html_page(TITLE, groups, lines, figure_files, lesion)
+        (out_dir / "report.html").write_text(page)
         written.append(out_dir / "report.html")
     return Report(
         out_dir=out_dir, summaries=summaries, groups=groups, findings=lines, files=written

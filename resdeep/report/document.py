@@ -16,6 +16,10 @@ from typing import Any
 
 from resdeep.report.analysis import RunGroup, RunSummary, grad_ratio
 from resdeep.report.findings import Comparison
+from resdeep.report.lesion_section import HEADERS as LESION_HEADERS
+from resdeep.report.lesion_section import INTRO as LESION_INTRO
+from resdeep.report.lesion_section import TITLE as LESION_TITLE
+from resdeep.report.lesion_section import LesionSection, markdown_lines
 from resdeep.report.mechanism import SHORT_LABELS, Mechanism
 from resdeep.report.spread import format_spread
 
@@ -144,6 +148,7 @@ def markdown(
     groups: Sequence[RunGroup],
     findings: Sequence[str],
     figures: Sequence[FigureFile],
+    lesion: LesionSection | None = None,
 ) -> str:
     lines = [f"# {title}", "", _overview(groups), "", "## Findings", ""]
     lines += [f"- {finding}" for finding in findings] or ["- (no comparable runs yet)"]
@@ -154,6 +159,8 @@ def markdown(
     lines += ["", "## Figures", ""]
     for figure in figures:
         lines += [f"### {figure.title}", "", f"![{figure.title}]({figure.path.name})", ""]
+    if lesion is not None:
+        lines += markdown_lines(lesion)
     return "\n".join(lines)
 
 
@@ -162,6 +169,7 @@ def html_page(
     groups: Sequence[RunGroup],
     findings: Sequence[str],
     figures: Sequence[FigureFile],
+    lesion: LesionSection | None = None,
 ) -> str:
     """One file with every image inlined as base64: it can be mailed or attached as it is."""
     esc = html.escape
@@ -171,18 +179,36 @@ def html_page(
         for row in table_rows(groups)
     )
     items = "".join(f"<li>{esc(f)}</li>" for f in findings) or "<li>(no comparable runs yet)</li>"
-    images = "".join(
-        f"<h3>{esc(figure.title)}</h3><img alt='{esc(figure.title)}' "
-        f"src='data:image/png;base64,{base64.b64encode(figure.path.read_bytes()).decode()}'>"
-        for figure in figures
-    )
+    images = "".join(_html_image(figure.title, figure.path) for figure in figures)
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{esc(title)}</h1><p>{esc(_overview(groups))}</p>"
         f"<h2>Findings</h2><ul>{items}</ul>"
         f"<h2>Results</h2><table><tr>{head}</tr>{rows}</table>"
-        f"<h2>Figures</h2>{images}</body></html>\n"
+        f"<h2>Figures</h2>{images}{_html_lesion(lesion)}</body></html>\n"
+    )
+
+
+def _html_image(title: str, path: Path) -> str:
+    esc = html.escape
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f"<h3>{esc(title)}</h3><img alt='{esc(title)}' src='data:image/png;base64,{data}'>"
+
+
+def _html_lesion(lesion: LesionSection | None) -> str:
+    if lesion is None:
+        return ""
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in LESION_HEADERS)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in lesion.rows
+    )
+    items = "".join(f"<li>{esc(f)}</li>" for f in lesion.findings)
+    images = "".join(_html_image(caption, path) for caption, path in lesion.figures)
+    return (
+        f"<h2>{esc(LESION_TITLE)}</h2><p>{esc(LESION_INTRO)}</p><ul>{items}</ul>"
+        f"<table><tr>{head}</tr>{rows}</table>{images}"
     )
 
 

@@ -1,0 +1,90 @@
+"""The report's lesion section, read from the `lesion.json` that `resdeep lesion` wrote next to
+the report (plain JSON: the report needs no model to show it)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from resdeep.report.spread import Spread, format_spread
+
+LESION_JSON = "lesion.json"
+TITLE = "Lesion study: deleting blocks at test time (Veit et al. 2016)"
+HEADERS = ("setting", "seeds", "intact", "median drop (points)", "worst drop (points)",
+           "acc k=1", "acc k=5", "acc k=10", "90 % gradient window")  # fmt: skip
+CAPTIONS = {
+    "lesion_blocks.png": "Accuracy after deleting each block in turn",
+    "lesion_k_curve.png": "Accuracy after deleting k random blocks together",
+    "lesion_reorder.png": "Accuracy after swapping k pairs of neighbouring blocks",
+    "lesion_paths.png": "The gradient by path length",
+}
+INTRO = (
+    "Each block of every trained net deleted in turn at test time (a residual block then passes "
+    "only its shortcut, a plain block its input; blocks that change shape are deleted through "
+    "their shortcut in residual nets and kept in plain ones), then k random blocks together "
+    "(acc k: accuracy after k deletions). Drops are points of accuracy lost; all numbers are "
+    "mean ± std over the seeds."
+)
+
+
+@dataclass(frozen=True)
+class LesionSection:
+    findings: list[str]
+    rows: list[list[str]]
+    figures: list[tuple[str, Path]]  # (caption, PNG)
+
+
+def read_lesion_section(folder: Path) -> LesionSection | None:
+    """The section from `folder/lesion.json`, or None when there is none (or it is unreadable:
+    the report is still worth writing)."""
+    try:
+        lesion = json.loads((folder / LESION_JSON).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    figures = [
+        (CAPTIONS.get(name, name), folder / name)
+        for name in lesion.get("figures", [])
+        if name.endswith(".png") and (folder / name).is_file()
+    ]
+    return LesionSection(
+        findings=list(lesion.get("findings", [])),
+        rows=[_row(group) for group in lesion.get("groups", [])],
+        figures=figures,
+    )
+
+
+def _spread(entry: dict | None, *, percent: bool = True) -> str:
+    if not entry or entry.get("mean") is None:
+        return "-"
+    spread = Spread(100 * entry["mean"], None if entry["std"] is None else 100 * entry["std"],
+                    entry["n"])  # fmt: skip
+    if not percent:
+        return f"{spread.mean:.1f}" + (f" ± {spread.std:.1f}" if spread.std is not None else "")
+    return format_spread(Spread(entry["mean"], entry["std"], entry["n"]), percent=True)
+
+
+def _row(group: dict) -> list[str]:
+    curve = {point["k"]: point for point in group.get("k_curve", [])}
+    windows = group.get("path_windows") or []
+    window = ", ".join(f"{first}-{last}" for first, last in windows) if windows else "-"
+    return [
+        group["label"],
+        str(len(group["seeds"])),
+        _spread(group["intact_accuracy"]),
+        _spread(group["median_single_drop"], percent=False),
+        _spread(group["worst_single_drop"], percent=False),
+        *(_spread(curve.get(k)) for k in (1, 5, 10)),
+        window,
+    ]
+
+
+def markdown_lines(section: LesionSection) -> list[str]:
+    lines = [f"## {TITLE}", "", INTRO, ""]
+    lines += [f"- {finding}" for finding in section.findings]
+    lines += ["", "| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in section.rows]
+    lines.append("")
+    for caption, path in section.figures:
+        lines += [f"### {caption}", "", f"![{caption}]({path.name})", ""]
+    return lines
