@@ -32,18 +32,22 @@ def models(
 
     Each net with its depth, weight layers, parameters and multiply-accumulates per image.
     """
+    import torch
+
     from resdeep.models import ModelConfigError, build_model, summarize_model
 
     rows = []
     for arch_name, depth_value, block_name in _requested(arch, depth, block):
         try:
-            model = build_model(
-                arch_name,
-                depth=depth_value,
-                block=block_name,
-                in_channels=in_channels,
-                num_classes=num_classes,
-            )
+            # On the meta device: shapes only, so counting ResNet-1202's MACs takes no compute.
+            with torch.device("meta"):
+                model = build_model(
+                    arch_name,
+                    depth=depth_value,
+                    block=block_name,
+                    in_channels=in_channels,
+                    num_classes=num_classes,
+                )
         except ModelConfigError as error:
             raise UsageError(str(error)) from error
         rows.append(

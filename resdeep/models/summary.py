@@ -24,8 +24,9 @@ def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
     was_training = model.training
     model.eval()
     counter = FlopCounterMode(display=False)
+    device = next(model.parameters()).device  # the meta device counts without computing
     with counter, torch.no_grad():
-        model(torch.zeros(1, *input_shape))
+        model(torch.zeros(1, *input_shape, device=device))
     model.train(was_training)
     return counter.get_total_flops() // 2
 
