@@ -17,7 +17,8 @@ import torch
 from resdeep.errors import ResdeepError
 from resdeep.io import save_torch_atomic
 from resdeep.models import ConvNet, ModelConfigError, build_model
-from resdeep.runs import run_dir_of
+from resdeep.models.pretrained import convert, published_source
+from resdeep.runs import imported_run_dir, run_dir_of
 
 FORMAT = "resdeep-checkpoint"
 FORMAT_VERSION = 1
@@ -85,15 +86,27 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a raw checkpoint dict, refusing anything that is not a resdeep checkpoint."""
     payload = load_plain_tensors(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        from resdeep.importing import import_hint  # it builds on this module
-
-        hint = import_hint(Path(path), payload)
+        hint = _import_hint(Path(path), payload)
         raise ResdeepError(
             f"{path} is a published checkpoint, not a resdeep one; {hint}"
             if hint
             else f"{path} is not a resdeep checkpoint"
         )
     return payload
+
+
+def _import_hint(path: Path, payload: object) -> str | None:
+    """What to type when a published file is given where a resdeep checkpoint is needed: the
+    import command, and the run directory it makes."""
+    source = published_source(payload)
+    if source is None:
+        return None
+    try:
+        converted = convert(source, payload)
+    except ResdeepError:
+        return f"import it first: resdeep import {source.name} {path}"
+    run_dir = imported_run_dir(source.name, converted.model_kwargs["depth"], converted.data)
+    return f"import it first: resdeep import {source.name} {path} (then --checkpoint {run_dir})"
 
 
 def load_plain_tensors(path: str | Path, map_location: str | torch.device = "cpu") -> Any:

@@ -134,6 +134,11 @@ def latest_checkpoint(root: Path = DEFAULT_RUNS_ROOT, name: str = "best.pt") -> 
 # ---- the run-dir contract: which directory a run writes, and that no two runs share one ------
 
 
+def imported_run_dir(source: str, depth: int, data: str) -> Path:
+    """Where `resdeep import` writes a source's ResNet-`depth` for `data` unless told another."""
+    return DEFAULT_RUNS_ROOT / "imported" / f"{source}_resnet{depth}_{data}"
+
+
 def run_dir_of(path: Path) -> Path:
     """The run directory of a run dir, of RUN/checkpoints/last.pt, or of a checkpoint file
     lying in its run dir."""

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from resdeep.console import console
 from resdeep.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+    from resdeep.bench import BenchReport
 
 # Above this share of a window spent waiting for a CPU held by other processes, say so.
 NOISY_CPU_WAIT = 0.1
@@ -54,8 +59,13 @@ def bench(
     )
     save_json_atomic(report.records(), json_path)
 
-    context = report.context
-    table = Table(title=f"resdeep bench — {context['device_name']} ({target})")
+    console.print(_results_table(report, target))
+    _print_conditions(report.context, len(report.results), quick=quick, json_path=json_path)
+
+
+def _results_table(report: BenchReport, target: torch.device) -> Table:
+    """One row a benchmark: its value against its goal, and what it measures."""
+    table = Table(title=f"resdeep bench — {report.context['device_name']} ({target})")
     for column in ("benchmark", "value", "unit", "goal", "met", "what"):
         table.add_column(column, justify="right" if column == "value" else "left")
     for r in report.results:
@@ -65,14 +75,18 @@ def bench(
             met = "not judged (quick)"
         what = r.what if r.value is not None else f"{r.what} ({r.detail.get('error', '')})"
         table.add_row(r.name, value, r.unit, r.goal or "-", met, what)
-    console.print(table)
+    return table
+
+
+def _print_conditions(context: dict[str, Any], count: int, *, quick: bool, json_path: Path) -> None:
+    """What the numbers were measured under: a warning on a busy CPU, then one summary line."""
     if not quick and (context["cpu_wait_worst"] or 0.0) > NOISY_CPU_WAIT:
         console.print(
             f"[yellow]other processes held the CPU for up to {context['cpu_wait_worst']:.0%} "
             "of a variant's timed windows: rerun on a quieter machine for firm numbers[/yellow]"
         )
     console.print(
-        f"{len(report.results)} benchmarks in {context['wall_time_s']:.0f} s, "
+        f"{count} benchmarks in {context['wall_time_s']:.0f} s, "
         f"{context['repeats']} timed windows each, {context['threads']} threads, load average "
         f"{context['load_average_1m']} → {context['load_average_1m_end']}; written to {json_path}"
     )

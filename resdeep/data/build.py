@@ -16,6 +16,7 @@ from resdeep.data.splits import (
     DataError,
     DataSplits,
     Source,
+    Split,
     channel_stats,
     check_class_ids,
     keep_classes,
@@ -82,6 +83,19 @@ def _read_source(
     raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)}")
 
 
+def _select_classes(
+    source: Source, splits: tuple[Split, Split, Split], classes: list[int] | None
+) -> tuple[tuple[Split, Split, Split], list[str], list[int]]:
+    """The splits keeping only `classes` (relabelled 0..k-1 in the order given), with the kept
+    classes' names and original ids; all of them when `classes` is None."""
+    if classes is None:
+        return splits, source.classes, list(range(len(source.classes)))
+    classes = list(classes)  # a Hydra ListConfig would not index tensors
+    check_class_ids(classes, len(source.classes))
+    kept = tuple(keep_classes(split, classes) for split in splits)
+    return kept, [source.classes[index] for index in classes], classes
+
+
 def build_data(
     name: str,
     *,
@@ -118,17 +132,12 @@ def build_data(
         num_classes=num_classes,
         channels=channels,
     )
-    if source.val is not None:
-        train, val = source.train, source.val
-    else:
-        train, val = split_off(source.train, val_size, seed)
-    test = source.test
-    class_names, class_ids = source.classes, list(range(len(source.classes)))
-    if classes is not None:
-        classes = list(classes)  # a Hydra ListConfig would not index tensors
-        check_class_ids(classes, len(source.classes))
-        train, val, test = (keep_classes(split, classes) for split in (train, val, test))
-        class_names, class_ids = [source.classes[index] for index in classes], list(classes)
+    train, val = source.train, source.val
+    if val is None:
+        train, val = split_off(train, val_size, seed)
+    (train, val, test), class_names, class_ids = _select_classes(
+        source, (train, val, source.test), classes
+    )
     if image_size is not None:
         train, val, test = (resize(split, image_size) for split in (train, val, test))
     if len(train) == 0:

@@ -33,7 +33,30 @@ from resdeep.models.layers import (
 BOTTLENECK_EXPANSION = 4
 
 
-class PreActBasicBlock(nn.Module):
+class _PreActUnit(nn.Module):
+    """What every pre-activation unit shares: BN-ReLU before the split, nothing after the sum."""
+
+    bn1: nn.Module
+    relu: nn.Module
+    shortcut: nn.Module
+    shares_preactivation: bool
+
+    def preactivate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(BN-ReLU of x, the shortcut's output); the shortcut reads the activated input where
+        the unit shares it, the raw input otherwise."""
+        preact = self.relu(self.bn1(x))
+        return preact, self.shortcut(preact if self.shares_preactivation else x)
+
+    def merge(self, total: torch.Tensor) -> torch.Tensor:
+        """Nothing follows the addition in a pre-activation unit: the identity path stays clean."""
+        return total
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch, shortcut = self.paths(x)
+        return self.merge(branch + shortcut)
+
+
+class PreActBasicBlock(_PreActUnit):
     expansion = 1
 
     def __init__(
@@ -65,19 +88,10 @@ class PreActBasicBlock(nn.Module):
 
     def paths(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(residual branch, shortcut) outputs before they are added."""
-        preact = self.relu(self.bn1(x))
-        shortcut = self.shortcut(preact if self.shares_preactivation else x)
+        preact, shortcut = self.preactivate(x)
         branch = self.conv1(preact)
         branch = self.conv2(self.dropout(self.relu(self.bn2(branch))))
         return branch, shortcut
-
-    def merge(self, total: torch.Tensor) -> torch.Tensor:
-        """Nothing follows the addition in a pre-activation unit: the identity path stays clean."""
-        return total
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        branch, shortcut = self.paths(x)
-        return self.merge(branch + shortcut)
 
     def zero_init_last(self) -> None:
         # The last BN of a pre-activation branch sits before conv2, so zeroing the branch means
@@ -85,7 +99,7 @@ class PreActBasicBlock(nn.Module):
         nn.init.zeros_(self.conv2.weight)
 
 
-class PreActBottleneck(nn.Module):
+class PreActBottleneck(_PreActUnit):
     expansion = BOTTLENECK_EXPANSION
 
     def __init__(
@@ -123,19 +137,11 @@ class PreActBottleneck(nn.Module):
 
     def paths(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(residual branch, shortcut) outputs before they are added."""
-        preact = self.relu(self.bn1(x))
-        shortcut = self.shortcut(preact if self.shares_preactivation else x)
+        preact, shortcut = self.preactivate(x)
         branch = self.conv1(preact)
         branch = self.conv2(self.relu(self.bn2(branch)))
         branch = self.conv3(self.dropout(self.relu(self.bn3(branch))))
         return branch, shortcut
-
-    def merge(self, total: torch.Tensor) -> torch.Tensor:
-        return total
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        branch, shortcut = self.paths(x)
-        return self.merge(branch + shortcut)
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.conv3.weight)
