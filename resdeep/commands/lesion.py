@@ -60,13 +60,15 @@ def lesion(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Delete blocks of trained nets at test time (Veit et al. 2016).
+    """Delete blocks of trained nets at test time.
 
     Every block is deleted in turn (a residual block then passes only its shortcut, a plain one
     its input), then k random blocks together; --paths routes the backward pass through paths
     of each length.
 
     Writes lesion.json and PNGs; runs of one setting are grouped over their seeds.
+
+    Example: resdeep lesion runs/demo/SWEEP_DIR --paths
     """
     from resdeep.device import resolve_device
     from resdeep.errors import UsageError

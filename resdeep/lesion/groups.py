@@ -126,9 +126,10 @@ def lesion_findings(groups: Sequence[LesionGroup]) -> list[str]:
             f"its {format_spread(group.intact, percent=True)} {group.runs[0].split} accuracy "
             f"(worst block {points(group.worst_drop)})"
         )
+        sentence += _seeds(group)
         if near_chance(group):
             sentence += "; it is near chance before any deletion, with little left to lose"
-        findings.append(sentence + _seeds(group) + ".")
+        findings.append(sentence + ".")
     by_depth = {(g.data, g.depth, g.arch): g for g in groups}
     for (data, depth, arch), residual in by_depth.items():
         plain = by_depth.get((data, depth, "plain"))
