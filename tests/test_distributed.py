@@ -98,7 +98,9 @@ def test_hydra_launchers_run_sweeps(capsys, tmp_path, launcher):
         "data=digits",
         "model=plain,resnet",
         "model.depth=8",
+        "data.batch_size=128",
         "trainer.epochs=1",
+        "trainer.threads=1",  # one each: the two jobs run at once
         "trainer.device=cpu",
         f"hydra.sweep.dir={sweep}",
     )
