@@ -107,11 +107,20 @@ def train_in_process(*args: str) -> tuple[int, str]:
 
 
 def run_main(capsys, *args: str) -> tuple[int, str, str]:
-    """The real CLI entry point in this process: (exit code, stdout, stderr)."""
+    """The real CLI entry point in this process: (exit code, stdout, stderr). Global torch
+    settings a run may change (trainer.threads, trainer.deterministic) are put back after."""
+    import torch
+
     from resdeep.cli import main
 
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-        raise SystemExit(0)
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main(list(args))
+            raise SystemExit(0)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
     captured = capsys.readouterr()
     return exited.value.code or 0, captured.out, captured.err

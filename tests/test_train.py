@@ -218,13 +218,18 @@ def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
 
 
-def test_resume_matches_an_uninterrupted_run(cli, tmp_path, reference_run):
+def test_resume_matches_an_uninterrupted_run(capsys, tmp_path, reference_run):
+    # In-process: nothing here needs a process of its own (the SIGKILL test resumes a killed one).
     resumed = tmp_path / "resumed"
-    result = cli("train", *FAST, *REFERENCE, "trainer.epochs=1", f"hydra.run.dir={resumed}")
-    assert result.returncode == 0, result.stderr
+    status, _, stderr = run_main(
+        capsys, "train", *FAST, *REFERENCE, "trainer.epochs=1", f"hydra.run.dir={resumed}"
+    )
+    assert status == 0, stderr
     # Continue in the same run dir: the run's own overrides are reused, the new budget wins.
-    result = cli("train", f"trainer.resume={resumed}", f"trainer.epochs={REFERENCE_EPOCHS}")
-    assert result.returncode == 0, result.stderr
+    status, _, stderr = run_main(
+        capsys, "train", f"trainer.resume={resumed}", f"trainer.epochs={REFERENCE_EPOCHS}"
+    )
+    assert status == 0, stderr
     a, b = _final_weights(reference_run), _final_weights(resumed)
     assert a.keys() == b.keys()
     for key in a:
@@ -246,11 +251,13 @@ def test_resuming_a_finished_run_says_how_to_extend_it(capsys, reference_run):
     assert [name for name, _ in after] == [name for name, _ in before]  # nothing added
 
 
-def test_existing_run_dir_is_never_overwritten(cli, train_run):
+def test_existing_run_dir_is_never_overwritten(capsys, train_run):
     run_dir = train_run()
     before = (run_dir / "checkpoints" / "last.pt").read_bytes()
-    result = cli("train", *FAST, "trainer.epochs=1", f"hydra.run.dir={run_dir}")
-    assert result.returncode == 2 and "trainer.resume" in result.stderr
+    status, _, stderr = run_main(
+        capsys, "train", *FAST, "trainer.epochs=1", f"hydra.run.dir={run_dir}"
+    )
+    assert status == 2 and "trainer.resume" in stderr
     assert (run_dir / "checkpoints" / "last.pt").read_bytes() == before
 
 
