@@ -9,12 +9,13 @@ from __future__ import annotations
 import torch
 
 from resdeep.checkpoint import CheckpointInfo
+from resdeep.choices import EVAL_SPLITS
 from resdeep.config import checkpoint_data, data_from_config, run_config
 from resdeep.data import DataError, Split, build_data
 from resdeep.data.splits import check_class_ids, drop_classes, resize
 from resdeep.errors import ResdeepError, UsageError
 
-SPLITS = ("test", "val")
+SPLITS = EVAL_SPLITS  # the splits of a run the analysis tools score
 TORCHVISION_OOD_SETS = ("svhn", "cifar10", "cifar100", "mnist", "fashion_mnist")
 OOD_SETS = ("noise", "heldout", *TORCHVISION_OOD_SETS)
 
