@@ -203,3 +203,18 @@ def test_no_checkpoint_and_paths_on_a_plain_net_are_refused(capsys, tmp_path, tr
     code, _, err = run_main(capsys, "lesion", str(plain), "--paths", "--out", str(tmp_path / "o"))
     assert code == 2 and "no distribution of path lengths" in err.strip().splitlines()[0]
     assert not (tmp_path / "o").exists()  # refused before any work or output
+
+
+def test_report_with_lesion_runs_the_study_first(capsys, tmp_path, train_run):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(train_run(), sweep / "resnet8_s0")
+    code, out, err = run_main(capsys, "report", str(sweep), "--lesion", "--html")
+    assert code == 0, err
+    written = json.loads((sweep / "lesion.json").read_text())
+    assert [run["arch"] for run in written["runs"]] == ["resnet"]
+    assert written["settings"]["paths"] is True  # the net has shortcuts, so its paths are measured
+    assert written["runs"][0]["paths"]["blocks"] == 3
+    for page in ("report.md", "report.html"):
+        text = (sweep / page).read_text()
+        assert "Lesion study" in text and written["findings"][0] in text
+    assert "Deleting blocks at test time" in out  # the lesion table is printed too
