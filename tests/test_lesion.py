@@ -110,10 +110,14 @@ def test_the_k_curve_and_the_paths_come_from_their_seed():
     points = first.k_curve["points"]
     assert [p["k"] for p in points] == [1, 2, 3, 4]
     assert all(len(p["draws"]) == 3 and all(len(d) == p["k"] for d in p["draws"]) for p in points)
-    # a draw's sets are nested: one more deletion each step
-    for draw in range(3):
-        sets = [set(p["draws"][draw]) for p in points]
-        assert all(a < b for a, b in zip(sets, sets[1:], strict=False))
+    # a draw's sets are nested: one more deletion (or swap) each step
+    swaps = first.reorder["points"]
+    # depth 20: pairs of one shape are 1-2 or 2-3 of stage 1, 2-3 of stages 2 and 3: three at most
+    assert [p["k"] for p in swaps] == [1, 2, 3]
+    for curve in (points, swaps):
+        for draw in range(3):
+            sets = [set(p["draws"][draw]) for p in curve]
+            assert all(a < b for a, b in zip(sets, sets[1:], strict=False))
     # the shape-changing blocks are never among the k-curve's candidates
     assert "stage2.block1" not in first.k_curve["candidates"]
     window = first.paths["window"]

@@ -250,30 +250,28 @@ def _k_sets(
 def _swap_sets(
     blocks: list[BlockInfo], settings: LesionSettings, generator: torch.Generator
 ) -> list[list[list[int]]]:
-    """Per k = 1.. while such pairs exist (up to k_limit), `draws` sets of k disjoint pairs of
-    neighbouring blocks to swap, each pair's first position; both blocks of a pair keep their
-    shape, so either order runs."""
+    """Per k = 1.. (up to k_limit, and while every draw has k), `draws` sets of k disjoint pairs
+    of neighbouring blocks to swap, each pair by its first position; both blocks of a pair keep
+    their shape, so either order runs. Nested like the deletion draws: draw d swaps the first k
+    pairs of its own random sequence of disjoint pairs."""
     same = [not block.changes_shape for block in blocks]
     pairs = [p for p in range(len(blocks) - 1) if same[p] and same[p + 1]]
-    sets = []
-    for k in range(1, k_limit(blocks, settings) + 1):
-        draws = [_disjoint_pairs(pairs, k, generator) for _ in range(settings.draws)]
-        if any(chosen is None for chosen in draws):
-            break
-        sets.append(draws)
-    return sets
+    sequences = [_disjoint_pairs(pairs, generator) for _ in range(settings.draws)]
+    most = min((len(sequence) for sequence in sequences), default=0)
+    return [
+        [sorted(sequence[:k]) for sequence in sequences]
+        for k in range(1, min(k_limit(blocks, settings), most) + 1)
+    ]
 
 
-def _disjoint_pairs(pairs: list[int], k: int, generator: torch.Generator) -> list[int] | None:
-    """k non-overlapping neighbour pairs in random order of trial, or None if they run out."""
+def _disjoint_pairs(pairs: list[int], generator: torch.Generator) -> list[int]:
+    """Neighbour pairs in a random order, each kept unless it overlaps one kept before it."""
     chosen: list[int] = []
     for index in torch.randperm(len(pairs), generator=generator).tolist():
         position = pairs[index]
         if all(abs(position - other) > 1 for other in chosen):
             chosen.append(position)
-            if len(chosen) == k:
-                return sorted(chosen)
-    return None
+    return chosen
 
 
 def _curve_point(k: int, what: list[list[str]], after: list[PlanScore]) -> dict[str, Any]:
