@@ -222,3 +222,12 @@ def test_report_with_lesion_runs_the_study_first(capsys, tmp_path, train_run):
         text = (sweep / page).read_text()
         assert "Lesion study" in text and written["findings"][0] in text
     assert "Deleting blocks at test time" in out  # the lesion table is printed too
+
+
+def test_the_gradient_window_is_the_shortest_range_holding_the_share():
+    from resdeep.lesion.paths import shortest_window
+
+    assert shortest_window([0, 1, 8, 1, 0], 0.9) == (1, 2)  # 9 of 10 in two lengths, not three
+    assert shortest_window([0, 1, 8, 1, 0], 0.8) == (2, 2)
+    assert shortest_window([1, 1, 1, 1], 1.0) == (0, 3)
+    assert shortest_window([5, 0, 0, 6], 0.5) == (3, 3)  # of equally short ones, the fuller

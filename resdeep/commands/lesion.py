@@ -110,8 +110,7 @@ def lesion(
 
 def summary_table(groups: list) -> Table:
     """One row per setting: intact accuracy, median and worst single deletion, the k-curve."""
-    from resdeep.lesion.groups import points
-    from resdeep.report.spread import format_spread
+    from resdeep.report.spread import format_points, format_spread
 
     ks = sorted({k for group in groups for k, _ in group.k_curve()})
     shown = [k for k in ks if k in (1, 2, 3, 5, 10) or k == ks[-1]]
@@ -129,8 +128,8 @@ def summary_table(groups: list) -> Table:
             escape(group.label),
             str(len(group.runs)),
             format_spread(group.intact, percent=True),
-            points(group.median_drop).removesuffix(" points"),
-            points(group.worst_drop).removesuffix(" points"),
+            format_points(group.median_drop, unit=False),
+            format_points(group.worst_drop, unit=False),
             *(format_spread(curve[k], percent=True) if k in curve else "-" for k in shown),
         )
     return table

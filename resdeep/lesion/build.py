@@ -16,12 +16,13 @@ from resdeep.io import save_json_atomic
 from resdeep.lesion import figures as draw
 from resdeep.lesion.groups import LesionGroup, group_lesions, lesion_findings
 from resdeep.lesion.study import LesionSettings, RunLesion, study_run
+from resdeep.report.lesion_section import LESION_JSON
 from resdeep.runs import find_runs, is_run_dir
 
-LESION_JSON = "lesion.json"
+# (drawing function of the groups, file name); the report's captions are lesion_section's.
 FIGURES = (
-    ("Accuracy after deleting each block", draw.single_deletion, "lesion_blocks.png"),
-    ("Accuracy after deleting k blocks together", draw.deletion_curves, "lesion_k_curve.png"),
+    (draw.single_deletion, "lesion_blocks.png"),
+    (draw.deletion_curves, "lesion_k_curve.png"),
 )
 
 
@@ -192,16 +193,10 @@ def write_figures(
 
     figures = list(FIGURES)
     if settings.reorder:
-        figures.append(
-            (
-                "Accuracy after swapping k neighbour pairs",
-                lambda g: draw.deletion_curves(g, reorder=True),
-                "lesion_reorder.png",
-            )
-        )
+        figures.append((lambda g: draw.deletion_curves(g, reorder=True), "lesion_reorder.png"))
     if settings.paths:
-        figures.append(("The gradient by path length", draw.path_lengths, "lesion_paths.png"))
-    return [save_figure(drawing(groups), out_dir / name) for _, drawing, name in figures]
+        figures.append((draw.path_lengths, "lesion_paths.png"))
+    return [save_figure(drawing(groups), out_dir / name) for drawing, name in figures]
 
 
 def lesion_json(

@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from resdeep.lesion.groups import LesionGroup
-from resdeep.report.figures import ARCH_COLOR, ARCH_LINESTYLE, ARCH_MARKER
+from resdeep.report.figures import ARCH_COLOR, ARCH_LINESTYLE, ARCH_MARKER, panel_grid
 from resdeep.report.spread import Spread
 
 
@@ -46,22 +46,12 @@ def _by_depth(groups: Sequence[LesionGroup]) -> list[tuple[tuple[str, int], list
     return [(key, list(g)) for key, g in groupby(ordered, key=lambda g: (g.data, g.depth))]
 
 
-def _grid(count: int, size: tuple[float, float]) -> tuple[Figure, list[Axes]]:
-    columns = max(1, min(3, count))
-    rows = -(-max(count, 1) // columns)
-    figure = Figure(figsize=(size[0] * columns, size[1] * rows), layout="constrained")
-    axes = list(figure.subplots(rows, columns, squeeze=False).ravel())
-    for extra in axes[count:]:
-        figure.delaxes(extra)
-    return figure, axes[:count]
-
-
 def single_deletion(groups: Sequence[LesionGroup]) -> Figure:
     """Accuracy after deleting each block in turn, one panel per depth; blocks that change
     shape are marked (deleted through their shortcut in a residual net, kept in a plain one),
     and each net's intact accuracy is a dotted line."""
     panels = _by_depth(groups)
-    figure, axes = _grid(len(panels), (5.2, 3.6))
+    figure, axes = panel_grid(len(panels), (5.2, 3.6), empty="no runs")
     split = groups[0].runs[0].split if groups else "test"
     for ((data, depth), members), axis in zip(panels, axes, strict=True):
         for group in members:
@@ -88,7 +78,7 @@ def deletion_curves(groups: Sequence[LesionGroup], *, reorder: bool = False) -> 
     """Accuracy against the number k of blocks deleted together (or of neighbour pairs
     swapped), each seed's mean over its random draws, one panel per depth."""
     panels = _by_depth(groups)
-    figure, axes = _grid(len(panels), (4.6, 3.4))
+    figure, axes = panel_grid(len(panels), (4.6, 3.4), empty="no runs")
     split = groups[0].runs[0].split if groups else "test"
     draws = groups[0].runs[0].settings.get("draws") if groups else None
     for ((data, depth), members), axis in zip(panels, axes, strict=True):
@@ -118,11 +108,9 @@ def path_lengths(groups: Sequence[LesionGroup]) -> Figure:
     gradient magnitude of one path of length k, and their product (the whole gradient at each
     length) with its shortest 90 % window shaded."""
     measured = [g for g in groups if g.path_runs()]
-    figure, axes = _grid(3, (4.6, 3.4)) if measured else _grid(1, (4.6, 3.4))
     if not measured:
-        axes[0].text(0.5, 0.5, "no path gradients measured (--paths)", ha="center")
-        axes[0].set_axis_off()
-        return figure
+        return panel_grid(0, (4.6, 3.4), empty="no path gradients measured (--paths)")[0]
+    figure, axes = panel_grid(3, (4.6, 3.4))
     share_axis, per_path_axis, total_axis = axes
     for group in measured:
         runs = group.path_runs()

@@ -11,7 +11,7 @@ from typing import Any
 
 from resdeep.lesion.study import RunLesion
 from resdeep.report.analysis import run_label
-from resdeep.report.spread import Spread, compare, format_spread, single_seed
+from resdeep.report.spread import Spread, compare, format_points, format_spread, single_seed
 
 
 @dataclass(frozen=True)
@@ -122,9 +122,9 @@ def lesion_findings(groups: Sequence[LesionGroup]) -> list[str]:
     findings = []
     for group in groups:
         sentence = (
-            f"Deleting one block costs {group.label} a median {points(group.median_drop)} of "
+            f"Deleting one block costs {group.label} a median {format_points(group.median_drop)} of "
             f"its {format_spread(group.intact, percent=True)} {group.runs[0].split} accuracy "
-            f"(worst block {points(group.worst_drop)})"
+            f"(worst block {format_points(group.worst_drop)})"
         )
         sentence += _seeds(group)
         if near_chance(group):
@@ -140,7 +140,7 @@ def lesion_findings(groups: Sequence[LesionGroup]) -> list[str]:
                 f"At depth {depth} the plain net is near chance before any deletion, so its "
                 f"drops say nothing; {residual.label} keeps "
                 f"{format_spread(residual.intact, percent=True)} and loses a median "
-                f"{points(residual.median_drop)} per deleted block."
+                f"{format_points(residual.median_drop)} per deleted block."
             )
             continue
         verdict = compare(plain.median_drop, residual.median_drop)
@@ -165,14 +165,6 @@ def lesion_findings(groups: Sequence[LesionGroup]) -> list[str]:
                 "deleted (within the seed spread)."
             )
     return findings
-
-
-def points(spread: Spread) -> str:
-    """Accuracy lost, in points: "0.4 ± 0.2 points"."""
-    if spread.mean is None:
-        return "-"
-    text = f"{100 * spread.mean:.1f}"
-    return text + (f" ± {100 * spread.std:.1f}" if spread.std is not None else "") + " points"
 
 
 def near_chance(group: LesionGroup) -> bool:

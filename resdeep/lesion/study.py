@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -284,7 +283,3 @@ def _curve_point(k: int, what: list[list[str]], after: list[PlanScore]) -> dict[
         "mean": statistics.fmean(accuracies),
         "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
     }
-
-
-def lesion_path(run_dir: Path) -> Path:
-    return run_dir / "lesion.json"

@@ -125,11 +125,11 @@ def evaluate_plans(
     for plan in plans:
         if len(plan) != count:
             raise ValueError(f"a plan for {len(plan)} blocks on a net of {count}")
+    if not plans:
+        return []
     device = next(model.parameters()).device
     correct = torch.zeros(len(plans), dtype=torch.float64)
     nll = torch.zeros(len(plans), dtype=torch.float64)
-    if not plans:
-        return []
     with torch.inference_mode(), evaluation_mode(model):
         for start in range(0, len(images), batch_size):
             x = images[start : start + batch_size].to(device)

@@ -164,7 +164,7 @@ def gradient_profile(groups: Sequence[RunGroup]) -> Figure:
             key=_variant,
         )
     ]
-    figure, axes = _panel_grid(len(panels), panel_size=(4.6, 3.4))
+    figure, axes = panel_grid(len(panels), panel_size=(4.6, 3.4))
     mixed_data = len({g.data for g in groups}) > 1
     for axis, (data, variant, members) in zip(axes, panels, strict=True):
         for group in sorted(members, key=lambda g: g.arch):
@@ -308,8 +308,11 @@ def variant_title(variant: tuple[int, str, str], everything: Sequence[RunGroup])
     return ", ".join(parts)
 
 
-def _panel_grid(count: int, panel_size: tuple[float, float]) -> tuple[Figure, list[Axes]]:
-    """`count` axes on rows of at most PANELS_PER_ROW; the grid has no empty axes left over."""
+def panel_grid(
+    count: int, panel_size: tuple[float, float], empty: str = "no gradient norms logged"
+) -> tuple[Figure, list[Axes]]:
+    """`count` axes on rows of at most PANELS_PER_ROW; the grid has no empty axes left over, and
+    a grid of none says `empty`."""
     columns = max(1, min(PANELS_PER_ROW, count))
     rows = max(1, -(-count // columns))
     figure = Figure(figsize=(panel_size[0] * columns, panel_size[1] * rows), layout="constrained")
@@ -317,7 +320,7 @@ def _panel_grid(count: int, panel_size: tuple[float, float]) -> tuple[Figure, li
     for extra in grid[count:]:
         figure.delaxes(extra)
     if count == 0:
-        no_data(figure.add_subplot(), "no gradient norms logged")
+        no_data(figure.add_subplot(), empty)
         return figure, []
     return figure, list(grid[:count])
 

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from resdeep.report.spread import Spread, format_spread
+from resdeep.report.spread import Spread, format_points, format_spread
 
 LESION_JSON = "lesion.json"
 TITLE = "Lesion study: deleting blocks at test time (Veit et al. 2016)"
@@ -54,14 +54,11 @@ def read_lesion_section(folder: Path) -> LesionSection | None:
     )
 
 
-def _spread(entry: dict | None, *, percent: bool = True) -> str:
-    if not entry or entry.get("mean") is None:
-        return "-"
-    spread = Spread(100 * entry["mean"], None if entry["std"] is None else 100 * entry["std"],
-                    entry["n"])  # fmt: skip
-    if not percent:
-        return f"{spread.mean:.1f}" + (f" ± {spread.std:.1f}" if spread.std is not None else "")
-    return format_spread(Spread(entry["mean"], entry["std"], entry["n"]), percent=True)
+def _spread(entry: dict | None) -> Spread:
+    """A {mean, std, n} entry of lesion.json back as a Spread."""
+    if not entry:
+        return Spread(None, None, 0)
+    return Spread(entry["mean"], entry["std"], entry["n"])
 
 
 def _row(group: dict) -> list[str]:
@@ -71,10 +68,10 @@ def _row(group: dict) -> list[str]:
     return [
         group["label"],
         str(len(group["seeds"])),
-        _spread(group["intact_accuracy"]),
-        _spread(group["median_single_drop"], percent=False),
-        _spread(group["worst_single_drop"], percent=False),
-        *(_spread(curve.get(k)) for k in (1, 5, 10)),
+        format_spread(_spread(group["intact_accuracy"]), percent=True),
+        format_points(_spread(group["median_single_drop"]), unit=False),
+        format_points(_spread(group["worst_single_drop"]), unit=False),
+        *(format_spread(_spread(curve.get(k)), percent=True) for k in (1, 5, 10)),
         window,
     ]
 

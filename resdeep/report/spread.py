@@ -68,6 +68,16 @@ def single_seed(*spreads: Spread) -> bool:
     return any(spread.n == 1 for spread in spreads)
 
 
+def format_points(spread: Spread, *, unit: bool = True) -> str:
+    """A loss of accuracy (fractions of 1) in percentage points: "0.4 ± 0.2 points"."""
+    if spread.mean is None:
+        return "-"
+    text = f"{100 * spread.mean:.1f}" + (
+        f" ± {100 * spread.std:.1f}" if spread.std is not None else ""
+    )
+    return text + (" points" if unit else "")
+
+
 def format_spread(spread: Spread, *, percent: bool = False) -> str:
     """ "76.0 ± 1.2 %" or "1.99 ± 0.021"; a single value without the ±; "-" for none."""
     if spread.mean is None:
