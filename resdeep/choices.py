@@ -32,3 +32,6 @@ CROPS = ("center", "none", "pad")
 
 # The tools that read a trained run (uncertainty, lesion): the split of its data they evaluate.
 EVAL_SPLITS = ("test", "val")
+
+# `resdeep signal`: what a net is probed with, the configured data set's images or N(0, 1) noise.
+SIGNAL_INPUTS = ("data", "normal")

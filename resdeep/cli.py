@@ -14,6 +14,7 @@ from resdeep.commands.lesion import lesion
 from resdeep.commands.models import models
 from resdeep.commands.report import report
 from resdeep.commands.runs import runs
+from resdeep.commands.signal import signal
 from resdeep.commands.train import train
 from resdeep.commands.uncertainty import uncertainty
 from resdeep.errors import PropagatedError, ResdeepError, first_line
@@ -33,6 +34,7 @@ app.command()(report)
 app.command()(uncertainty)
 app.command()(cam)
 app.command()(lesion)
+app.command()(signal)
 app.command(name="import")(import_checkpoint)
 # Hydra parses train's arguments itself, --help included.
 app.command(

@@ -44,7 +44,7 @@ LAYERS = (
     ("schema", "models", "data", "runs", "io", "device", "output_paths"),
     ("checkpoint", "config", "images"),
     ("train", "cam", "uncertainty", "report", "importing"),
-    ("bench", "lesion"),  # they time or regroup the tools above
+    ("bench", "lesion", "signal"),  # they time or regroup the tools above
     ("commands",),
     ("cli", "__main__", "__init__"),  # `__init__`: the package's face, resdeep.load_checkpoint...
 )

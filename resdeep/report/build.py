@@ -16,6 +16,7 @@ from resdeep.report.document import FigureFile, html_page, markdown, report_json
 from resdeep.report.findings import comparisons, findings
 from resdeep.report.lesion_section import read_lesion_section
 from resdeep.report.reading import holds_run, read_runs
+from resdeep.report.signal_section import read_signal_section
 
 TITLE = "Plain vs residual networks: depth and gradient flow"
 
@@ -60,7 +61,10 @@ MECHANISM_FIGURES = (
 def build_report(paths: Sequence[Path], out_dir: Path, html: bool = False) -> Report:
     summaries = summarize_runs(read_runs(list(paths)))
     groups = group_runs(summaries)
-    lines = findings(summaries)
+    # Written by `resdeep lesion` and `resdeep signal --checkpoint` into the same folder.
+    lesion = read_lesion_section(out_dir)
+    signal = read_signal_section(out_dir)
+    lines = findings(summaries, signal)
     out_dir.mkdir(parents=True, exist_ok=True)
     figure_files = _group_figures(summaries, groups, out_dir)
     figure_files += _heatmaps(summaries, groups, out_dir)
@@ -69,11 +73,10 @@ def build_report(paths: Sequence[Path], out_dir: Path, html: bool = False) -> Re
         report_json(summaries, groups, comparisons(groups), lines, figure_files),
         out_dir / "report.json",
     )
-    lesion = read_lesion_section(out_dir)  # written by `resdeep lesion` into the same folder
-    (out_dir / "report.md").write_text(markdown(TITLE, groups, lines, figure_files, lesion))
+    (out_dir / "report.md").write_text(markdown(TITLE, groups, lines, figure_files, lesion, signal))
     written += [out_dir / "report.json", out_dir / "report.md"]
     if html:
-        page = html_page(TITLE, groups, lines, figure_files, lesion)
+        page = html_page(TITLE, groups, lines, figure_files, lesion, signal)
         (out_dir / "report.html").write_text(page)
         written.append(out_dir / "report.html")
     return Report(

@@ -21,6 +21,11 @@ from resdeep.report.lesion_section import INTRO as LESION_INTRO
 from resdeep.report.lesion_section import TITLE as LESION_TITLE
 from resdeep.report.lesion_section import LesionSection, markdown_lines
 from resdeep.report.mechanism import SHORT_LABELS, Mechanism
+from resdeep.report.signal_section import HEADERS as SIGNAL_HEADERS
+from resdeep.report.signal_section import INTRO as SIGNAL_INTRO
+from resdeep.report.signal_section import TITLE as SIGNAL_TITLE
+from resdeep.report.signal_section import SignalSection
+from resdeep.report.signal_section import markdown_lines as signal_markdown_lines
 from resdeep.report.spread import format_spread
 
 TABLE_HEADERS = (
@@ -149,6 +154,7 @@ def markdown(
     findings: Sequence[str],
     figures: Sequence[FigureFile],
     lesion: LesionSection | None = None,
+    signal: SignalSection | None = None,
 ) -> str:
     lines = [f"# {title}", "", _overview(groups), "", "## Findings", ""]
     lines += [f"- {finding}" for finding in findings] or ["- (no comparable runs yet)"]
@@ -161,6 +167,8 @@ def markdown(
         lines += [f"### {figure.title}", "", f"![{figure.title}]({figure.path.name})", ""]
     if lesion is not None:
         lines += markdown_lines(lesion)
+    if signal is not None:
+        lines += signal_markdown_lines(signal)
     return "\n".join(lines)
 
 
@@ -170,6 +178,7 @@ def html_page(
     findings: Sequence[str],
     figures: Sequence[FigureFile],
     lesion: LesionSection | None = None,
+    signal: SignalSection | None = None,
 ) -> str:
     """One file with every image inlined as base64: it can be mailed or attached as it is."""
     esc = html.escape
@@ -186,7 +195,10 @@ def html_page(
         f"<h1>{esc(title)}</h1><p>{esc(_overview(groups))}</p>"
         f"<h2>Findings</h2><ul>{items}</ul>"
         f"<h2>Results</h2><table><tr>{head}</tr>{rows}</table>"
-        f"<h2>Figures</h2>{images}{_html_lesion(lesion)}</body></html>\n"
+        f"<h2>Figures</h2>{images}"
+        + (_html_section(LESION_TITLE, LESION_INTRO, LESION_HEADERS, lesion) if lesion else "")
+        + (_html_section(SIGNAL_TITLE, SIGNAL_INTRO, SIGNAL_HEADERS, signal) if signal else "")
+        + "</body></html>\n"
     )
 
 
@@ -196,18 +208,19 @@ def _html_image(title: str, path: Path) -> str:
     return f"<h3>{esc(title)}</h3><img alt='{esc(title)}' src='data:image/png;base64,{data}'>"
 
 
-def _html_lesion(lesion: LesionSection | None) -> str:
-    if lesion is None:
-        return ""
+def _html_section(
+    title: str, intro: str, headers: Sequence[str], section: LesionSection | SignalSection
+) -> str:
+    """A section another command wrote next to the report: its findings, table and figures."""
     esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in LESION_HEADERS)
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in lesion.rows
+        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in section.rows
     )
-    items = "".join(f"<li>{esc(f)}</li>" for f in lesion.findings)
-    images = "".join(_html_image(caption, path) for caption, path in lesion.figures)
+    items = "".join(f"<li>{esc(f)}</li>" for f in section.findings)
+    images = "".join(_html_image(caption, path) for caption, path in section.figures)
     return (
-        f"<h2>{esc(LESION_TITLE)}</h2><p>{esc(LESION_INTRO)}</p><ul>{items}</ul>"
+        f"<h2>{esc(title)}</h2><p>{esc(intro)}</p><ul>{items}</ul>"
         f"<table><tr>{head}</tr>{rows}</table>{images}"
     )
 

@@ -26,6 +26,7 @@ from resdeep.report.analysis import (
 )
 from resdeep.report.mechanism_findings import mechanism_findings
 from resdeep.report.numbers import sci, sci_range, times, times_range
+from resdeep.report.signal_section import SignalSection
 from resdeep.report.spread import Spread, compare, format_spread, single_seed
 
 
@@ -69,17 +70,30 @@ def comparisons(groups: Sequence[RunGroup]) -> list[Comparison]:
     return found
 
 
-def findings(summaries: Sequence[RunSummary]) -> list[str]:
-    """One-line findings, each computed from the runs' numbers (means over seeds)."""
+def findings(summaries: Sequence[RunSummary], signal: SignalSection | None = None) -> list[str]:
+    """One-line findings, each computed from the runs' numbers (means over seeds); with the
+    signal study of the same runs, a setting that degrades with a healthy-looking gradient
+    also says what its neighbour-gradient correlation shows."""
     groups = group_runs(summaries)
     lines = _status_findings(summaries, groups)
     for setting, members in _by_setting(groups):
         prefix = _setting_prefix(setting, groups)
         lines += [prefix + line for line in _depth_findings(members)]
         lines += [prefix + line for line in _architecture_findings(members)]
-        lines += [prefix + line for line in mechanism_findings(members, _degraded_against(members))]
+        explain = None if signal is None else _signal_clause(signal)
+        lines += [
+            prefix + line
+            for line in mechanism_findings(members, _degraded_against(members), explain)
+        ]
         lines += [prefix + line for line in _gradient_findings(members)]
     return [_capitalize(line) for line in lines]
+
+
+def _signal_clause(signal: SignalSection) -> Callable[[RunGroup], str | None]:
+    return lambda group: signal.clause(
+        group.data, group.arch, group.depth, group.init, group.norm,
+        getattr(group, "residual_init", "none"),
+    )  # fmt: skip
 
 
 def _by_setting(groups: Sequence[RunGroup]) -> list[tuple[tuple[str, str, str], list[RunGroup]]]:

@@ -27,18 +27,23 @@ from resdeep.report.spread import format_spread
 
 
 def mechanism_findings(
-    groups: Sequence[RunGroup], degraded_against: Callable[[RunGroup], RunGroup | None]
+    groups: Sequence[RunGroup],
+    degraded_against: Callable[[RunGroup], RunGroup | None],
+    explain: Callable[[RunGroup], str | None] | None = None,
 ) -> list[str]:
     """One sentence per setting with diagnostics, shallow to deep, plain before residual; one
     more naming the settings whose runs logged none.
 
     degraded_against(group): the shallower setting it trains worse than (beyond the seed
-    spread), or None; a setting whose signal looks healthy is then said to degrade anyway.
+    spread), or None; a setting whose signal looks healthy is then said to degrade anyway, and
+    explain(group) (the signal study's clause, when there is one) says what else was measured.
     """
     lines = []
     measured = [g for g in groups if all(run.mechanism for run in g.runs)]
     for group in sorted(measured, key=lambda g: (g.depth, g.arch)):
-        lines.append(_sentence(group, [run.mechanism for run in group.runs], degraded_against))
+        lines.append(
+            _sentence(group, [run.mechanism for run in group.runs], degraded_against, explain)
+        )
     if measured:
         lines += _forward_findings(sorted(measured, key=lambda g: (g.arch, g.depth)))
     missing = [g for g in groups if g not in measured]
@@ -108,6 +113,7 @@ def _sentence(
     group: RunGroup,
     mechanisms: Sequence[Mechanism],
     degraded_against: Callable[[RunGroup], RunGroup | None],
+    explain: Callable[[RunGroup], str | None] | None = None,
 ) -> str:
     labels = [m.labels() for m in mechanisms]
     parts = [
@@ -125,6 +131,9 @@ def _sentence(
             f"{format_spread(reference.train_error, percent=True)} with neither an exploding, "
             "frozen nor vanishing signal, the optimisation difficulty He et al. describe"
         )
+        clause = explain(group) if explain is not None else None
+        if clause:
+            text += f"; {clause}"
     return text + "."
 
 

@@ -1,0 +1,165 @@
+"""`resdeep signal [OVERRIDES...]`: how signal and gradient travel through nets at
+initialisation, beside mean-field theory, and shattered gradients; `--checkpoint` for trained
+runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from resdeep.console import console
+
+
+def signal(
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Overrides of resdeep train's config, swept like train -m (default grid: "
+            "model=plain,resnet model.depth=20,56,110 seed=0,1,2); with --checkpoint, run dirs, "
+            "sweep dirs or checkpoint files.",
+            metavar="[OVERRIDES | RUN_OR_SWEEP_DIR]...",
+            show_default=False,
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--checkpoint", help="Measure trained runs (at their initialisation and their end)."
+        ),
+    ] = False,
+    inputs: Annotated[
+        str, typer.Option(help="data: the configured data set's images; normal: N(0, 1) noise.")
+    ] = "data",
+    image_size: Annotated[
+        int | None,
+        typer.Option(help="Side of the N(0, 1) inputs (default 32).", show_default=False),
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Images the propagation is measured on.")] = 64,
+    points: Annotated[int, typer.Option(help="Points along each line.")] = 256,
+    pairs: Annotated[int, typer.Option(help="Lines, each between two test images.")] = 5,
+    max_lag: Annotated[int, typer.Option(help="Largest lag of the autocorrelation.")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed of the inputs drawn (not of the nets).")] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for signal.json and the PNGs (default: the sweep dir with --checkpoint, "
+            "else runs/signal/<time>).",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Measure signal propagation and shattered gradients at initialisation.
+
+    Per layer, the second moment of each conv's output and of the gradient there, with
+    mean-field theory beside plain nets without batch norm; the input gradient along lines
+    between two inputs and how alike neighbouring gradients are. No training.
+
+    Writes signal.json and PNGs; nets of one setting are grouped over their seeds.
+
+    Example: resdeep signal model.depth=20,56 seed=0,1
+    """
+    from resdeep.device import resolve_device
+    from resdeep.errors import UsageError
+    from resdeep.output_paths import check_output_path
+    from resdeep.signal.build import build_signal
+    from resdeep.signal.study import SignalSettings
+
+    settings = SignalSettings(
+        inputs=inputs, image_size=image_size, batch=batch, points=points, pairs=pairs,
+        max_lag=max_lag, seed=seed,
+    )  # fmt: skip
+    settings.check()
+    args = list(args or [])
+    torch_device = resolve_device(device)
+    if checkpoint:
+        from resdeep.lesion.build import default_lesion_dir
+        from resdeep.signal.grid import final_checkpoints, measure_checkpoints
+
+        if not args or any("=" in arg for arg in args):
+            raise UsageError(
+                "--checkpoint takes run dirs, sweep dirs or checkpoint files, not overrides"
+            )
+        paths = [Path(arg) for arg in args]
+        checkpoints = final_checkpoints(paths)
+        out_dir = out if out is not None else default_lesion_dir(paths)
+        nets = measure_checkpoints(checkpoints, settings, torch_device)
+    else:
+        from resdeep.signal.grid import grid_configs, measure_grid
+
+        configs = grid_configs(args)
+        out_dir = out if out is not None else default_signal_dir()
+        nets = measure_grid(configs, settings, torch_device)
+    check_output_path(out_dir, "--out", folder=True)
+    report = build_signal(
+        nets,
+        out_dir,
+        settings,
+        on_net=lambda net: console.print(
+            f"{escape(_name(net.about))}: gradient correlation {net.line.neighbour:.3f} "
+            f"({net.seconds:.1f} s)",
+            highlight=False,
+        ),
+    )
+    console.print(summary_table(report.groups))
+    for finding in report.findings:
+        console.print(f"• {finding}", markup=False, highlight=False)
+    console.print(f"signal: [bold]{escape(str(out_dir / 'signal.json'))}[/bold]", highlight=False)
+
+
+def default_signal_dir() -> Path:
+    from datetime import datetime
+
+    return Path("runs") / "signal" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def _name(about: dict) -> str:
+    extras = [about["init"], "BN" if about["norm"] == "batch" else "no BN"]
+    if about["residual_init"] != "none":
+        extras.append(about["residual_init"])
+    state = "" if about["state"] == "init" else ", trained"
+    return f"{about['arch']}-{about['depth']} ({', '.join(extras)}) seed {about['seed']}{state}"
+
+
+def summary_table(groups: list) -> Table:
+    """One row per setting and state: the correlation, the slopes in stage 1, and for plain nets
+    without batch norm the mean-field prediction's slope and its worst ratio there."""
+    from resdeep.report.spread import Spread, format_spread
+
+    theory = any(net.mean_field for group in groups for net in group.nets)
+    table = Table(
+        title="Signal at initialisation: neighbour-gradient correlation and the log2 change of "
+        "the second moment per conv in stage 1 (mean ± std over seeds)"
+    )
+    headers = ["setting", "state", "seeds", "gradient corr.", "lag 8", "forward/conv",
+               "backward/conv"]  # fmt: skip
+    if theory:
+        headers += ["theory fwd/conv", "measured/theory", "theory bwd/conv"]
+    for header in headers:
+        table.add_column(header, justify="left" if header in ("setting", "state") else "right")
+    for group in groups:
+        lags = group.lags()
+        lag8 = [row[7] for row in lags if len(row) >= 8]
+        row = [
+            escape(group.label),
+            group.state,
+            str(len(group.nets)),
+            "zero gradient" if group.zero_gradient() else format_spread(group.neighbour),
+            format_spread(Spread.of(lag8)),
+            format_spread(group.spread("forward_slope")),
+            format_spread(group.spread("backward_slope")),
+        ]
+        if theory:
+            worst = [net.fits.get("theory_forward_worst") for net in group.nets]
+            worst = [w for w in worst if w is not None]
+            row += [
+                format_spread(group.spread("theory_forward_slope")),
+                f"{min(worst):.2f} to {max(worst):.2f}" if worst else "-",
+                format_spread(group.spread("theory_backward_slope")),
+            ]
+        table.add_row(*row)
+    return table

@@ -1,0 +1,122 @@
+"""The report's signal section, read from the `signal.json` that `resdeep signal --checkpoint`
+wrote next to the report (plain JSON: the report needs no model to show it), and the clause the
+findings add to a setting that degrades with a healthy-looking gradient."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from resdeep.report.spread import Spread, format_spread
+
+SIGNAL_JSON = "signal.json"
+TITLE = "Signal at initialisation: shattered gradients (Balduzzi et al. 2017)"
+HEADERS = ("setting", "seeds", "gradient correlation at init", "after training",
+           "forward log2/conv", "backward log2/conv")  # fmt: skip
+CAPTIONS = {
+    "signal_by_block.png": "Signal and gradient by block (second moments)",
+    "signal_mean_field.png": "Mean-field theory beside the measurement",
+    "signal_correlation.png": "Neighbour-gradient correlation against depth and lag",
+    "signal_shattered.png": "One input-gradient coordinate along a line between two inputs",
+}
+INTRO = (
+    "Each net as `resdeep train` initialised it (batch-norm statistics from 512 training images, "
+    "then eval mode) and as it ended: the input gradient of logit 0 at 256 points on straight "
+    "lines between test images, and the mean cosine between the gradients at neighbouring "
+    "points (1: one direction along the whole line; 0: white noise, nothing for gradient "
+    "descent to follow). Slopes: log2 change of the second moment per conv in stage 1, at "
+    "initialisation. Mean ± std over the seeds."
+)
+SHATTERED_BELOW = 0.2  # a correlation this close to 0 is noise, not a direction
+
+
+@dataclass(frozen=True)
+class SignalSection:
+    findings: list[str]
+    rows: list[list[str]]
+    figures: list[tuple[str, Path]]  # (caption, PNG)
+    correlation: dict[tuple, dict[str, Spread]]  # setting key -> {"init": .., "trained": ..}
+
+    def clause(self, data: str, arch: str, depth: int, init: str, norm: str,
+               residual_init: str = "none") -> str | None:  # fmt: skip
+        """What the correlation says of a setting, against the residual net of its depth:
+        "its input gradients are shattered at initialisation: ..."; None when not measured."""
+        key = (data, arch, depth, init, norm, residual_init)
+        own = self.correlation.get(key, {}).get("init")
+        if own is None or own.mean is None:
+            return None
+        twins = [
+            (k, v["init"]) for k, v in self.correlation.items()
+            if k[1] != "plain" and (k[0], k[2], k[3], k[4]) == (data, depth, init, norm)
+            and "init" in v and k != key
+        ]  # fmt: skip
+        word = "shattered" if own.mean < SHATTERED_BELOW else "correlated"
+        text = (
+            f"its input gradients at initialisation are {word}: neighbour-gradient correlation "
+            f"{format_spread(own)}"
+        )
+        if twins:
+            (twin, spread), *_ = twins
+            text += f" vs {twin[1]}-{twin[2]}'s {format_spread(spread)}"
+        trained = self.correlation[key].get("trained")
+        if trained is not None and trained.mean is not None:
+            text += f", {format_spread(trained)} after training"
+        return text + " (Balduzzi et al. 2017)"
+
+
+def read_signal_section(folder: Path) -> SignalSection | None:
+    """The section from `folder/signal.json`, or None when there is none (or it is unreadable:
+    the report is still worth writing)."""
+    try:
+        signal = json.loads((folder / SIGNAL_JSON).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    figures = [
+        (CAPTIONS.get(name, name), folder / name)
+        for name in signal.get("figures", [])
+        if name.endswith(".png") and (folder / name).is_file()
+    ]
+    correlation: dict[tuple, dict[str, Spread]] = {}
+    by_label: dict[str, dict[str, dict[str, Any]]] = {}
+    for group in signal.get("groups", []):
+        key = tuple(group[k] for k in ("data", "arch", "depth", "init", "norm", "residual_init"))
+        correlation.setdefault(key, {})[group["state"]] = _spread(group["neighbour_correlation"])
+        by_label.setdefault(group["label"], {})[group["state"]] = group
+    return SignalSection(
+        findings=list(signal.get("findings", [])),
+        rows=[_row(label, states) for label, states in by_label.items()],
+        figures=figures,
+        correlation=correlation,
+    )
+
+
+def _spread(entry: dict | None) -> Spread:
+    if not entry:
+        return Spread(None, None, 0)
+    return Spread(entry["mean"], entry["std"], entry["n"])
+
+
+def _row(label: str, states: dict[str, dict[str, Any]]) -> list[str]:
+    init, trained = states.get("init"), states.get("trained")
+    fits = (init or trained or {}).get("fits", {})
+    return [
+        label,
+        str(len((init or trained)["seeds"])),
+        format_spread(_spread(init["neighbour_correlation"])) if init else "-",
+        format_spread(_spread(trained["neighbour_correlation"])) if trained else "-",
+        format_spread(_spread(fits.get("forward_slope"))),
+        format_spread(_spread(fits.get("backward_slope"))),
+    ]
+
+
+def markdown_lines(section: SignalSection) -> list[str]:
+    lines = [f"## {TITLE}", "", INTRO, ""]
+    lines += [f"- {finding}" for finding in section.findings]
+    lines += ["", "| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in section.rows]
+    lines.append("")
+    for caption, path in section.figures:
+        lines += [f"### {caption}", "", f"![{caption}]({path.name})", ""]
+    return lines

@@ -1,0 +1,163 @@
+"""The nets `resdeep signal` measures: a grid of `resdeep train` configurations (Hydra's own
+override parser and sweeper expand it), each net built as that training run would start, or
+the nets of trained runs, each at its initialisation and its end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from resdeep.errors import Problems, UsageError
+from resdeep.signal.study import (
+    NORMAL_SIZE,
+    NetSignal,
+    Probe,
+    SignalSettings,
+    data_probe,
+    measure_net,
+    normal_probe,
+    seed_like_training,
+)
+
+# What is swept unless the command line sets the key: the depth study's nets.
+DEFAULT_GRID = {"model": "plain,resnet", "model.depth": "20,56,110", "seed": "0,1,2"}
+
+
+def grid_jobs(overrides: Sequence[str]) -> list[list[str]]:
+    """Each net's overrides: DEFAULT_GRID for keys not given (model.arch counts as model), then
+    the command line's, expanded like `resdeep train -m` expands them (a,b lists, range())."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    bad = [line for line in overrides if "=" not in line]
+    if bad:
+        raise UsageError(f"{bad[0]!r} is not an override; write KEY=VALUE (e.g. model.depth=56)")
+    given = {line.split("=", 1)[0].lstrip("+~") for line in overrides}
+    if "model.arch" in given:
+        given.add("model")
+    lines = [f"{k}={v}" for k, v in DEFAULT_GRID.items() if k not in given] + list(overrides)
+    try:
+        parsed = OverridesParser.create().parse_overrides(lines)
+        (jobs,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    except HydraException as error:
+        raise UsageError(str(error).splitlines()[0]) from error
+    return jobs
+
+
+def grid_configs(overrides: Sequence[str]) -> list[DictConfig]:
+    """Every net's composed and checked config; every problem at once, one line each."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from resdeep.config import compose_train_config
+    from resdeep.train.validation import composition_error_line, validate
+
+    configs, problems = [], {}
+    for job in grid_jobs(overrides):
+        try:
+            cfg = compose_train_config(job)
+            validate(cfg)
+            configs.append(cfg)
+        except (HydraException, OmegaConfBaseException) as error:
+            problems[composition_error_line(error)] = None
+        except UsageError as error:
+            problems.update(dict.fromkeys(getattr(error, "lines", [str(error)])))
+    if problems:
+        raise Problems(list(problems))
+    return configs
+
+
+def describe(kwargs: dict[str, Any], seed: int, data: str, state: str) -> dict[str, Any]:
+    return {
+        "arch": str(kwargs["arch"]),
+        "depth": int(kwargs["depth"]),
+        "init": str(kwargs.get("init", "kaiming")),
+        "norm": str(kwargs.get("norm", "batch")),
+        "residual_init": str(kwargs.get("residual_init", "none")),
+        "seed": seed,
+        "data": data,
+        "state": state,
+    }
+
+
+def probe_for(data: Any, mean: Any, std: Any, settings: SignalSettings) -> Probe:
+    from resdeep.data import normalize
+
+    if settings.inputs == "normal":
+        size = settings.image_size or NORMAL_SIZE
+        return normal_probe((data.in_channels, size, size), settings)
+    return data_probe(
+        normalize(data.train.images, mean, std), normalize(data.test.images, mean, std), settings
+    )
+
+
+def initial_net(kwargs: dict[str, Any], seed: int, device: torch.device) -> torch.nn.Module:
+    from resdeep.models import build_model
+
+    seed_like_training(seed)
+    return build_model(**kwargs).to(device)
+
+
+def measure_grid(
+    configs: Sequence[DictConfig], settings: SignalSettings, device: torch.device
+) -> Iterator[NetSignal]:
+    """Each config's net at initialisation, as `resdeep train` would build it."""
+    from resdeep.config import data_from_config, model_kwargs_from_config
+
+    for cfg in configs:
+        seed = int(cfg.seed)
+        seed_like_training(seed)  # training seeds before it builds the data
+        data = data_from_config(cfg)
+        kwargs = model_kwargs_from_config(cfg, data)
+        model = initial_net(kwargs, seed, device)
+        probe = probe_for(data, data.mean, data.std, settings).to(device)
+        yield measure_net(model, probe, settings, describe(kwargs, seed, data.name, "init"))
+
+
+def final_checkpoints(paths: Sequence[Path]) -> list[Path]:
+    """Each run's weights at the end of training (last.pt; best.pt where a run has no other, as
+    an imported one), at or below `paths`; a checkpoint file counts as itself. The end, not the
+    best epoch: the report's final training error is the last weights'."""
+    from resdeep.runs import find_runs
+
+    found: list[Path] = []
+    for path in paths:
+        if path.is_file():
+            found.append(path)
+            continue
+        before = len(found)
+        for run in find_runs(path):
+            for name in ("last.pt", "best.pt"):
+                if (run.path / "checkpoints" / name).is_file():
+                    found.append(run.path / "checkpoints" / name)
+                    break
+        if len(found) == before:
+            raise UsageError(
+                f"no checkpoint (checkpoints/last.pt or best.pt) at or below {path}; train one "
+                "with `resdeep train` or import one with `resdeep import`"
+            )
+    return list(dict.fromkeys(found))
+
+
+def measure_checkpoints(
+    checkpoints: Sequence[Path], settings: SignalSettings, device: torch.device
+) -> Iterator[NetSignal]:
+    """Each trained run's net at its initialisation (rebuilt from its config and seed) and at
+    its end (the checkpoint), on the same inputs."""
+    from resdeep.checkpoint import load_checkpoint
+    from resdeep.config import checkpoint_data
+
+    for checkpoint in checkpoints:
+        trained, info = load_checkpoint(checkpoint, device)
+        seed = int(info.config.get("seed", 0))
+        data = checkpoint_data(info)
+        probe = probe_for(data, info.mean, info.std, settings).to(device)
+        kwargs = dict(info.model_kwargs)
+        for state, model in (("init", initial_net(kwargs, seed, device)), ("trained", trained)):
+            about = describe(kwargs, seed, info.data_name, state) | {"run": str(info.run_dir)}
+            yield measure_net(model, probe, settings, about)
