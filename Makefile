@@ -17,12 +17,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 # The depth study on digits, offline on CPU: plain vs residual at depth 20, 56 and 110, three
 # seeds each, jobs in parallel (one per core), then the lesion study (blocks deleted at test time,
-# the gradient by path length) and the report (figures, findings with mean ± std
-# over the seeds) in the sweep directory.
+# the gradient by path length), the signal study (shattered gradients at initialisation and at
+# the end) and the report (figures, findings with mean ± std over the seeds) in the sweep
+# directory.
 DEMO_DIR := runs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 demo: $(STAMP)
 	$(BIN)/resdeep train -m experiment=depth_study hydra.sweep.dir=$(DEMO_DIR)
 	$(BIN)/resdeep lesion $(DEMO_DIR) --paths
+	$(BIN)/resdeep signal --checkpoint $(DEMO_DIR)
 	$(BIN)/resdeep report $(DEMO_DIR)
 	$(BIN)/resdeep runs $(DEMO_DIR)
 

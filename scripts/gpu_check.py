@@ -5,7 +5,7 @@
 
 Steps: training on digits and on synthetic CIFAR-sized images (ResNet-20 and ResNet-110, precision
 32 / bf16 / 16, eager and torch.compile, CUDA graphs), the diagnostics in mixed precision against
-fp32, `cam` with every method, `uncertainty`, `lesion` against the CPU, a checkpoint moved
+fp32, `cam` with every method, `uncertainty`, `lesion` and `signal` against the CPU, a checkpoint moved
 between CUDA and CPU, several GPUs (NCCL, SyncBatchNorm) where present, `resdeep bench` (the
 smoke test, then the full suite's speed goals) and one CIFAR-10-sized epoch.
 
@@ -108,6 +108,13 @@ def plan(device: str, sizes: Sizes, gpus: int) -> list[Step]:
             "lesion",
             f"resdeep lesion --paths --reorder on {device} and on CPU: the same accuracies",
             180,
+            needs="train_digits",
+        ),
+        Step(
+            "signal",
+            f"resdeep signal (the nets at init) and --checkpoint on {device} and on CPU: the "
+            "same correlations, one depth-1202 net timed",
+            240,
             needs="train_digits",
         ),
         Step(
@@ -375,6 +382,38 @@ def step_lesion(ctx: Context) -> dict[str, Any]:
     }
 
 
+def step_signal(ctx: Context) -> dict[str, Any]:
+    """The signal study on the device and on the CPU (the same nets, seeded on the CPU, so the
+    correlations agree to float rounding), on the digits run too, and one depth-1202 net timed
+    on the device."""
+    results = {}
+    for where in (ctx.device, "cpu"):
+        out = ctx.work / f"signal_{where}"
+        resdeep(
+            "signal", "model.depth=20,56", "seed=0", "--pairs", "2", "--device", where,
+            "--out", str(out),
+        )  # fmt: skip
+        grid = json.loads((out / "signal.json").read_text())["nets"]
+        resdeep("signal", "--checkpoint", str(ctx.digits_run), "--pairs", "2", "--device",
+                where, "--out", str(out / "run"))  # fmt: skip
+        run = json.loads((out / "run" / "signal.json").read_text())["nets"]
+        results[where] = [net["line"]["neighbour"] for net in grid + run]
+    worst = max(abs(a - b) for a, b in zip(results[ctx.device], results["cpu"], strict=True))
+    if worst > 0.02:
+        raise RuntimeError(f"signal correlations differ by {worst:.4f} between device and cpu")
+    deep = 1202 if ctx.device.startswith("cuda") else 110  # CPU mode stays a toy
+    started = time.perf_counter()
+    resdeep(
+        "signal", "model=resnet", f"model.depth={deep}", "seed=0", "--pairs", "1", "--device",
+        ctx.device, "--out", str(ctx.work / f"signal_{deep}"),
+    )  # fmt: skip
+    return {
+        "correlations": results[ctx.device],
+        "worst_gap_to_cpu": worst,
+        f"depth_{deep}_seconds": time.perf_counter() - started,
+    }
+
+
 def step_checkpoint_devices(ctx: Context) -> dict[str, Any]:
     import torch
 
@@ -503,6 +542,7 @@ def run_step(name: str, ctx: Context) -> dict[str, Any]:
         "cam": step_cam,
         "uncertainty": step_uncertainty,
         "lesion": step_lesion,
+        "signal": step_signal,
         "checkpoint_devices": step_checkpoint_devices,
         "resume_on_cpu": step_resume_on_cpu,
         "multi_gpu": step_multi_gpu,

@@ -43,8 +43,8 @@ def test_the_cuda_plan_covers_every_path_and_says_why_a_step_is_skipped():
             for kind in ("eager", "compiled"):
                 assert f"train_resnet{depth}_{precision}_{kind}" in names
         assert f"train_resnet{depth}_bf16_cudagraphs" in names
-    for name in ("cam", "uncertainty", "lesion", "checkpoint_devices", "diagnostics", "bench_quick",
-                 "bench"):  # fmt: skip
+    for name in ("cam", "uncertainty", "lesion", "signal", "checkpoint_devices", "diagnostics",
+                 "bench_quick", "bench"):  # fmt: skip
         assert name in names
     assert [s.name for s in steps if s.skip] == ["multi_gpu"]  # one GPU: stated, not silent
     assert "two or more" in next(s.skip for s in steps if s.name == "multi_gpu")
@@ -62,6 +62,7 @@ def test_the_cpu_plan_skips_only_what_needs_cuda():
         "cam",
         "uncertainty",
         "lesion",
+        "signal",
         "checkpoint_devices",
         "diagnostics",
         "bench_quick",

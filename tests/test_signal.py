@@ -169,6 +169,16 @@ def test_checkpoints_at_init_and_end_feed_the_report(capsys, train_run, tmp_path
     written = json.loads((sweep / "signal.json").read_text())
     states = {(n["about"]["arch"], n["about"]["state"]) for n in written["nets"]}
     assert states == {(a, s) for a in ("plain", "resnet") for s in ("init", "trained")}
+    from resdeep.report.signal_section import read_signal_section
+
+    clause = read_signal_section(sweep).clause("digits", "plain", 8, "kaiming", "batch")
+    plain, resnet = (
+        next(g for g in written["groups"] if g["arch"] == arch and g["state"] == "init")
+        for arch in ("plain", "resnet")
+    )
+    assert f"{plain['neighbour_correlation']['mean']:.3g}" in clause
+    assert f"vs resnet-8's {resnet['neighbour_correlation']['mean']:.3g}" in clause
+    assert "after training" in clause
     code, out, err = run_main(capsys, "report", str(sweep))
     assert code == 0, err
     report = (sweep / "report.md").read_text()

@@ -19,7 +19,8 @@ CAPTIONS = {
     "signal_by_block.png": "Signal and gradient by block (second moments)",
     "signal_mean_field.png": "Mean-field theory beside the measurement",
     "signal_correlation.png": "Neighbour-gradient correlation against depth and lag",
-    "signal_shattered.png": "One input-gradient coordinate along a line between two inputs",
+    "signal_shattered.png": "The gradient along a line between two inputs, and the cosine "
+    "between its points",
 }
 INTRO = (
     "Each net as `resdeep train` initialised it (batch-norm statistics from 512 training images, "
