@@ -1,0 +1,180 @@
+"""Residual nets without batch norm (model.residual_init): each block is the identity where its
+method says so, Fixup's scales follow the authors' formula, nonsense is refused in one line, and
+each method trains, saves and loads through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+import torch
+from torch import fx, nn
+
+from resdeep.checkpoint import load_checkpoint
+from resdeep.models import ModelConfigError, build_model, layer_responses
+from resdeep.models.normfree import FixupBasicBlock
+from tests.conftest import run_main
+
+METHODS = ("fixup", "skipinit", "rezero")
+# One thread: a tiny net's step is dominated by thread hand-offs, and on a busy machine two threads
+# take several times longer than one.
+TINY_RUN = ("model.norm=none", "trainer.threads=1")
+# (arch, block, depth) each method is built for; fixup only for the authors' post-activation net.
+NETS = {
+    "fixup": [("resnet", "basic", 20)],
+    "skipinit": [("resnet", "basic", 20), ("preact", "basic", 20), ("preact", "bottleneck", 11)],
+    "rezero": [("resnet", "basic", 20), ("preact", "basic", 20), ("preact", "bottleneck", 11)],
+}
+CASES = [(method, *net) for method, nets in NETS.items() for net in nets]
+
+
+def _net(method: str, arch: str = "resnet", block: str = "basic", depth: int = 20) -> nn.Module:
+    torch.manual_seed(0)
+    return build_model(arch, depth=depth, block=block, norm="none", residual_init=method).eval()
+
+
+def _block_inputs(model: nn.Module, non_negative: bool) -> list[tuple[nn.Module, torch.Tensor]]:
+    """Each block with a random input of the shape it receives in the net."""
+    pairs, x = [], model.stem(torch.randn(2, 3, 16, 16))
+    for block in model.blocks():
+        sample = torch.randn(x.shape)
+        pairs.append((block, sample.abs() if non_negative else sample))
+        x = block(x)
+    return pairs
+
+
+@pytest.mark.parametrize("method,arch,block,depth", CASES)
+def test_every_block_starts_as_its_shortcut(method, arch, block, depth):
+    """At initialisation each branch is zero, so a block computes merge(shortcut(x)); where the
+    shape is kept that is x itself. A post-activation block ends on ReLU(x + F(x)), the identity
+    only on non-negative inputs, which is all it ever receives (the stem and every block before
+    it end on a ReLU): those get |noise|. ReZero has no ReLU after the sum and pre-activation
+    units none either: any input."""
+    post_activation = arch == "resnet" and method != "rezero"
+    model = _net(method, arch, block, depth)
+    with torch.no_grad():
+        for module, x in _block_inputs(model, non_negative=post_activation):
+            branch, shortcut = module.paths(x.clone())
+            assert branch.abs().max() == 0
+            expected = module.merge(shortcut.clone())
+            output = module(x.clone())
+            assert (output - expected).abs().max() <= 1e-7
+            if output.shape == x.shape and not getattr(module, "shares_preactivation", False):
+                assert (output - x).abs().max() <= 1e-7
+
+
+def test_fixup_scales_the_first_conv_by_the_authors_formula_and_zeroes_the_rest():
+    """Zhang et al. 2019: He init times L^(-1/(2m-2)) with m = 2, L the residual branches; the
+    authors' code takes He's fan from the output side, sqrt(2 / (out_channels * 3 * 3))."""
+    model = _net("fixup", depth=20)  # 9 branches
+    blocks = model.blocks()
+    scale = len(blocks) ** -0.5
+    for stage in (model.stage1, model.stage2, model.stage3):
+        weights = torch.cat([block.conv1.weight.flatten() for block in stage])
+        fan_out = stage[0].conv1.out_channels * 9
+        assert weights.std().item() == pytest.approx(math.sqrt(2 / fan_out) * scale, rel=0.04)
+        assert weights.mean().abs().item() < 0.1 * weights.std().item()
+    # The stride-2 conv tells the fan modes apart: fan_in (16 * 9) would be sqrt(2) larger.
+    entry = model.stage2.block1.conv1.weight
+    assert entry.std().item() == pytest.approx(math.sqrt(2 / (32 * 9)) * scale, rel=0.05)
+    for block in blocks:
+        assert isinstance(block, FixupBasicBlock)
+        assert block.conv2.weight.abs().max() == 0 and block.conv1.bias is None
+        assert block.scale.gain.item() == 1.0
+        assert all(b.bias.item() == 0.0 for b in (block.bias1a, block.bias1b, block.bias2a))
+    assert model.classifier.weight.abs().max() == 0 and model.classifier.bias.abs().max() == 0
+    assert model(torch.randn(2, 3, 16, 16)).abs().max() == 0  # first logits 0: loss log(10)
+
+
+def test_skipinit_keeps_the_relu_after_the_sum_and_rezero_drops_it():
+    x = -torch.rand(1, 16, 4, 4)  # a negative input: only ReZero passes it on
+    skipinit, rezero = _net("skipinit").stage1.block2, _net("rezero").stage1.block2
+    with torch.no_grad():
+        assert skipinit(x.clone()).abs().max() == 0
+        torch.testing.assert_close(rezero(x.clone()), x)
+    assert skipinit.gate.gain.item() == rezero.gate.gain.item() == 0.0
+
+
+def test_the_classifier_reads_exactly_the_features_so_cam_adds_up():
+    """CAM (Zhou et al. 2016) rests on logit_c = mean_xy sum_k w_ck f_k(x, y) + b_c. Fixup's
+    scalar bias before the classifier sits inside `features`, so no term escapes the maps."""
+    model = _net("fixup")
+    with torch.no_grad():
+        model.feature_bias.bias.fill_(0.7)
+        nn.init.normal_(model.classifier.weight)
+        x = torch.randn(3, 3, 16, 16)
+        maps = torch.einsum("ck,bkhw->bchw", model.classifier.weight, model.features(x))
+        torch.testing.assert_close(maps.mean(dim=(2, 3)) + model.classifier.bias, model(x))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_diagnostics_trace_the_net_and_take_each_conv_response_at_the_conv(method, caplog):
+    """Without batch norm a conv's response (He et al. 2015, Fig. 7) is its own output; the
+    diagnostics find that on the fx-traced graph, which the scalar gates must not break."""
+    model = _net(method, depth=8)
+    fx.symbolic_trace(model)
+    with caplog.at_level(logging.WARNING, logger="resdeep.models"):
+        responses = layer_responses(model)
+    assert not caplog.records
+    modules = dict(model.named_modules())
+    assert len(responses) == 7 and all(module is modules[name] for name, module in responses)
+
+
+@pytest.mark.parametrize(
+    "changes,needle",
+    [
+        ({"arch": "plain", "residual_init": "fixup"}, "plain nets have none"),
+        ({"norm": "batch", "residual_init": "skipinit"}, "set model.norm=none"),
+        ({"residual_init": "rezero", "zero_init_residual": True}, "drop zero_init_residual"),
+        ({"arch": "preact", "residual_init": "fixup"}, "built for arch=resnet"),
+        ({"residual_init": "magic"}, "unknown residual_init"),
+    ],
+)
+def test_refusals_say_what_to_change(changes, needle):
+    with pytest.raises(ModelConfigError, match=needle):
+        build_model(**{"arch": "resnet", "depth": 8, "norm": "none", **changes})
+
+
+def test_the_cli_refuses_fixup_on_a_plain_net_in_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, _, stderr = run_main(
+        capsys, "train", "model=plain", "model.norm=none", "model.residual_init=fixup",
+        "trainer.device=cpu",
+    )  # fmt: skip
+    lines = stderr.strip().splitlines()
+    assert status != 0 and len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert "residual_init=fixup" in lines[0] and "plain" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_old_checkpoint_without_the_key_builds_the_plain_residual_net():
+    model = build_model(arch="resnet", depth=8, norm="none")  # model_kwargs before the key
+    assert not any(isinstance(m, FixupBasicBlock) for m in model.modules())
+    assert all(isinstance(block.gate, nn.Identity) for block in model.blocks())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_method_trains_and_its_checkpoint_loads_back(train_run, method):
+    run_dir = train_run(*TINY_RUN, f"model.residual_init={method}", epochs=1)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["residual_init"] == method
+    assert math.isfinite(metrics["history"][-1]["train_loss"])
+    model, info = load_checkpoint(run_dir)
+    assert info.model_kwargs["residual_init"] == method
+    x = torch.randn(2, *info.input_shape)
+    assert torch.isfinite(model(x)).all()
+    if method != "fixup":  # the gates moved off zero: the branches learn
+        assert any(block.gate.gain.item() != 0 for block in model.blocks())
+
+
+def test_cam_on_a_fixup_checkpoint_is_grad_cam(train_run):
+    """On a GAP + linear net Grad-CAM equals CAM up to a positive factor (Selvaraju et al.):
+    it does on Fixup's too, whose scalar bias before the classifier lies inside the features."""
+    from resdeep.cam.api import compute_cam
+
+    model, info = load_checkpoint(train_run(*TINY_RUN, "model.residual_init=fixup", epochs=1))
+    assert model.feature_bias.bias.item() != 0  # it learned a bias the maps must include
+    x = torch.randn(4, *info.input_shape)
+    torch.testing.assert_close(compute_cam(model, x, "gradcam"), compute_cam(model, x, "cam"))
