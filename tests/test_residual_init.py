@@ -7,15 +7,22 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from torch import fx, nn
 
+from resdeep.cam.api import compute_cam
 from resdeep.checkpoint import load_checkpoint
+from resdeep.lesion.groups import group_lesions, lesion_findings
+from resdeep.lesion.study import RunLesion
 from resdeep.models import ModelConfigError, build_model, layer_responses
 from resdeep.models.normfree import FixupBasicBlock
+from resdeep.report import figures as draw
+from resdeep.report import group_runs, summarize_runs
 from tests.conftest import run_main
+from tests.test_report import fake_run
 
 METHODS = ("fixup", "skipinit", "rezero")
 # One thread: a tiny net's step is dominated by thread hand-offs, and on a busy machine two threads
@@ -172,9 +179,63 @@ def test_each_method_trains_and_its_checkpoint_loads_back(train_run, method):
 def test_cam_on_a_fixup_checkpoint_is_grad_cam(train_run):
     """On a GAP + linear net Grad-CAM equals CAM up to a positive factor (Selvaraju et al.):
     it does on Fixup's too, whose scalar bias before the classifier lies inside the features."""
-    from resdeep.cam.api import compute_cam
-
     model, info = load_checkpoint(train_run(*TINY_RUN, "model.residual_init=fixup", epochs=1))
     assert model.feature_bias.bias.item() != 0  # it learned a bias the maps must include
     x = torch.randn(4, *info.input_shape)
     torch.testing.assert_close(compute_cam(model, x, "gradcam"), compute_cam(model, x, "cam"))
+
+
+def _report_runs(norm: str, methods: tuple[str, ...], seeds: int = 2) -> list:
+    return [
+        replace(
+            fake_run("resnet", 110, [0.5], [1.0, 1.0, 1.0], norm=norm, seed=seed),
+            residual_init=method,
+        )
+        for method in methods
+        for seed in range(seeds)
+    ]
+
+
+def test_the_report_groups_and_labels_runs_by_method():
+    runs = _report_runs("none", ("rezero", "none", "skipinit", "fixup"))
+    groups = group_runs(summarize_runs(runs))
+    assert [g.label for g in groups] == [
+        "resnet-110", "resnet-110 (fixup)", "resnet-110 (skipinit)", "resnet-110 (rezero)",
+    ]  # fmt: skip
+    assert [g.name for g in groups] == [g.label for g in groups]  # no prefix names the method
+    assert all(g.seeds == [0, 1] for g in groups)
+    # With batch norm in the mix too: the label says both, a method only where there is one.
+    runs += _report_runs("batch", ("none",))
+    labels = [g.label for g in group_runs(summarize_runs(runs))]
+    assert labels[:2] == ["resnet-110 (BN)", "resnet-110 (no BN)"]
+    assert labels[-1] == "resnet-110 (no BN, rezero)"
+    # One gradient-profile panel per method (all at depth 110): none of them drawn over another.
+    figure = draw.gradient_profile(groups)
+    assert sorted(axis.get_title() for axis in figure.axes) == sorted(
+        f"depth 110, residual_init {method}, 2 seeds"
+        for method in ("none", "fixup", "skipinit", "rezero")
+    )
+
+
+def _lesion(method: str, arch: str = "resnet", seed: int = 0, drop: float = 0.01):
+    blocks = [
+        {"name": f"stage1.block{i}", "deleted": True, "changes_shape": False,
+         "accuracy": 0.9 - drop, "drop": drop}
+        for i in (1, 2, 3)
+    ]  # fmt: skip
+    return RunLesion(
+        run=f"{arch}-{method}-{seed}", checkpoint="c", arch=arch, depth=20, seed=seed,
+        data="digits", init="kaiming", norm="none", shortcut="A", classes=10, split="test",
+        images=100, intact={"accuracy": 0.9}, blocks=blocks, k_curve={"points": []},
+        residual_init=method,
+    )  # fmt: skip
+
+
+def test_lesion_groups_tell_the_methods_apart_and_each_meets_the_plain_net():
+    runs = [_lesion("none", "plain", seed, drop=0.5) for seed in (0, 1)]
+    runs += [_lesion(method, seed=seed) for method in ("fixup", "none") for seed in (0, 1)]
+    groups = group_lesions(runs)
+    assert [g.label for g in groups] == ["plain-20", "resnet-20", "resnet-20 (fixup)"]
+    lines = lesion_findings(groups)
+    for label in ("resnet-20", "resnet-20 (fixup)"):
+        assert any(f"costs the plain net more than {label} " in line for line in lines), lines
