@@ -20,9 +20,9 @@ from resdeep.lesion.study import RunLesion
 from resdeep.models import ModelConfigError, build_model, layer_responses
 from resdeep.models.normfree import FixupBasicBlock
 from resdeep.report import figures as draw
-from resdeep.report import group_runs, summarize_runs
+from resdeep.report import findings, group_runs, summarize_runs
 from tests.conftest import run_main
-from tests.test_report import fake_run
+from tests.test_report import fake_run, with_diagnostics
 
 METHODS = ("fixup", "skipinit", "rezero")
 # One thread: a tiny net's step is dominated by thread hand-offs, and on a busy machine two threads
@@ -239,3 +239,39 @@ def test_lesion_groups_tell_the_methods_apart_and_each_meets_the_plain_net():
     lines = lesion_findings(groups)
     for label in ("resnet-20", "resnet-20 (fixup)"):
         assert any(f"costs the plain net more than {label} " in line for line in lines), lines
+
+
+def _with_signal(run, step_row: int, value: float):
+    """`run` (with diagnostics) whose backward signal at the `step_row`-th logged step is
+    `value` at every unit."""
+    diagnostics = run.diagnostics
+    values = diagnostics.backward_signal.values.copy()
+    values[step_row] = value
+    signal = replace(diagnostics.backward_signal, values=values)
+    return replace(run, diagnostics=replace(diagnostics, backward_signal=signal))
+
+
+def test_the_report_says_what_a_zero_or_a_diverged_signal_is_and_quotes_no_nan_accuracy():
+    fixup = with_diagnostics(
+        replace(fake_run("resnet", 110, [0.3], [1.0] * 7, norm="none"), residual_init="fixup"),
+        init_signal=1.0,
+        end_signal=3.0,
+    )
+    fixup = _with_signal(fixup, 0, 0.0)  # a zero classifier passes no gradient back at step 0
+    # Diverged at step 2, before any epoch ended: no checkpoint, so its recorded test accuracy
+    # is that of NaN weights.
+    diverged = with_diagnostics(
+        replace(fake_run("resnet", 110, [2.3], [1.0] * 7, norm="none", status="diverged"),
+                history=[]),
+        init_signal=1e5, end_signal=1.0, end_step=2,
+    )  # fmt: skip
+    diverged = _with_signal(diverged, -1, math.nan)
+    summaries = summarize_runs([fixup, diverged])
+    assert [(s.label, s.test_acc) for s in summaries] == [
+        ("resnet-110", None), ("resnet-110 (fixup)", 0.9),
+    ]  # fmt: skip
+    lines = findings(summaries)
+    [fixup_line] = [line for line in lines if line.startswith("resnet-110 (fixup): at init")]
+    assert "no backward signal reaches any block (the classifier starts at zero)" in fixup_line
+    [none_line] = [line for line in lines if line.startswith("resnet-110: at init")]
+    assert "at step 2 the backward signal is not finite" in none_line

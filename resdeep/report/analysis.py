@@ -172,6 +172,9 @@ def _summary(run: RunData, varying: set[str]) -> RunSummary:
     failed = run.status == "diverged" or run.skipped_steps > run.steps
     if failed:
         last = {}
+    # A run that diverged before its first epoch ended saved no checkpoint: the test accuracy it
+    # recorded is that of its non-finite weights (one class for every image), not a result.
+    untested = run.status == "diverged" and not run.history
     return RunSummary(
         label=run_label(run.arch, run.depth, run.init, run.norm, varying, run.residual_init),
         # The findings' prefix names data, init and norm, never residual_init: the name keeps it.
@@ -190,7 +193,7 @@ def _summary(run: RunData, varying: set[str]) -> RunSummary:
         skipped_steps=run.skipped_steps,
         final_train_loss=_finite(last.get("train_loss")),
         final_train_error=_error(last.get("train_acc")),
-        test_acc=_finite(run.test_acc),
+        test_acc=None if untested else _finite(run.test_acc),
         layer_names=list(grads.layer_names) if grads else [],
         first_step=grads.steps[0] if grads else None,
         last_step=grads.steps[-1] if grads else None,
