@@ -16,7 +16,7 @@ from torch import fx, nn
 from resdeep.cam.api import compute_cam
 from resdeep.checkpoint import load_checkpoint
 from resdeep.lesion.groups import group_lesions, lesion_findings
-from resdeep.lesion.study import RunLesion
+from resdeep.lesion.study import LesionSettings, RunLesion, study_run
 from resdeep.models import ModelConfigError, build_model, layer_responses
 from resdeep.models.normfree import FixupBasicBlock
 from resdeep.report import figures as draw
@@ -127,6 +127,26 @@ def test_diagnostics_trace_the_net_and_take_each_conv_response_at_the_conv(metho
     assert not caplog.records
     modules = dict(model.named_modules())
     assert len(responses) == 7 and all(module is modules[name] for name, module in responses)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_deleting_any_block_of_a_fresh_net_changes_nothing(method):
+    """The lesion study deletes a block by keeping merge(shortcut) (Veit et al. 2016): on a net
+    whose every branch starts at zero that is the block itself, so no deletion costs anything,
+    and the routed path gradients run through the gates."""
+    model = _net(method, depth=14)
+    nn.init.normal_(model.classifier.weight)  # Fixup's starts at zero: give the logits a say
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 3, 8, 8, generator=generator)
+    y = torch.randint(10, (24,), generator=generator)
+    result = study_run(
+        model, inputs=x, labels=y, train_inputs=x, train_labels=y, input_shape=(3, 8, 8),
+        settings=LesionSettings(k_max=2, draws=2, paths=True, path_samples=2),
+        about=dict(run="r", checkpoint="c", arch="resnet", depth=14, seed=0, data="d",
+                   init="kaiming", norm="none", shortcut="A", classes=10, residual_init=method),
+    )  # fmt: skip
+    assert result.single_drops() and all(drop == 0 for drop in result.single_drops())
+    assert result.paths is not None and result.residual_init == method
 
 
 @pytest.mark.parametrize(
