@@ -25,9 +25,19 @@ from tests.conftest import run_main
 from tests.test_report import fake_run, with_diagnostics
 
 METHODS = ("fixup", "skipinit", "rezero")
-# One thread: a tiny net's step is dominated by thread hand-offs, and on a busy machine two threads
-# take several times longer than one.
+# One thread: these nets are tiny, so their work is dominated by thread hand-offs, and on a busy
+# machine two threads take several times longer than one.
 TINY_RUN = ("model.norm=none", "trainer.threads=1")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # (arch, block, depth) each method is built for; fixup only for the authors' post-activation net.
 NETS = {
     "fixup": [("resnet", "basic", 20)],
@@ -141,7 +151,7 @@ def test_deleting_any_block_of_a_fresh_net_changes_nothing(method):
     y = torch.randint(10, (24,), generator=generator)
     result = study_run(
         model, inputs=x, labels=y, train_inputs=x, train_labels=y, input_shape=(3, 8, 8),
-        settings=LesionSettings(k_max=2, draws=2, paths=True, path_samples=2),
+        settings=LesionSettings(k_max=2, draws=1, paths=True, path_samples=1),
         about=dict(run="r", checkpoint="c", arch="resnet", depth=14, seed=0, data="d",
                    init="kaiming", norm="none", shortcut="A", classes=10, residual_init=method),
     )  # fmt: skip
