@@ -14,7 +14,7 @@ import torch
 from torch import fx, nn
 
 from resdeep.cam.api import compute_cam
-from resdeep.checkpoint import load_checkpoint
+from resdeep.checkpoint import load_checkpoint, save_checkpoint
 from resdeep.lesion.groups import group_lesions, lesion_findings
 from resdeep.lesion.study import LesionSettings, RunLesion, study_run
 from resdeep.models import ModelConfigError, build_model, layer_responses
@@ -186,10 +186,20 @@ def test_the_cli_refuses_fixup_on_a_plain_net_in_one_line(capsys, tmp_path, monk
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_old_checkpoint_without_the_key_builds_the_plain_residual_net():
-    model = build_model(arch="resnet", depth=8, norm="none")  # model_kwargs before the key
-    assert not any(isinstance(m, FixupBasicBlock) for m in model.modules())
-    assert all(isinstance(block.gate, nn.Identity) for block in model.blocks())
+def test_an_old_checkpoint_without_the_key_loads_as_residual_init_none(tmp_path):
+    kwargs = {"arch": "resnet", "depth": 8, "norm": "none", "in_channels": 1}  # before the key
+    model = build_model(**kwargs)
+    save_checkpoint(
+        tmp_path / "old.pt",
+        {"model": model.state_dict(), "model_kwargs": kwargs, "classes": list("0123456789"),
+         "normalization": {"mean": [0.5], "std": [0.2]}, "input_shape": [1, 8, 8],
+         "epoch": 1, "step": 10},
+    )  # fmt: skip
+    loaded, info = load_checkpoint(tmp_path / "old.pt")
+    assert "residual_init" not in info.model_kwargs
+    assert all(isinstance(block.gate, nn.Identity) for block in loaded.blocks())
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
 
 
 @pytest.mark.parametrize("method", METHODS)
