@@ -50,7 +50,11 @@ class CheckpointInfo:
 
 
 # What must agree for one checkpoint's weights to mean the same network as another's.
-ARCHITECTURE_KEYS = ("arch", "depth", "block", "shortcut", "shortcut_pad", "norm", "in_channels")
+# A checkpoint from before residual_init existed has none: it was "none", and build_model's
+# default rebuilds it.
+ARCHITECTURE_KEYS = (
+    "arch", "depth", "block", "shortcut", "shortcut_pad", "norm", "residual_init", "in_channels",
+)  # fmt: skip
 
 
 def first_architecture_difference(theirs: dict[str, Any], ours: dict[str, Any]) -> str | None:

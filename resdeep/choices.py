@@ -12,6 +12,9 @@ SHORTCUTS = ("A", "B")  # A: parameter-free (subsample, zero-pad); B: 1x1 projec
 SHORTCUT_PADS = ("after", "both")
 INITS = ("kaiming", "xavier", "orthogonal", "default")
 NORMS = ("batch", "none")
+# Residual nets that train without batch norm (resdeep.models.normfree): Fixup (Zhang et al.
+# 2019), SkipInit (De & Smith 2020) and ReZero (Bachlechner et al. 2020); "none": neither.
+RESIDUAL_INITS = ("none", "fixup", "skipinit", "rezero")
 DROPOUT_PLACES = ("head", "blocks")
 
 # Training (resdeep.train)

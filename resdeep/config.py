@@ -69,6 +69,7 @@ MODEL_KEYS = (
     "init",
     "norm",
     "zero_init_residual",
+    "residual_init",
     "dropout",
     "dropout_at",
 )

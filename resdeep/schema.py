@@ -36,6 +36,9 @@ class ModelConfig:
     init: str = key("kaiming", "weight initialisation", c.INITS)
     norm: str = key("batch", "none: no batch norm (gradients vanish sooner)", c.NORMS)
     zero_init_residual: bool = key(False, "last BN (pre-act: last conv) of each branch starts at 0")
+    residual_init: str = key(
+        "none", "a residual net without BN (needs model.norm=none)", c.RESIDUAL_INITS
+    )
     dropout: float = key(0.0, "probability; > 0 enables MC-dropout uncertainty")
     dropout_at: str = key("head", "before the classifier, or in every block", c.DROPOUT_PLACES)
 

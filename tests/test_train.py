@@ -118,7 +118,8 @@ def test_plain20_run_dir_is_complete(capsys, monkeypatch, tmp_path):
     content = events.PluginTagToContent("hparams")["_hparams_/experiment"]
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
     names = [info.name for info in experiment.hparam_infos]
-    assert names == ["arch", "depth", "init", "norm", "shortcut", "lr", "seed", "data"]
+    what_the_net_is = ["arch", "depth", "init", "norm", "residual_init", "shortcut"]
+    assert names == [*what_the_net_is, "lr", "seed", "data"]
     assert {m.name.tag for m in experiment.metric_infos} >= {"hparam/test_acc"}
     assert [e.step for e in events.Scalars("hparam/test_acc")] == [10]
     # Logged at step 1 too (the bar has numbers at once; curves start at the first step).

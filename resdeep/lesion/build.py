@@ -94,6 +94,7 @@ def lesion_checkpoint(
         "init": str(kwargs.get("init", "kaiming")),
         "norm": str(kwargs.get("norm", "batch")),
         "shortcut": str(kwargs.get("shortcut", "A")),
+        "residual_init": str(kwargs.get("residual_init", "none")),
         "classes": info.num_classes,
     }
     return study_run(

@@ -10,7 +10,7 @@ from itertools import groupby
 from typing import Any
 
 from resdeep.lesion.study import RunLesion
-from resdeep.report.analysis import run_label
+from resdeep.report.analysis import residual_init_order, run_label, varying_keys
 from resdeep.report.spread import Spread, compare, format_points, format_spread, single_seed
 
 
@@ -23,6 +23,10 @@ class LesionGroup:
     arch: str
     depth: int
     runs: list[RunLesion]  # in seed order
+
+    @property
+    def residual_init(self) -> str:
+        return self.runs[0].residual_init
 
     @property
     def seeds(self) -> list[int | None]:
@@ -85,6 +89,7 @@ class LesionGroup:
             "data": self.data,
             "arch": self.arch,
             "depth": self.depth,
+            "residual_init": self.residual_init,
             "seeds": self.seeds,
             "intact_accuracy": vars(self.intact),
             "median_single_drop": vars(self.median_drop),
@@ -101,18 +106,24 @@ def _median(values: Sequence[float]) -> float | None:
 
 
 def group_lesions(runs: Sequence[RunLesion]) -> list[LesionGroup]:
-    """Groups in a stable order (data, init, norm, arch, depth); labels as the report's."""
-    varying = {key for key in ("init", "norm") if len({getattr(r, key) for r in runs}) > 1}
+    """Groups in a stable order (data, init, norm, arch, depth, residual_init); labels as the
+    report's."""
+    varying = varying_keys(runs)
 
     def key(run: RunLesion) -> tuple:
-        return (run.data, run.init, run.norm, run.shortcut, run.arch, run.depth)
+        return (
+            run.data, run.init, run.norm, run.shortcut, run.arch, run.depth,
+            residual_init_order(run.residual_init), run.residual_init,
+        )  # fmt: skip
 
     ordered = sorted(runs, key=lambda r: (*key(r), r.seed is None, r.seed or 0))
     groups = []
     for _, members in groupby(ordered, key=key):
         seeds = list(members)
         first = seeds[0]
-        label = run_label(first.arch, first.depth, first.init, first.norm, varying)
+        label = run_label(
+            first.arch, first.depth, first.init, first.norm, varying, first.residual_init
+        )
         groups.append(LesionGroup(label, first.data, first.arch, first.depth, seeds))
     return groups
 
@@ -130,9 +141,10 @@ def lesion_findings(groups: Sequence[LesionGroup]) -> list[str]:
         if near_chance(group):
             sentence += "; it is near chance before any deletion, with little left to lose"
         findings.append(sentence + ".")
-    by_depth = {(g.data, g.depth, g.arch): g for g in groups}
-    for (data, depth, arch), residual in by_depth.items():
-        plain = by_depth.get((data, depth, "plain"))
+    # A plain net has no residual_init: each residual group at its depth is set against it.
+    by_depth = {(g.data, g.depth, g.arch, g.residual_init): g for g in groups}
+    for (data, depth, arch, _), residual in by_depth.items():
+        plain = by_depth.get((data, depth, "plain", "none"))
         if arch == "plain" or plain is None:
             continue
         if near_chance(plain):

@@ -77,6 +77,7 @@ class RunLesion:
     reorder: dict[str, Any] | None = None
     paths: dict[str, Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    residual_init: str = "none"  # model.residual_init (resdeep.models.normfree)
 
     def single_drops(self, *, same_shape_only: bool = False) -> list[float]:
         """Accuracy lost (points of 1.0) by each deleted block, input to output."""
@@ -125,7 +126,7 @@ def study_run(
     about: dict[str, Any],
 ) -> RunLesion:
     """The whole study of one model on normalised `inputs`; `about` names the run (run,
-    checkpoint, arch, depth, seed, data, init, norm, shortcut)."""
+    checkpoint, arch, depth, seed, data, init, norm, shortcut, and residual_init if any)."""
     blocks = describe_blocks(model, input_shape)
     check_net(blocks, settings, str(about["run"]))
     n = len(blocks)

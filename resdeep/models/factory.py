@@ -8,12 +8,14 @@ from resdeep.choices import (
     DROPOUT_PLACES,
     INITS,
     NORMS,
+    RESIDUAL_INITS,
     SHORTCUT_PADS,
     SHORTCUTS,
 )
 from resdeep.models.base import ConvNet
 from resdeep.models.cifar_resnet import CifarResNet
 from resdeep.models.init import init_weights
+from resdeep.models.normfree import fixup_initialize
 from resdeep.models.preact import PreActResNet
 
 # Weight layers per block: 2 for basic (two 3x3), 3 for bottleneck (1x1, 3x3, 1x1); three stages
@@ -52,6 +54,7 @@ def check_model_args(
     init: str = "kaiming",
     norm: str = "batch",
     zero_init_residual: bool = False,
+    residual_init: str = "none",
     dropout: float = 0.0,
     dropout_at: str = "head",
     in_channels: int = 3,
@@ -90,9 +93,42 @@ def check_model_args(
         )
     if zero_init_residual and arch == "plain":
         raise ModelConfigError("zero_init_residual needs a residual branch; plain nets have none")
+    check_residual_init(residual_init, arch=arch, norm=norm, zero_init_residual=zero_init_residual)
     if in_channels < 1 or num_classes < 2:
         raise ModelConfigError("need at least 1 input channel and 2 classes")
     blocks_per_stage(depth, block)
+
+
+def check_residual_init(
+    residual_init: str, *, arch: str, norm: str, zero_init_residual: bool
+) -> None:
+    """Fixup, SkipInit and ReZero make a residual net trainable without batch norm: refuse them
+    where that means nothing (resdeep.models.normfree)."""
+    if residual_init not in RESIDUAL_INITS:
+        raise ModelConfigError(
+            f"unknown residual_init {residual_init!r}; choose one of {', '.join(RESIDUAL_INITS)}"
+        )
+    if residual_init == "none":
+        return
+    if arch == "plain":
+        raise ModelConfigError(
+            f"residual_init={residual_init} scales residual branches; plain nets have none"
+        )
+    if norm == "batch":
+        raise ModelConfigError(
+            f"residual_init={residual_init} is a replacement for batch norm; "
+            "set model.norm=none (or residual_init=none)"
+        )
+    if zero_init_residual:
+        raise ModelConfigError(
+            f"residual_init={residual_init} already starts every branch at zero; "
+            "drop zero_init_residual"
+        )
+    if residual_init == "fixup" and arch != "resnet":
+        raise ModelConfigError(
+            f"residual_init=fixup is built for arch=resnet (the authors' post-activation CIFAR "
+            f"blocks), not arch={arch}"
+        )
 
 
 def build_model(
@@ -107,20 +143,22 @@ def build_model(
     init: str = "kaiming",
     norm: str = "batch",
     zero_init_residual: bool = False,
+    residual_init: str = "none",
     dropout: float = 0.0,
     dropout_at: str = "head",
 ) -> ConvNet:
     """Build `arch` at `depth`. Plain and resnet use basic blocks; preact takes either.
 
     `shortcut=None` picks the papers' choice: A (parameter-free) for basic blocks, B (projection)
-    for bottleneck units.
+    for bottleneck units. `residual_init` (not "none", with `norm="none"`): a residual net that
+    trains without batch norm, Fixup, SkipInit or ReZero (resdeep.models.normfree).
     """
     if shortcut is None:
         shortcut = "B" if block == "bottleneck" else "A"
     check_model_args(
         arch=arch, depth=depth, block=block, shortcut=shortcut, shortcut_pad=shortcut_pad,
-        init=init, norm=norm, zero_init_residual=zero_init_residual, dropout=dropout,
-        dropout_at=dropout_at, in_channels=in_channels, num_classes=num_classes,
+        init=init, norm=norm, zero_init_residual=zero_init_residual, residual_init=residual_init,
+        dropout=dropout, dropout_at=dropout_at, in_channels=in_channels, num_classes=num_classes,
     )  # fmt: skip
     n = blocks_per_stage(depth, block)
     common = dict(
@@ -131,10 +169,13 @@ def build_model(
         norm=norm,
         dropout=dropout,
         dropout_at=dropout_at,
+        residual_init=residual_init,
     )
     if arch == "preact":
         model: ConvNet = PreActResNet(block=block, shortcut_pad=shortcut_pad, **common)
     else:
         model = CifarResNet(residual=arch == "resnet", shortcut_pad=shortcut_pad, **common)
     init_weights(model, init, zero_init_residual=zero_init_residual)
+    if residual_init == "fixup":
+        fixup_initialize(model)  # its branches and classifier, over what init_weights did
     return model

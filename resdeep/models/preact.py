@@ -12,6 +12,10 @@ stage applies its BN-ReLU *before* splitting into the two paths, so its shortcut
 option A or a projection) sees the activated input ("right after conv1 and before splitting
 into two paths" for the first unit); and a bottleneck unit puts the stage's stride on its first
 1x1 conv (and on the projection), not on the 3x3.
+
+`residual_init` skipinit or rezero ends every branch on a learnable scalar α = 0
+(resdeep.models.normfree); nothing follows a pre-activation unit's sum, so the two build the same
+net here. Fixup is defined by its authors for post-activation blocks only.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from resdeep.models.layers import (
     make_shortcut,
     norm_layer,
 )
+from resdeep.models.normfree import residual_gate
 
 BOTTLENECK_EXPANSION = 4
 
@@ -70,6 +75,7 @@ class PreActBasicBlock(_PreActUnit):
         shortcut_pad: str = "after",
         norm: str = "batch",
         dropout: float = 0.0,
+        gated: bool = False,
     ) -> None:
         super().__init__()
         bias = norm == "none"
@@ -78,6 +84,7 @@ class PreActBasicBlock(_PreActUnit):
         self.bn2 = norm_layer(norm, width)
         self.dropout = dropout_layer(dropout)
         self.conv2 = conv3x3(width, width, bias=bias)
+        self.gate = residual_gate(gated)
         self.relu = nn.ReLU(inplace=False)
         self.shortcut = make_shortcut(
             shortcut, in_channels, width, stride, norm, shortcut_pad, normalized_projection=False
@@ -90,7 +97,7 @@ class PreActBasicBlock(_PreActUnit):
         """(residual branch, shortcut) outputs before they are added."""
         preact, shortcut = self.preactivate(x)
         branch = self.conv1(preact)
-        branch = self.conv2(self.dropout(self.relu(self.bn2(branch))))
+        branch = self.gate(self.conv2(self.dropout(self.relu(self.bn2(branch)))))
         return branch, shortcut
 
     def zero_init_last(self) -> None:
@@ -112,6 +119,7 @@ class PreActBottleneck(_PreActUnit):
         shortcut: str = "B",
         norm: str = "batch",
         dropout: float = 0.0,
+        gated: bool = False,
     ) -> None:
         super().__init__()
         if shortcut != "B":
@@ -128,6 +136,7 @@ class PreActBottleneck(_PreActUnit):
         self.bn3 = norm_layer(norm, width)
         self.dropout = dropout_layer(dropout)
         self.conv3 = conv1x1(width, out_channels, bias=bias)
+        self.gate = residual_gate(gated)
         self.relu = nn.ReLU(inplace=False)
         # The paper projects wherever the shape changes (channels x4 at every stage entry).
         self.shortcut = make_shortcut(
@@ -140,7 +149,7 @@ class PreActBottleneck(_PreActUnit):
         preact, shortcut = self.preactivate(x)
         branch = self.conv1(preact)
         branch = self.conv2(self.relu(self.bn2(branch)))
-        branch = self.conv3(self.dropout(self.relu(self.bn3(branch))))
+        branch = self.gate(self.conv3(self.dropout(self.relu(self.bn3(branch)))))
         return branch, shortcut
 
     def zero_init_last(self) -> None:
@@ -160,6 +169,7 @@ class PreActResNet(ConvNet):
         norm: str = "batch",
         dropout: float = 0.0,
         dropout_at: str = "head",
+        residual_init: str = "none",
     ) -> None:
         super().__init__()
         block_type = PreActBottleneck if block == "bottleneck" else PreActBasicBlock
@@ -180,6 +190,7 @@ class PreActResNet(ConvNet):
                 **pad_option,
                 norm=norm,
                 dropout=block_dropout,
+                gated=residual_init in ("skipinit", "rezero"),
             ),
             blocks_per_stage,
             expansion=block_type.expansion,

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from resdeep.choices import RESIDUAL_INITS
 from resdeep.report.mechanism import Mechanism, diagnose
 from resdeep.report.reading import RunData
 from resdeep.report.spread import Spread
@@ -22,10 +23,15 @@ from resdeep.report.spread import Spread
 VANISHED = 1e-8
 
 
+# What tells runs apart besides data, arch and depth, shown in a label only where it varies.
+LABEL_KEYS = ("init", "norm", "residual_init")
+
+
 @dataclass(frozen=True)
 class Setting:
     """What a run is, seeds apart: `label` is unique within its data set ("plain-56 (xavier,
-    no BN)"); `name` drops what the findings already say in their prefix ("plain-56")."""
+    no BN)", "resnet-110 (no BN, fixup)"); `name` drops what the findings already say in their
+    prefix ("plain-56", "resnet-110 (fixup)")."""
 
     label: str
     name: str
@@ -34,10 +40,12 @@ class Setting:
     depth: int
     init: str
     norm: str
+    residual_init: str
 
     @property
     def setting(self) -> tuple[str, str, str]:
-        """What must match for two runs to be compared on depth or architecture alone."""
+        """What must match for two runs to be compared on depth or architecture alone, bar
+        residual_init (compared within a setting; `name` carries it)."""
         return (self.data, self.init, self.norm)
 
 
@@ -93,22 +101,37 @@ class RunGroup(Setting):
 
 
 def summarize_runs(runs: Sequence[RunData]) -> list[RunSummary]:
-    """Summaries in a stable order: data set, init, norm, arch, depth, seed."""
-    varying = {key for key in ("init", "norm") if len({getattr(r, key) for r in runs}) > 1}
+    """Summaries in a stable order: data set, init, norm, arch, depth, residual_init (in the
+    order of its choices: none first), seed."""
+    varying = varying_keys(runs)
     ordered = sorted(
         runs,
-        key=lambda r: (r.data, r.init, r.norm, r.arch, r.depth, r.seed is None, r.seed or 0),
-    )
-    return [
-        _summary(run, run_label(run.arch, run.depth, run.init, run.norm, varying))
-        for run in ordered
-    ]
+        key=lambda r: (
+            r.data, r.init, r.norm, r.arch, r.depth, residual_init_order(r.residual_init),
+            r.seed is None, r.seed or 0,
+        ),
+    )  # fmt: skip
+    return [_summary(run, varying) for run in ordered]
+
+
+def varying_keys(runs: Iterable[Any]) -> set[str]:
+    """Those of LABEL_KEYS whose value differs between `runs` (anything with those attributes)."""
+    runs = list(runs)
+    return {key for key in LABEL_KEYS if len({getattr(r, key) for r in runs}) > 1}
+
+
+def residual_init_order(value: str) -> int:
+    """Where a residual_init sorts: as resdeep.choices lists them, unknown ones last."""
+    return RESIDUAL_INITS.index(value) if value in RESIDUAL_INITS else len(RESIDUAL_INITS)
 
 
 def group_runs(summaries: Sequence[RunSummary]) -> list[RunGroup]:
-    """Runs with the same data, arch, depth, init and norm become one group (seeds apart)."""
+    """Runs with the same data, arch, depth, init, norm and residual_init become one group
+    (seeds apart)."""
     groups = []
-    for _, members in groupby(summaries, key=lambda s: (*s.setting, s.arch, s.depth)):
+    for _, members in groupby(
+        summaries, key=lambda s: (*s.setting, s.arch, s.depth, s.residual_init)
+    ):
         runs = list(members)
         setting = {item.name: getattr(runs[0], item.name) for item in fields(Setting)}
         groups.append(
@@ -123,15 +146,25 @@ def group_runs(summaries: Sequence[RunSummary]) -> list[RunGroup]:
     return groups
 
 
-def run_label(arch: str, depth: int, init: str, norm: str, varying: Iterable[str]) -> str:
-    """ "plain-56", with init and norm added only when they differ between the runs shown."""
+def run_label(
+    arch: str,
+    depth: int,
+    init: str,
+    norm: str,
+    varying: Iterable[str],
+    residual_init: str = "none",
+) -> str:
+    """ "plain-56", with init, norm and residual_init added only when they differ between the
+    runs shown ("resnet-110 (no BN, fixup)"); residual_init "none" adds nothing."""
     extras = [init] if "init" in varying else []
     if "norm" in varying:
         extras.append("BN" if norm == "batch" else "no BN")
+    if "residual_init" in varying and residual_init != "none":
+        extras.append(residual_init)
     return f"{arch}-{depth}" + (f" ({', '.join(extras)})" if extras else "")
 
 
-def _summary(run: RunData, label: str) -> RunSummary:
+def _summary(run: RunData, varying: set[str]) -> RunSummary:
     last = run.history[-1] if run.history else {}
     grads = run.grads
     # A diverged run's last finished epoch is not where it ended, and a run that skipped more
@@ -139,21 +172,28 @@ def _summary(run: RunData, label: str) -> RunSummary:
     failed = run.status == "diverged" or run.skipped_steps > run.steps
     if failed:
         last = {}
+    # A run that diverged before its first epoch ended saved no checkpoint: the test accuracy it
+    # recorded is that of its non-finite weights (one class for every image), not a result.
+    untested = run.status == "diverged" and not run.history
     return RunSummary(
-        label=label,
-        name=f"{run.arch}-{run.depth}",
+        label=run_label(run.arch, run.depth, run.init, run.norm, varying, run.residual_init),
+        # The findings' prefix names data, init and norm, never residual_init: the name keeps it.
+        name=run_label(
+            run.arch, run.depth, run.init, run.norm, varying & {"residual_init"}, run.residual_init
+        ),
         data=run.data,
         arch=run.arch,
         depth=run.depth,
         init=run.init,
         norm=run.norm,
+        residual_init=run.residual_init,
         seed=run.seed,
         status=run.status,
         epochs=len(run.history),
         skipped_steps=run.skipped_steps,
         final_train_loss=_finite(last.get("train_loss")),
         final_train_error=_error(last.get("train_acc")),
-        test_acc=_finite(run.test_acc),
+        test_acc=None if untested else _finite(run.test_acc),
         layer_names=list(grads.layer_names) if grads else [],
         first_step=grads.steps[0] if grads else None,
         last_step=grads.steps[-1] if grads else None,

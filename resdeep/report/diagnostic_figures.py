@@ -18,18 +18,19 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from resdeep.logscale import log10
-from resdeep.report.analysis import RunGroup, RunSummary
+from resdeep.report.analysis import RunGroup, RunSummary, residual_init_order
 from resdeep.report.figures import (
     ARCH_COLOR,
     ARCH_LINESTYLE,
     PANELS_PER_ROW,
+    Variant,
     no_data,
     variant_title,
 )
 from resdeep.report.mechanism import THRESHOLDS, conv_columns, relative_gradient, weight_growth
 from resdeep.report.reading import Diagnostics
 
-Panel = tuple[str, tuple[int, str, str], list[RunGroup]]  # (data, (depth, init, norm), groups)
+Panel = tuple[str, Variant, list[RunGroup]]  # (data, (depth, init, norm, residual_init), groups)
 Row = tuple[str, Callable[[RunSummary], np.ndarray], str, str, str]
 # (title with {step}, one run's values, the Mechanism field of that step, y label, x label)
 
@@ -74,12 +75,17 @@ def layer_responses(groups: Sequence[RunGroup]) -> Figure:
     by_setting = [
         (key, list(members))
         for key, members in groupby(
-            sorted(measured, key=lambda g: (g.data, g.init, g.norm)),
-            key=lambda g: (g.data, g.init, g.norm),
+            sorted(
+                measured,
+                key=lambda g: (g.data, g.init, g.norm, residual_init_order(g.residual_init)),
+            ),
+            key=lambda g: (g.data, g.init, g.norm, g.residual_init),
         )
     ]
     figure, cells = _grid(len(by_setting), rows=2, panel_size=(5.2, 3.4))
-    for ((data, init, norm), members), (top, bottom) in zip(by_setting, cells, strict=True):
+    for ((data, init, norm, residual_init), members), (top, bottom) in zip(
+        by_setting, cells, strict=True
+    ):
         depths = sorted({g.depth for g in members})
         palette = colormaps["viridis"](np.linspace(0.0, 0.85, len(depths)))
         color_of = dict(zip(depths, palette, strict=True))
@@ -102,6 +108,11 @@ def layer_responses(groups: Sequence[RunGroup]) -> Figure:
             + (
                 [("BN" if norm == "batch" else "no BN")]
                 if len({g.norm for g in groups}) > 1
+                else []
+            )
+            + (
+                [f"residual_init {residual_init}"]
+                if len({g.residual_init for g in groups}) > 1
                 else []
             )
         )
@@ -151,14 +162,17 @@ def _diagnostics(run: RunSummary) -> Diagnostics:
 
 
 def _panels(groups: Sequence[RunGroup]) -> list[Panel]:
-    """One panel per data set and (depth, init, norm), of the groups with diagnostics."""
+    """One panel per data set and (depth, init, norm, residual_init), of the groups with
+    diagnostics."""
     measured = sorted(
         (g for g in groups if all(r.mechanism for r in g.runs)),
-        key=lambda g: (g.data, g.depth, g.init, g.norm),
+        key=lambda g: (g.data, g.depth, g.init, g.norm, residual_init_order(g.residual_init)),
     )
     return [
         (key[0], key[1:], list(members))
-        for key, members in groupby(measured, key=lambda g: (g.data, g.depth, g.init, g.norm))
+        for key, members in groupby(
+            measured, key=lambda g: (g.data, g.depth, g.init, g.norm, g.residual_init)
+        )
     ]
 
 

@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from resdeep.logscale import log10
 from resdeep.plots import layer_step_heatmap
-from resdeep.report.analysis import RunGroup, RunSummary
+from resdeep.report.analysis import RunGroup, RunSummary, residual_init_order
 
 DPI = 110  # sharp enough to read layer ticks, small enough to keep each PNG well under 250 KB
 ARCH_LINESTYLE = {"plain": "--", "resnet": "-", "preact": ":"}  # He et al. Fig. 6: plain dashed
@@ -160,7 +160,10 @@ def gradient_profile(groups: Sequence[RunGroup]) -> Figure:
         (data, variant, list(members))
         for data, runs in _by_data(groups)
         for variant, members in groupby(
-            sorted((g for g in runs if all(r.grad_norm_first_step for r in g.runs)), key=_variant),
+            sorted(
+                (g for g in runs if all(r.grad_norm_first_step for r in g.runs)),
+                key=lambda g: _variant_order(_variant(g)),
+            ),
             key=_variant,
         )
     ]
@@ -280,31 +283,42 @@ def _by_data(summaries: Sequence[RunGroup]) -> list[tuple[str, list[RunGroup]]]:
     return [(data, list(group)) for data, group in groupby(ordered, key=lambda s: s.data)]
 
 
-def _variant(summary: RunGroup) -> tuple[int, str, str]:
+# A panel's or a colour's setting: (depth, init, norm, residual_init).
+Variant = tuple[int, str, str, str]
+
+
+def _variant(summary: RunGroup) -> Variant:
     """What a panel or a colour stands for: everything the report varies except the arch."""
-    return (summary.depth, summary.init, summary.norm)
+    return (summary.depth, summary.init, summary.norm, summary.residual_init)
 
 
-def _series(summary: RunGroup) -> tuple[str, str, str]:
+def _series(summary: RunGroup) -> tuple[str, str, str, str]:
     """What a line across depths stands for: everything but the depth."""
-    return (summary.arch, summary.init, summary.norm)
+    return (summary.arch, summary.init, summary.norm, summary.residual_init)
 
 
-def _variant_colors(runs: Sequence[RunGroup]) -> dict[tuple[int, str, str], tuple]:
+def _variant_colors(runs: Sequence[RunGroup]) -> dict[Variant, tuple]:
     """Shallow to deep along one colour map, so colour reads as depth."""
-    variants = sorted({_variant(s) for s in runs})
+    variants = sorted({_variant(s) for s in runs}, key=_variant_order)
     cmap = colormaps["viridis"]
     spread = np.linspace(0.0, 0.85, len(variants)) if len(variants) > 1 else [0.0]
     return {variant: cmap(x) for variant, x in zip(variants, spread, strict=True)}
 
 
-def variant_title(variant: tuple[int, str, str], everything: Sequence[RunGroup]) -> str:
-    depth, init, norm = variant
+def _variant_order(variant: Variant) -> tuple:
+    depth, init, norm, residual_init = variant
+    return (depth, init, norm, residual_init_order(residual_init))
+
+
+def variant_title(variant: Variant, everything: Sequence[RunGroup]) -> str:
+    depth, init, norm, residual_init = variant
     parts = [f"depth {depth}"]
     if len({s.init for s in everything}) > 1:
         parts.append(f"{init} init")
     if len({s.norm for s in everything}) > 1:
         parts.append("BN" if norm == "batch" else "no BN")
+    if len({s.residual_init for s in everything}) > 1:
+        parts.append(f"residual_init {residual_init}")
     return ", ".join(parts)
 
 

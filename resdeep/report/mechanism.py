@@ -81,6 +81,9 @@ class Mechanism:
     blocks: int
     convs: int
     forward_growth: float  # std of the last block's output over the stem's, at init_step
+    # The largest backward signal at init_step: 0 when none reaches any unit (a classifier that
+    # starts at zero, as Fixup's does), and then no ratio of signals is defined.
+    init_signal_max: float
     init_growth: float  # backward signal at the stem over at the last block, at init_step
     end_growth: float  # the same at end_step
     first_update_max: float  # the largest relative update of the first step, over the convs
@@ -143,6 +146,7 @@ def diagnose(
         forward_growth=_ratio(
             diagnostics.forward_std.at(init_step)[-1], diagnostics.forward_std.at(init_step)[0]
         ),
+        init_signal_max=_nanmax(signal.at(init_step)),
         init_growth=_ratio(signal.at(init_step)[0], signal.at(init_step)[-1]),
         end_growth=_ratio(signal.at(end_step)[0], signal.at(end_step)[-1]),
         first_update_max=_nanmax(diagnostics.relative_update.at(first_step)[convs]),

@@ -140,6 +140,11 @@ def _sentence(
 def _initial(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
     growth = [m.init_growth for m in mechanisms]
     gains = [m.init_gain for m in mechanisms]
+    opening = f"at initialisation ({_steps(mechanisms, 'init_step')})"
+    if all(m.init_signal_max == 0 for m in mechanisms):
+        return f"{opening} no backward signal reaches any block (the classifier starts at zero)"
+    if not any(math.isfinite(value) for value in growth):
+        return f"{opening} the backward signal is not finite"
     if all(value >= 1 for value in growth):
         move = f"grows {times_range(growth)} from the last block to the stem"
     elif all(value < 1 for value in growth):
@@ -147,7 +152,7 @@ def _initial(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
     else:
         move = f"at the stem is {times_range(growth)} the last block's"
     text = (
-        f"at initialisation ({_steps(mechanisms, 'init_step')}) the backward signal {move} "
+        f"{opening} the backward signal {move} "
         f"({times_range(gains)} per block{_tag(labels, EXPLODING, VANISHING_FROM_START)})"
     )
     if _count(labels, FORWARD_EXPLODING):
@@ -202,6 +207,8 @@ def _weights(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
 
 def _final(mechanisms: Sequence[Mechanism], labels: list[list[str]]) -> str:
     growth = [m.end_growth for m in mechanisms]
+    if not any(math.isfinite(value) for value in growth):  # a run that diverged
+        return f"at {_steps(mechanisms, 'end_step')} the backward signal is not finite"
     return (
         f"at {_steps(mechanisms, 'end_step')} the stem's backward signal is {times_range(growth)} "
         f"the last block's{_tag(labels, VANISHING, parenthesised=True)}"

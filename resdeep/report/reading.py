@@ -95,6 +95,7 @@ class RunData:
     init: str
     norm: str
     status: str
+    residual_init: str = "none"  # runs from before the key trained without one
     seed: int | None = None
     history: list[dict[str, float]] = field(default_factory=list)  # one dict per finished epoch
     steps: int = 0  # optimizer steps taken
@@ -142,6 +143,7 @@ def read_run(run_dir: Path) -> RunData:
         depth=int(metrics.get("depth") or model.get("depth", 0)),
         init=str(metrics.get("init") or model.get("init", "unknown")),
         norm=str(metrics.get("norm") or model.get("norm", "unknown")),
+        residual_init=str(metrics.get("residual_init") or model.get("residual_init", "none")),
         # No metrics.json yet means the first epoch is still running.
         status=str(metrics.get("status", "running")),
         seed=int(seed) if isinstance(seed, int) else None,

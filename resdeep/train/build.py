@@ -408,6 +408,7 @@ def describe_run(
         data=data.name,
         init=kwargs["init"],
         norm=kwargs["norm"],
+        residual_init=kwargs["residual_init"],
         params=count_parameters(model),
         device=device,
         precision=precision,

@@ -17,6 +17,7 @@ class RunDescription:
     data: str
     init: str
     norm: str
+    residual_init: str
     params: int
     device: str
     precision: str
@@ -35,8 +36,8 @@ class RunDescription:
     input_shape: list[int]
 
     SUMMARY_KEYS = (
-        "arch", "depth", "data", "init", "norm", "params", "device", "precision", "world_size",
-        "per_device_batch",
+        "arch", "depth", "data", "init", "norm", "residual_init", "params", "device", "precision",
+        "world_size", "per_device_batch",
     )  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
@@ -51,6 +52,7 @@ class RunDescription:
             "depth": self.depth,
             "init": self.init,
             "norm": self.norm,
+            "residual_init": self.residual_init,
             "shortcut": str(self.model_kwargs.get("shortcut", "")),
             "lr": self.lr,
             "seed": self.seed,
