@@ -161,9 +161,10 @@ def _span_text(values: Iterable[int]) -> str:
 
 
 def _depth_pairs(groups: list[RunGroup]) -> list[tuple[RunGroup, RunGroup]]:
-    """(deeper, shallowest) of each architecture, for every deeper depth with a training error."""
+    """(deeper, shallowest) of each architecture (and residual init), for every deeper depth
+    with a training error."""
     pairs = []
-    for _, ladder in _group(groups, "arch"):
+    for _, ladder in _group(groups, "family"):
         ladder = [g for g in sorted(ladder, key=lambda g: g.depth) if g.train_error.n]
         pairs += [(deeper, ladder[0]) for deeper in ladder[1:]]
     return sorted(pairs, key=lambda pair: (pair[0].depth, pair[0].arch))
@@ -182,12 +183,10 @@ def _degraded_against(groups: list[RunGroup]) -> Callable[[RunGroup], RunGroup |
 def _architecture_pairs(groups: list[RunGroup]) -> list[tuple[RunGroup, RunGroup]]:
     pairs = []
     for _, at_depth in _group(groups, "depth"):
-        by_arch = {g.arch: g for g in at_depth}
-        plain = by_arch.get("plain")
-        for arch in ("resnet", "preact"):
-            residual = by_arch.get(arch)
-            if plain and residual and plain.train_error.n and residual.train_error.n:
-                pairs.append((plain, residual))
+        plains = [g for g in at_depth if g.arch == "plain" and g.train_error.n]
+        residuals = [g for g in at_depth if g.arch != "plain" and g.train_error.n]
+        # Every residual variant (arch, residual init) against the plain net of its depth.
+        pairs += [(plain, residual) for plain in plains[:1] for residual in residuals]
     return pairs
 
 
@@ -270,8 +269,8 @@ def _gradient_findings(groups: list[RunGroup]) -> list[str]:
         for group in sorted(at_depth, key=lambda g: g.arch):
             first = [grad_ratio(run.grad_norm_first_step) for run in group.runs]
             last = [grad_ratio(run.grad_norm_last_step) for run in group.runs]
-            if any(value is None for value in first):
-                continue
+            if any(value is None for value in first) or group.residual_init != "none":
+                continue  # a gated or zero-initialised net's step-0 gradients are 0 by design
             text = f"{group.name} {times_range(first)} at step {group.first.first_step}"
             if all(value is not None for value in last) and (
                 group.first.last_step != group.first.first_step
@@ -296,7 +295,7 @@ def _vanished_findings(groups: list[RunGroup], moment: str) -> list[str]:
     judged = [
         g
         for g in groups
-        if moment == "first"
+        if (moment == "first" and g.residual_init == "none")
         or (
             g.first.last_step != g.first.first_step
             and not any(vanished_layers(run.grad_norm_first_step) for run in g.runs)
@@ -341,8 +340,10 @@ def _over_seeds(groups: Sequence[RunGroup]) -> str:
 
 
 def _group(runs: list[RunSummary], key: str) -> list[tuple[Any, list[RunSummary]]]:
-    ordered = sorted(runs, key=lambda s: getattr(s, key))
-    return [(k, list(g)) for k, g in groupby(ordered, key=lambda s: getattr(s, key))]
+    """Runs grouped by an attribute; "family" is (arch, residual init)."""
+    get = (lambda s: (s.arch, s.residual_init)) if key == "family" else (lambda s: getattr(s, key))
+    ordered = sorted(runs, key=get)
+    return [(k, list(g)) for k, g in groupby(ordered, key=get)]
 
 
 def _capitalize(text: str) -> str:
