@@ -40,7 +40,7 @@ def test_a_checkpoint_rebuilds_its_own_data_and_refuses_another_shape(train_run)
 # The layers of resdeep, bottom up: a module imports only from its own layer or those below it.
 # Tools build on the foundation, commands on the tools, the entry points on the commands.
 LAYERS = (
-    ("errors", "console", "choices", "logscale", "plots"),
+    ("errors", "console", "choices", "logscale", "plots", "workers"),
     ("schema", "models", "data", "runs", "io", "device", "output_paths"),
     ("checkpoint", "config", "images"),
     ("train", "cam", "uncertainty", "report", "importing"),

@@ -45,7 +45,7 @@ def test_mean_field_predicts_plain_nets_without_batch_norm(init):
     for seed in range(3):
         torch.manual_seed(seed)
         model = build_model("plain", depth=20, norm="none", init=init, in_channels=3).eval()
-        inputs = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(10 + seed))
+        inputs = torch.randn(32, 3, 32, 32, generator=torch.Generator().manual_seed(10 + seed))
         given: dict[nn.Module, torch.Tensor] = {}
         hooks = [
             conv.register_forward_pre_hook(

@@ -72,9 +72,10 @@ def lesion(
     """
     from resdeep.device import resolve_device
     from resdeep.errors import UsageError
-    from resdeep.lesion.build import available_cores, build_lesion, default_lesion_dir
+    from resdeep.lesion.build import build_lesion, default_lesion_dir
     from resdeep.lesion.study import LesionSettings
     from resdeep.output_paths import check_output_path
+    from resdeep.workers import available_cores
 
     settings = LesionSettings(
         split=split,

@@ -51,6 +51,13 @@ def signal(
             show_default=False,
         ),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            help="With --checkpoint: runs measured at once on the CPU (default: one per core).",
+            show_default=False,
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Measure signal propagation and shattered gradients at initialisation.
@@ -68,12 +75,15 @@ def signal(
     from resdeep.output_paths import check_output_path
     from resdeep.signal.build import build_signal
     from resdeep.signal.study import SignalSettings
+    from resdeep.workers import available_cores as cores
 
     settings = SignalSettings(
         inputs=inputs, image_size=image_size, batch=batch, points=points, pairs=pairs,
         max_lag=max_lag, seed=seed,
     )  # fmt: skip
     settings.check()
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
     args = list(args or [])
     torch_device = resolve_device(device)
     if checkpoint:
@@ -87,7 +97,7 @@ def signal(
         paths = [Path(arg) for arg in args]
         checkpoints = final_checkpoints(paths)
         out_dir = out if out is not None else default_lesion_dir(paths)
-        nets = measure_checkpoints(checkpoints, settings, torch_device)
+        nets = measure_checkpoints(checkpoints, settings, torch_device, jobs=jobs or cores())
     else:
         from resdeep.signal.grid import grid_configs, measure_grid
 

@@ -3,7 +3,6 @@ write `lesion.json` and the PNGs."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from resdeep.lesion.groups import LesionGroup, group_lesions, lesion_findings
 from resdeep.lesion.study import LesionSettings, RunLesion, study_run
 from resdeep.report.lesion_section import LESION_JSON
 from resdeep.runs import find_runs, is_run_dir
+from resdeep.workers import map_on_cores
 
 # (drawing function of the groups, file name); the report's captions are lesion_section's.
 FIGURES = (
@@ -115,32 +115,8 @@ def study_checkpoints(
     device: torch.device,
     jobs: int,
 ) -> Iterator[RunLesion]:
-    """Each checkpoint's study, in order. On the CPU, `jobs` worker processes share the cores
-    (one thread each when there are as many jobs as cores): a small net's convolutions do not
-    keep two threads busy, so two runs at once finish sooner than one after the other."""
-    jobs = max(1, min(jobs, len(checkpoints)))
-    if jobs == 1 or device.type != "cpu":
-        for checkpoint in checkpoints:
-            yield lesion_checkpoint(checkpoint, settings, device)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    threads = max(1, available_cores() // jobs)
-    context = multiprocessing.get_context("spawn")  # no fork of a process that runs OpenMP
-    with ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)
-    ) as pool:
-        yield from pool.map(
-            lesion_checkpoint,
-            checkpoints,
-            [settings] * len(checkpoints),
-            [device] * len(checkpoints),
-        )
-
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """Each checkpoint's study, in order, `jobs` at once on the CPU (resdeep.workers)."""
+    return map_on_cores(lesion_checkpoint, checkpoints, settings, device, device=device, jobs=jobs)
 
 
 def build_lesion(

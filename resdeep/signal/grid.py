@@ -145,19 +145,32 @@ def final_checkpoints(paths: Sequence[Path]) -> list[Path]:
 
 
 def measure_checkpoints(
-    checkpoints: Sequence[Path], settings: SignalSettings, device: torch.device
+    checkpoints: Sequence[Path], settings: SignalSettings, device: torch.device, jobs: int = 1
 ) -> Iterator[NetSignal]:
     """Each trained run's net at its initialisation (rebuilt from its config and seed) and at
-    its end (the checkpoint), on the same inputs."""
+    its end (the checkpoint), on the same inputs; `jobs` runs at once on the CPU."""
+    from resdeep.workers import map_on_cores
+
+    for pair in map_on_cores(
+        measure_checkpoint, checkpoints, settings, device, device=device, jobs=jobs
+    ):
+        yield from pair
+
+
+def measure_checkpoint(
+    checkpoint: Path, settings: SignalSettings, device: torch.device
+) -> list[NetSignal]:
+    """One trained run at its initialisation and at its end."""
     from resdeep.checkpoint import load_checkpoint
     from resdeep.config import checkpoint_data
 
-    for checkpoint in checkpoints:
-        trained, info = load_checkpoint(checkpoint, device)
-        seed = int(info.config.get("seed", 0))
-        data = checkpoint_data(info)
-        probe = probe_for(data, info.mean, info.std, settings).to(device)
-        kwargs = dict(info.model_kwargs)
-        for state, model in (("init", initial_net(kwargs, seed, device)), ("trained", trained)):
-            about = describe(kwargs, seed, info.data_name, state) | {"run": str(info.run_dir)}
-            yield measure_net(model, probe, settings, about)
+    trained, info = load_checkpoint(checkpoint, device)
+    seed = int(info.config.get("seed", 0))
+    data = checkpoint_data(info)
+    probe = probe_for(data, info.mean, info.std, settings).to(device)
+    kwargs = dict(info.model_kwargs)
+    measured = []
+    for state, model in (("init", initial_net(kwargs, seed, device)), ("trained", trained)):
+        about = describe(kwargs, seed, info.data_name, state) | {"run": str(info.run_dir)}
+        measured.append(measure_net(model, probe, settings, about))
+    return measured

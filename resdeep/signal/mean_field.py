@@ -107,10 +107,10 @@ def predict_plain(
     logits, each with gradient variance `output_grad_var` (a loss sum_k g_k * logit_k with
     g ~ N(0, 1)), through the linear classifier and the global average pool.
     """
-    x = inputs.detach().double()
+    x = inputs.detach()
     convs = plain_convs(model)
     state = _moments_over_batch(x)
-    actual = x  # the net's own signal, for the one-step predictions
+    actual = x  # the net's own signal (in its own precision), for the one-step predictions
     pre: list[MomentMap] = []
     one_step: list[float] = []
     shapes: list[torch.Size] = []
@@ -121,10 +121,8 @@ def predict_plain(
         state = z
         given = actual if index == 0 else actual.clamp_min(0)
         one_step.append(conv_moments(conv, _moments_over_batch(given)).second_moment())
-        weight = conv.weight.detach().double()
-        bias = None if conv.bias is None else conv.bias.detach().double()
         with torch.no_grad():
-            actual = F.conv2d(given, weight, bias, conv.stride, conv.padding)
+            actual = conv(given)
     forward = [z.second_moment() for z in pre]
     # Backward: logits -> linear -> mean over H*W positions -> ReLU of the last conv.
     last = pre[-1]
@@ -141,6 +139,7 @@ def predict_plain(
 
 
 def _moments_over_batch(x: torch.Tensor) -> MomentMap:
+    x = x.double()
     return MomentMap(x.mean(0, keepdim=True), x.var(0, keepdim=True, unbiased=False))
 
 
