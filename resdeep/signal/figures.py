@@ -238,8 +238,12 @@ def shattered(groups: Sequence[SignalGroup]) -> Figure:
         top.set_xlabel("position along the line")
         top.set_yticks([])
         if net.line.similarity is not None:
-            image = bottom.imshow(net.line.similarity.numpy(), vmin=-1, vmax=1, cmap="RdBu_r",
-                                  extent=(0, 1, 1, 0))  # fmt: skip
+            # Every k-th point, at most 96 (exact values, not averages): a PNG of 256 x 256
+            # cells of noise would weigh most of a megabyte.
+            step = -(-len(net.line.similarity) // 96)
+            image = bottom.imshow(net.line.similarity[::step, ::step].numpy(), vmin=-1, vmax=1,
+                                  cmap="RdBu_r", extent=(0, 1, 1, 0),
+                                  interpolation="nearest")  # fmt: skip
             bottom.set_xlabel("position along the line")
             bottom.set_title("cosine between the gradients at two points", fontsize=9)
         else:
