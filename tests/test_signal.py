@@ -132,7 +132,7 @@ def test_mean_field_figure_and_table_for_plain_nets_without_bn(capsys, tmp_path)
     assert "signal_mean_field.png" in written["figures"]
     fits = [net["fits"] for net in written["nets"]]
     assert all("theory_forward_slope" in fit for fit in fits)
-    assert "theory fwd/conv" in out
+    assert "theory fwd/conv" in out and "one conv at a time" in out
 
 
 def test_rebuilt_net_is_the_one_training_started_from(train_run):
@@ -164,7 +164,9 @@ def test_checkpoints_at_init_and_end_feed_the_report(capsys, train_run, tmp_path
     sweep = tmp_path / "sweep"
     for name, overrides in (("plain8_s0", ("model=plain",)), ("resnet8_s0", ())):
         shutil.copytree(train_run(*overrides), sweep / name)
-    code, out, err = run_main(capsys, "signal", "--checkpoint", str(sweep), "--pairs", "1")
+    code, out, err = run_main(
+        capsys, "signal", "--checkpoint", str(sweep), "--pairs", "1", "--jobs", "1"
+    )
     assert code == 0, err
     written = json.loads((sweep / "signal.json").read_text())
     states = {(n["about"]["arch"], n["about"]["state"]) for n in written["nets"]}

@@ -21,7 +21,7 @@ def signal(
             help="Overrides of resdeep train's config, swept like train -m (default grid: "
             "model=plain,resnet model.depth=20,56,110 seed=0,1,2); with --checkpoint, run dirs, "
             "sweep dirs or checkpoint files.",
-            metavar="[OVERRIDES | RUN_OR_SWEEP_DIR]...",
+            metavar="OVERRIDES | RUN_OR_SWEEP_DIR",
             show_default=False,
         ),
     ] = None,
@@ -148,7 +148,7 @@ def summary_table(groups: list) -> Table:
     headers = ["setting", "state", "seeds", "gradient corr.", "lag 8", "forward/conv",
                "backward/conv"]  # fmt: skip
     if theory:
-        headers += ["theory fwd/conv", "measured/theory", "theory bwd/conv"]
+        headers += ["theory fwd/conv", "measured/theory", "one conv at a time", "theory bwd/conv"]
     for header in headers:
         table.add_column(header, justify="left" if header in ("setting", "state") else "right")
     for group in groups:
@@ -164,12 +164,17 @@ def summary_table(groups: list) -> Table:
             format_spread(group.spread("backward_slope")),
         ]
         if theory:
-            worst = [net.fits.get("theory_forward_worst") for net in group.nets]
-            worst = [w for w in worst if w is not None]
             row += [
                 format_spread(group.spread("theory_forward_slope")),
-                f"{min(worst):.2f} to {max(worst):.2f}" if worst else "-",
+                _ratio_range(group, "theory_forward_worst"),
+                _ratio_range(group, "theory_one_step_worst"),
                 format_spread(group.spread("theory_backward_slope")),
             ]
         table.add_row(*row)
     return table
+
+
+def _ratio_range(group, fit: str) -> str:
+    """ "0.89 to 1.08": the seeds' worst ratio of measured to predicted in stage 1's interior."""
+    worst = [net.fits[fit] for net in group.nets if net.fits.get(fit) is not None]
+    return f"{min(worst):.2f} to {max(worst):.2f}" if worst else "-"

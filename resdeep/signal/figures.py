@@ -75,33 +75,42 @@ def _reference(axis: Axes, group: SignalGroup, stream: np.ndarray) -> None:
 
 
 def signal_by_block(groups: Sequence[SignalGroup]) -> Figure:
-    """Top: the second moment of each block's stream (branch + shortcut); bottom: that of the
-    loss gradient there. One column per depth; trained nets paler."""
+    """Top: the second moment of each block's stream (branch + shortcut); middle: the variance of
+    the residual branch (Brock, De & Smith 2021's residual average channel variance); bottom: the
+    second moment of the loss gradient at the stream. One column per depth; trained nets
+    paler."""
     panels = _depth_panels(groups)
     colors = _colors(groups)
-    figure = Figure(figsize=(4.6 * max(1, len(panels)), 6.4), layout="constrained")
+    figure = Figure(figsize=(4.6 * max(1, len(panels)), 9.2), layout="constrained")
     if not panels:
         no_data(figure.add_subplot(), "no nets")
         return figure
-    axes = figure.subplots(2, len(panels), squeeze=False)
+    axes = figure.subplots(3, len(panels), squeeze=False)
     for column, (depth, members) in enumerate(panels):
-        top, bottom = axes[0, column], axes[1, column]
+        top, middle, bottom = axes[0, column], axes[1, column], axes[2, column]
         for group in members:
             stream = group.per_block("stream")
             x = np.arange(1, stream.shape[1] + 1)
-            _line(top, x, stream, group, colors[group.label], group.label)
-            _line(bottom, x, group.per_block("backward"), group, colors[group.label], group.label)
+            color = colors[group.label]
+            _line(top, x, stream, group, color, group.label)
+            if group.residual:
+                _line(middle, x, group.per_block("branch"), group, color, group.label)
+            _line(bottom, x, group.per_block("backward"), group, color, group.label)
             if group.state == "init":
                 _reference(top, group, stream)
         states = {group.state for group in members}
         top.set_title(f"depth {depth}" + (", at initialisation" if states == {"init"} else ""))
-        for axis in (top, bottom):
-            axis.set_yscale("log")
-            axis.grid(alpha=0.3)
+        if not any(group.residual for group in members):
+            no_data(middle, "plain nets: no residual branch")
+        for axis in (top, middle, bottom):
+            if axis.axison:
+                axis.set_yscale("log")
+                axis.grid(alpha=0.3)
         bottom.set_xlabel("block (input to output)")
         top.legend(fontsize=7)
     axes[0, 0].set_ylabel("forward: E[stream²]")
-    axes[1, 0].set_ylabel("backward: E[(∂L/∂stream)²]")
+    axes[1, 0].set_ylabel("residual branch: channel variance")
+    axes[2, 0].set_ylabel("backward: E[(∂L/∂stream)²]")
     return figure
 
 
