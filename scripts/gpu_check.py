@@ -390,14 +390,14 @@ def step_signal(ctx: Context) -> dict[str, Any]:
     for where in (ctx.device, "cpu"):
         out = ctx.work / f"signal_{where}"
         resdeep(
-            "signal", "model.depth=20,56", "seed=0", "--pairs", "2", "--device", where,
-            "--out", str(out),
+            "signal", "model.depth=20,56", "model.norm=batch,none", "seed=0", "--pairs", "2",
+            "--device", where, "--out", str(out),
         )  # fmt: skip
         grid = json.loads((out / "signal.json").read_text())["nets"]
         resdeep("signal", "--checkpoint", str(ctx.digits_run), "--pairs", "2", "--device",
                 where, "--out", str(out / "run"))  # fmt: skip
         run = json.loads((out / "run" / "signal.json").read_text())["nets"]
-        results[where] = [net["line"]["neighbour"] for net in grid + run]
+        results[where] = [net["line"]["neighbour"] or 0.0 for net in grid + run]
     worst = max(abs(a - b) for a, b in zip(results[ctx.device], results["cpu"], strict=True))
     if worst > 0.02:
         raise RuntimeError(f"signal correlations differ by {worst:.4f} between device and cpu")

@@ -15,7 +15,7 @@ from resdeep.models import build_model
 from resdeep.signal.mean_field import plain_convs, predict_plain
 from resdeep.signal.measure import measure_propagation
 from resdeep.signal.shattering import line_gradients
-from resdeep.signal.study import interior_of_stage1
+from resdeep.signal.study import interior_of_stage1, layer_fits
 from tests.conftest import run_main
 
 
@@ -66,10 +66,14 @@ def test_mean_field_predicts_plain_nets_without_batch_norm(init):
             assert abs(ratio - 1) < 0.10, (init, seed, index, ratio)
             assert prediction.one_step[index] == pytest.approx(expected, rel=1e-6)
         # The chain from the inputs alone stays near the measurement too (its drift comes from
-        # the spatial correlations mean-field theory leaves out).
+        # the spatial correlations mean-field theory leaves out), and backward the predicted
+        # change per conv is the measured one.
         for index in interior_of_stage1(measured):
             ratio = measured.layers[index].forward.second / prediction.forward[index]
             assert abs(ratio - 1) < 0.25, (init, seed, index, ratio)
+        fits = layer_fits(measured, prediction)
+        assert fits["theory_backward_slope"] == pytest.approx(fits["backward_slope"], abs=0.2)
+        assert 0.2 < fits["theory_backward_worst"] < 5  # a wrong pooling factor: 1e3 off
 
 
 def test_linear_net_gradients_are_one_direction():
@@ -98,21 +102,33 @@ def test_zero_gradient_has_no_direction():
     assert math.isnan(line_gradients(model, start, end, points=16).neighbour)
 
 
-def test_deep_plain_gradients_are_shattered_at_init_every_seed(capsys, tmp_path):
-    """The default protocol at depths 56 and 110 (BN statistics from training digits): each
-    plain net's neighbour correlation below every residual net's, in every seed."""
+def _shattered_every_seed(capsys, tmp_path, depths: str) -> tuple[dict, str]:
     code, out, err = run_main(
-        capsys, "signal", "model.depth=56,110", "--pairs", "1", "--batch", "16",
+        capsys, "signal", f"model.depth={depths}", "--pairs", "1", "--batch", "16",
         "--out", str(tmp_path),
     )  # fmt: skip
     assert code == 0, err
     written = json.loads((tmp_path / "signal.json").read_text())
     nets = written["nets"]
-    assert len(nets) == 12  # plain/resnet x 2 depths x seeds 0, 1, 2
+    assert len(nets) == 6 * len(depths.split(","))  # plain/resnet x depths x seeds 0, 1, 2
     plain = [n["line"]["neighbour"] for n in nets if n["about"]["arch"] == "plain"]
     residual = [n["line"]["neighbour"] for n in nets if n["about"]["arch"] == "resnet"]
     assert max(plain) < min(residual), (plain, residual)
     assert max(plain) < 0.2 and min(residual) > 0.7
+    return written, out
+
+
+@pytest.mark.slow
+def test_plain_110_gradients_are_shattered_at_init_every_seed(capsys, tmp_path):
+    """As below, at depth 110 too (every plain-56 and plain-110 below every resnet-56 and
+    resnet-110)."""
+    _shattered_every_seed(capsys, tmp_path, "56,110")
+
+
+def test_deep_plain_gradients_are_shattered_at_init_every_seed(capsys, tmp_path):
+    """The default protocol at depth 56 (BN statistics from training digits): each plain net's
+    neighbour correlation below every residual net's, in every seed."""
+    written, out = _shattered_every_seed(capsys, tmp_path, "56")
     assert {"signal_by_block.png", "signal_correlation.png", "signal_shattered.png"} <= set(
         written["figures"]
     )
@@ -190,6 +206,30 @@ def test_checkpoints_at_init_and_end_feed_the_report(capsys, train_run, tmp_path
     )
 
 
+def test_gated_and_zero_classifier_nets_at_init(capsys, tmp_path):
+    """Fixup's zero classifier gives a zero input gradient: said as such, written as null (JSON
+    has no NaN), and left out of the comparisons; ReZero starts as its shortcuts, one direction."""
+    code, out, err = run_main(
+        capsys, "signal", "model=resnet", "model.depth=8", "model.norm=none", "seed=0",
+        "model.residual_init=fixup,rezero", "--pairs", "1", "--points", "32", "--out",
+        str(tmp_path),
+    )  # fmt: skip
+    assert code == 0, err
+    text = (tmp_path / "signal.json").read_text()
+    assert "NaN" not in text
+    nets = {n["about"]["residual_init"]: n for n in json.loads(text)["nets"]}
+    assert nets["fixup"]["line"]["neighbour"] is None
+    assert nets["rezero"]["line"]["neighbour"] > 0.95
+    assert "zero gradient" in out and "Fixup starts its classifier at zero" in out
+
+
+def test_empty_grid_and_empty_folder_are_one_line(capsys, tmp_path):
+    code, _, err = run_main(capsys, "signal", "seed=range(0,0)")
+    assert code == 2 and "holds no nets" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_main(capsys, "signal", "--checkpoint", str(tmp_path))
+    assert code != 0 and "no checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -199,6 +239,7 @@ def test_checkpoints_at_init_and_end_feed_the_report(capsys, train_run, tmp_path
         (["model.dept=56"], "model.dept"),
         (["--checkpoint"], "--checkpoint takes run dirs"),
         (["--pairs", "0"], "--pairs must be at least 1"),
+        (["--jobs", "2"], "--jobs is for --checkpoint"),
     ],
 )
 def test_bad_input_is_one_line(capsys, args, message):

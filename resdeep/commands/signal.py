@@ -84,6 +84,8 @@ def signal(
     settings.check()
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if jobs is not None and not checkpoint:
+        raise UsageError("--jobs is for --checkpoint (a grid's nets are measured one by one)")
     args = list(args or [])
     torch_device = resolve_device(device)
     if checkpoint:
@@ -142,8 +144,9 @@ def summary_table(groups: list) -> Table:
 
     theory = any(net.mean_field for group in groups for net in group.nets)
     table = Table(
-        title="Signal at initialisation: neighbour-gradient correlation and the log2 change of "
-        "the second moment per conv in stage 1 (mean ± std over seeds)"
+        title="Signal at initialisation (and, for trained runs, at the end): neighbour-gradient "
+        "correlation and the log2 change of the second moment per conv in stage 1 (mean ± std "
+        "over seeds)"
     )
     headers = ["setting", "state", "seeds", "gradient corr.", "lag 8", "forward/conv",
                "backward/conv"]  # fmt: skip

@@ -22,7 +22,6 @@ from resdeep.report.lesion_section import TITLE as LESION_TITLE
 from resdeep.report.lesion_section import LesionSection, markdown_lines
 from resdeep.report.mechanism import SHORT_LABELS, Mechanism
 from resdeep.report.signal_section import HEADERS as SIGNAL_HEADERS
-from resdeep.report.signal_section import INTRO as SIGNAL_INTRO
 from resdeep.report.signal_section import TITLE as SIGNAL_TITLE
 from resdeep.report.signal_section import SignalSection
 from resdeep.report.signal_section import markdown_lines as signal_markdown_lines
@@ -197,7 +196,7 @@ def html_page(
         f"<h2>Results</h2><table><tr>{head}</tr>{rows}</table>"
         f"<h2>Figures</h2>{images}"
         + (_html_section(LESION_TITLE, LESION_INTRO, LESION_HEADERS, lesion) if lesion else "")
-        + (_html_section(SIGNAL_TITLE, SIGNAL_INTRO, SIGNAL_HEADERS, signal) if signal else "")
+        + (_html_section(SIGNAL_TITLE, signal.intro, SIGNAL_HEADERS, signal) if signal else "")
         + "</body></html>\n"
     )
 

@@ -91,9 +91,8 @@ def findings(summaries: Sequence[RunSummary], signal: SignalSection | None = Non
 
 def _signal_clause(signal: SignalSection) -> Callable[[RunGroup], str | None]:
     return lambda group: signal.clause(
-        group.data, group.arch, group.depth, group.init, group.norm,
-        getattr(group, "residual_init", "none"),
-    )  # fmt: skip
+        group.data, group.arch, group.depth, group.init, group.norm, group.residual_init
+    )
 
 
 def _by_setting(groups: Sequence[RunGroup]) -> list[tuple[tuple[str, str, str], list[RunGroup]]]:

@@ -22,14 +22,6 @@ CAPTIONS = {
     "signal_shattered.png": "The gradient along a line between two inputs, and the cosine "
     "between its points",
 }
-INTRO = (
-    "Each net as `resdeep train` initialised it (batch-norm statistics from 512 training images, "
-    "then eval mode) and as it ended: the input gradient of logit 0 at 256 points on straight "
-    "lines between test images, and the mean cosine between the gradients at neighbouring "
-    "points (1: one direction along the whole line; 0: white noise, nothing for gradient "
-    "descent to follow). Slopes: log2 change of the second moment per conv in stage 1, at "
-    "initialisation. Mean ± std over the seeds."
-)
 SHATTERED_BELOW = 0.2  # a correlation this close to 0 is noise, not a direction
 
 
@@ -38,29 +30,39 @@ class SignalSection:
     findings: list[str]
     rows: list[list[str]]
     figures: list[tuple[str, Path]]  # (caption, PNG)
-    correlation: dict[tuple, dict[str, Spread]]  # setting key -> {"init": .., "trained": ..}
+    # setting key (data, arch, depth, init, norm, residual_init) -> its label and its
+    # correlation by state ("init", "trained")
+    correlation: dict[tuple, dict[str, Spread]]
+    labels: dict[tuple, str]
+    intro: str
 
     def clause(self, data: str, arch: str, depth: int, init: str, norm: str,
                residual_init: str = "none") -> str | None:  # fmt: skip
-        """What the correlation says of a setting, against the residual net of its depth:
-        "its input gradients are shattered at initialisation: ..."; None when not measured."""
+        """What the correlation says of a setting: "its input gradients at initialisation are
+        shattered: ...", against the residual net of its depth for a plain one (the one without
+        a residual init first); None when it was not measured."""
         key = (data, arch, depth, init, norm, residual_init)
         own = self.correlation.get(key, {}).get("init")
         if own is None or own.mean is None:
             return None
-        twins = [
-            (k, v["init"]) for k, v in self.correlation.items()
-            if k[1] != "plain" and (k[0], k[2], k[3], k[4]) == (data, depth, init, norm)
-            and "init" in v and k != key
-        ]  # fmt: skip
         word = "shattered" if own.mean < SHATTERED_BELOW else "correlated"
         text = (
             f"its input gradients at initialisation are {word}: neighbour-gradient correlation "
             f"{format_spread(own)}"
         )
+        twins = sorted(
+            (
+                (other[5] != "none", other)
+                for other, states in self.correlation.items()
+                if arch == "plain" and other[1] != "plain"
+                and (other[0], other[2], other[3], other[4]) == (data, depth, init, norm)
+                and states.get("init") is not None and states["init"].mean is not None
+            ),
+            key=lambda item: (item[0], str(item[1])),
+        )  # fmt: skip
         if twins:
-            (twin, spread), *_ = twins
-            text += f" vs {twin[1]}-{twin[2]}'s {format_spread(spread)}"
+            twin = twins[0][1]
+            text += f" vs {self.labels[twin]}'s {format_spread(self.correlation[twin]['init'])}"
         trained = self.correlation[key].get("trained")
         if trained is not None and trained.mean is not None:
             text += f", {format_spread(trained)} after training"
@@ -68,28 +70,50 @@ class SignalSection:
 
 
 def read_signal_section(folder: Path) -> SignalSection | None:
-    """The section from `folder/signal.json`, or None when there is none (or it is unreadable:
-    the report is still worth writing)."""
+    """The section from `folder/signal.json`, or None when there is none (or it is unreadable
+    or from another version: the report is still worth writing)."""
     try:
         signal = json.loads((folder / SIGNAL_JSON).read_text())
-    except (OSError, json.JSONDecodeError):
+        return _section(signal, folder)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _section(signal: dict[str, Any], folder: Path) -> SignalSection:
     figures = [
         (CAPTIONS.get(name, name), folder / name)
         for name in signal.get("figures", [])
         if name.endswith(".png") and (folder / name).is_file()
     ]
     correlation: dict[tuple, dict[str, Spread]] = {}
+    labels: dict[tuple, str] = {}
     by_label: dict[str, dict[str, dict[str, Any]]] = {}
     for group in signal.get("groups", []):
         key = tuple(group[k] for k in ("data", "arch", "depth", "init", "norm", "residual_init"))
         correlation.setdefault(key, {})[group["state"]] = _spread(group["neighbour_correlation"])
+        labels[key] = group["label"]
         by_label.setdefault(group["label"], {})[group["state"]] = group
     return SignalSection(
         findings=list(signal.get("findings", [])),
         rows=[_row(label, states) for label, states in by_label.items()],
         figures=figures,
         correlation=correlation,
+        labels=labels,
+        intro=intro(signal.get("settings", {})),
+    )
+
+
+def intro(settings: dict[str, Any]) -> str:
+    """What was measured, with the settings the study ran with."""
+    points, pairs = settings.get("points", 256), settings.get("pairs", 5)
+    images = settings.get("bn_images", 512)
+    return (
+        f"Each net as `resdeep train` initialised it (batch-norm statistics from {images} "
+        "training images, then eval mode) and as it ended: the input gradient of logit 0 at "
+        f"{points} points on {pairs} straight lines between test images, and the mean cosine "
+        "between the gradients at neighbouring points (1: one direction along the whole line; "
+        "0: white noise, nothing for gradient descent to follow). Slopes: log2 change of the "
+        "second moment per conv in stage 1, at initialisation. Mean ± std over the seeds."
     )
 
 
@@ -113,7 +137,7 @@ def _row(label: str, states: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def markdown_lines(section: SignalSection) -> list[str]:
-    lines = [f"## {TITLE}", "", INTRO, ""]
+    lines = [f"## {TITLE}", "", section.intro, ""]
     lines += [f"- {finding}" for finding in section.findings]
     lines += ["", "| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in section.rows]

@@ -58,15 +58,27 @@ def _depth_panels(groups: Sequence[SignalGroup]) -> list[tuple[int, list[SignalG
     return sorted(keyed.items())
 
 
+def _has_positive(axis: Axes) -> bool:
+    return any(np.nanmax(np.asarray(line.get_ydata(), dtype=float), initial=0) > 0
+               for line in axis.get_lines())  # fmt: skip
+
+
 def _reference(axis: Axes, group: SignalGroup, stream: np.ndarray) -> None:
     """The scaling law of nets without an exact prediction, anchored at the first block: a
-    residual net without batch norm doubles its stream's second moment per block (each branch
-    adds a copy of the stream's variance: exponential); a pre-activation net with batch norm
-    adds one normalised branch per block (linear within a stage, De & Smith 2020)."""
+    residual net without batch norm under a variance-preserving init (kaiming, orthogonal)
+    doubles its stream's second moment per block (each branch adds a copy of the stream's
+    variance: exponential); a pre-activation net with batch norm adds one normalised branch per
+    block (linear within a stage, De & Smith 2020)."""
     first = float(np.nanmean(stream[:, 0]))
     blocks = np.arange(stream.shape[1])
     about = group.about
-    if about["arch"] != "plain" and about["norm"] == "none" and about["residual_init"] == "none":
+    variance_preserving = about["init"] in ("kaiming", "orthogonal")  # the branch keeps its input's
+    if (
+        about["arch"] != "plain"
+        and about["norm"] == "none"
+        and about["residual_init"] == "none"
+        and variance_preserving
+    ):
         axis.plot(blocks + 1, first * 2.0**blocks, color="0.5", linewidth=0.8, linestyle=":",
                   label="2^block (exponential law)")  # fmt: skip
     elif about["arch"] == "preact" and about["norm"] == "batch":
@@ -103,9 +115,9 @@ def signal_by_block(groups: Sequence[SignalGroup]) -> Figure:
         if not any(group.residual for group in members):
             no_data(middle, "plain nets: no residual branch")
         for axis in (top, middle, bottom):
-            if axis.axison:
+            if axis.axison and _has_positive(axis):  # a gated branch is exactly 0 at first
                 axis.set_yscale("log")
-                axis.grid(alpha=0.3)
+            axis.grid(alpha=0.3)
         bottom.set_xlabel("block (input to output)")
         top.legend(fontsize=7)
     axes[0, 0].set_ylabel("forward: E[stream²]")

@@ -58,7 +58,10 @@ def grid_configs(overrides: Sequence[str]) -> list[DictConfig]:
     from resdeep.train.validation import composition_error_line, validate
 
     configs, problems = [], {}
-    for job in grid_jobs(overrides):
+    jobs = grid_jobs(overrides)
+    if not jobs:
+        raise UsageError("the grid holds no nets (an empty sweep such as range(0,0)?)")
+    for job in jobs:
         try:
             cfg = compose_train_config(job)
             validate(cfg)
@@ -73,12 +76,20 @@ def grid_configs(overrides: Sequence[str]) -> list[DictConfig]:
 
 
 def describe(kwargs: dict[str, Any], seed: int, data: str, state: str) -> dict[str, Any]:
+    """Which net: every model argument that makes two nets differ (all but seed and state are
+    the setting its group is keyed on), the seed, the data set and the state."""
+    shortcut = kwargs.get("shortcut") or ("B" if kwargs.get("block") == "bottleneck" else "A")
     return {
         "arch": str(kwargs["arch"]),
         "depth": int(kwargs["depth"]),
         "init": str(kwargs.get("init", "kaiming")),
         "norm": str(kwargs.get("norm", "batch")),
         "residual_init": str(kwargs.get("residual_init", "none")),
+        "block": str(kwargs.get("block", "basic")),
+        "shortcut": str(shortcut),
+        "shortcut_pad": str(kwargs.get("shortcut_pad", "after")),
+        "zero_init_residual": bool(kwargs.get("zero_init_residual", False)),
+        "dropout": float(kwargs.get("dropout", 0.0)),
         "seed": seed,
         "data": data,
         "state": state,
@@ -92,7 +103,7 @@ def probe_for(data: Any, mean: Any, std: Any, settings: SignalSettings) -> Probe
         size = settings.image_size or NORMAL_SIZE
         return normal_probe((data.in_channels, size, size), settings)
     return data_probe(
-        normalize(data.train.images, mean, std), normalize(data.test.images, mean, std), settings
+        data.train.images, data.test.images, settings, lambda x: normalize(x, mean, std)
     )
 
 

@@ -10,10 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from resdeep.report.spread import Spread, compare, format_spread
+from resdeep.report.analysis import residual_init_order
+from resdeep.report.spread import Spread, compare, format_spread, single_seed
 from resdeep.signal.study import NetSignal
 
-SETTING_KEYS = ("data", "arch", "depth", "init", "norm", "residual_init")
+# What makes two nets different settings (the seed apart); the first six are the report's.
+SETTING_KEYS = ("data", "arch", "depth", "init", "norm", "residual_init", "block", "shortcut",
+                "shortcut_pad", "zero_init_residual", "dropout")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class SignalGroup:
         return np.array([net.line.lags for net in self.nets], dtype=float)
 
     def per_layer(self, what: str) -> np.ndarray:
-        """(seeds, layers) of a per-conv measure: forward, variance, backward, or a mean-field
+        """(seeds, layers) of a per-conv measure: forward, backward, or a mean-field
         prediction (mf_forward, mf_backward; NaN without one)."""
         rows = []
         for net in self.nets:
@@ -59,23 +62,19 @@ class SignalGroup:
                 values = getattr(prediction, what[3:]) if prediction else [math.nan] * len(layers)
             elif what == "backward":
                 values = [layer.backward for layer in layers]
-            elif what == "variance":
-                values = [layer.forward.variance for layer in layers]
             else:
                 values = [layer.forward.second for layer in layers]
             rows.append(values)
         return np.array(rows, dtype=float)
 
     def per_block(self, what: str) -> np.ndarray:
-        """(seeds, blocks): stream (second moment), stream_variance, branch (variance) or
+        """(seeds, blocks): stream (second moment), branch (variance) or
         backward (of the stream)."""
         rows = []
         for net in self.nets:
             blocks = net.propagation.blocks
             if what == "stream":
                 values = [block.stream.second for block in blocks]
-            elif what == "stream_variance":
-                values = [block.stream.variance for block in blocks]
             elif what == "branch":
                 values = [
                     math.nan if block.branch_variance is None else block.branch_variance
@@ -111,8 +110,16 @@ def setting_label(about: dict[str, Any], varying: set[str]) -> str:
         extras.append("BN" if about["norm"] == "batch" else "no BN")
     if "residual_init" in varying and about["residual_init"] != "none":
         extras.append(about["residual_init"])
-    if "data" in varying:
-        extras.append(about["data"])
+    for key, show in (
+        ("block", lambda v: v),
+        ("shortcut", lambda v: f"shortcut {v}"),
+        ("shortcut_pad", lambda v: f"pad {v}"),
+        ("zero_init_residual", lambda v: "zero-init residual" if v else "no zero-init"),
+        ("dropout", lambda v: f"dropout {v:g}"),
+        ("data", lambda v: v),
+    ):
+        if key in varying:
+            extras.append(show(about[key]))
     return f"{about['arch']}-{about['depth']}" + (f" ({', '.join(extras)})" if extras else "")
 
 
@@ -129,8 +136,11 @@ def group_signals(nets: Sequence[NetSignal]) -> list[SignalGroup]:
         keyed.setdefault(key, []).append(net)
 
     def order(key: tuple) -> tuple:
-        data, arch, depth, init, norm, residual_init, state = key
-        return (data, init, norm, residual_init, arch != "plain", arch, depth, state != "init")
+        about = dict(zip(SETTING_KEYS, key[:-1], strict=True))
+        rest = tuple(str(about[k]) for k in SETTING_KEYS[6:])
+        return (about["data"], about["init"], about["norm"],
+                residual_init_order(about["residual_init"]), rest, about["arch"] != "plain",
+                about["arch"], about["depth"], key[-1] != "init")  # fmt: skip
 
     groups = []
     for key in sorted(keyed, key=order):
@@ -145,11 +155,12 @@ def _twins(groups: Sequence[SignalGroup]) -> list[tuple[SignalGroup, SignalGroup
     """(plain, residual) pairs of the same depth, data, init, norm and state."""
     pairs = []
     for plain in groups:
-        if plain.residual:
-            continue
+        if plain.residual or plain.zero_gradient():
+            continue  # a net whose input gradient is zero has no correlation to compare
         for other in groups:
             if (
                 other.residual
+                and not other.zero_gradient()
                 and other.state == plain.state
                 and all(other.about[k] == plain.about[k] for k in ("data", "depth", "init", "norm"))
             ):
@@ -171,6 +182,8 @@ def signal_findings(groups: Sequence[SignalGroup]) -> list[str]:
             word = {"lower": "below", "higher": "above"}.get(
                 verdict or "", "not clearly apart from"
             )
+            if verdict in ("lower", "higher") and single_seed(plain.neighbour, residual.neighbour):
+                word += " (one seed: no spread to exceed)"
             parts.append(
                 f"{plain.label} {format_spread(plain.neighbour)} {word} "
                 f"{residual.label} {format_spread(residual.neighbour)}"
@@ -181,17 +194,23 @@ def signal_findings(groups: Sequence[SignalGroup]) -> list[str]:
             f"noise): " + "; ".join(parts) + "."
         )
     lines += _mean_field_findings(groups)
-    zero = [g.label for g in groups if g.zero_gradient()]
+    zero = [g for g in groups if g.zero_gradient()]
     if zero:
+        named = [
+            g.label
+            + (" (Fixup starts its classifier at zero)" if g.about["residual_init"] == "fixup"
+               and g.state == "init" else "")
+            for g in zero
+        ]  # fmt: skip
         lines.append(
-            f"{', '.join(zero)}: the input gradient is exactly zero (a zero-initialised "
-            "classifier), so its correlation is undefined."
+            "The input gradient is exactly zero at every point, so there is no correlation to "
+            "measure: " + ", ".join(named) + "."
         )
     return lines
 
 
 def _mean_field_findings(groups: Sequence[SignalGroup]) -> list[str]:
-    with_theory = [g for g in groups if any(net.mean_field for net in g.nets)]
+    with_theory = [g for g in groups if g.state == "init" and any(net.mean_field for net in g.nets)]
     if not with_theory:
         return []
     worst = max(abs(net.fits["theory_forward_worst"] - 1) for g in with_theory for net in g.nets)

@@ -42,10 +42,10 @@ def relu_moments(z: MomentMap) -> MomentMap:
     """Mean and variance of relu(z) for z ~ N(mean, var), elementwise."""
     std = z.var.clamp_min(1e-30).sqrt()
     ratio = z.mean / std
-    below = 0.5 * (1 + torch.erf(ratio / math.sqrt(2)))  # Phi(m / s) = P(z > 0)
+    positive = 0.5 * (1 + torch.erf(ratio / math.sqrt(2)))  # Phi(m / s) = P(z > 0)
     density = torch.exp(-0.5 * ratio.square()) / math.sqrt(2 * math.pi)
-    first = z.mean * below + std * density
-    second = (z.mean.square() + z.var) * below + z.mean * std * density
+    first = z.mean * positive + std * density
+    second = (z.mean.square() + z.var) * positive + z.mean * std * density
     return MomentMap(first, (second - first.square()).clamp_min(0))
 
 
@@ -68,7 +68,7 @@ def conv_backward_moments(
     """E[(dL/dx)^2] at the conv's input from E[(dL/dy)^2] at its output: the transposed
     convolution with W^2 (a vector-Jacobian product of the linear map, so strides and padding
     are exactly the forward's)."""
-    probe = torch.zeros(input_shape, dtype=torch.float64, requires_grad=True)
+    probe = torch.zeros(input_shape, dtype=torch.float64, device=grad.device, requires_grad=True)
     weight = conv.weight.detach().double().square()
     out = F.conv2d(probe, weight, None, conv.stride, conv.padding)
     (result,) = torch.autograd.grad(out, probe, grad_outputs=grad)
@@ -150,22 +150,3 @@ def plain_convs(model: ConvNet) -> list[nn.Conv2d]:
         for name, m in model.named_modules()
         if isinstance(m, nn.Conv2d) and "shortcut" not in name
     ]
-
-
-def tap_fraction(conv: nn.Conv2d, size: int) -> float:
-    """v: the fraction of the kernel's taps that fall inside a zero-padded size x size input,
-    averaged over output positions (0.96 for a 3x3 conv on 32 x 32)."""
-    ones = torch.ones(1, 1, size, size)
-    kernel = torch.ones(1, 1, *conv.kernel_size)
-    return (
-        float(F.conv2d(ones, kernel, stride=conv.stride, padding=conv.padding).mean())
-        / kernel.numel()
-    )
-
-
-def scalar_gain(conv: nn.Conv2d, size: int, after_relu: bool = True) -> float:
-    """The scalar law's factor per conv, biases aside: v * fan_in * Var(W) (/ 2 after a ReLU of a
-    zero-mean Gaussian); its log2 is the predicted change of the second moment per conv."""
-    fan_in = conv.in_channels // conv.groups * math.prod(conv.kernel_size)
-    gain = tap_fraction(conv, size) * fan_in * float(conv.weight.detach().double().square().mean())
-    return gain / 2 if after_relu else gain

@@ -68,8 +68,11 @@ def line_gradients(
     logit: int = 0,
 ) -> LineGradients:
     grads = input_gradients(model, line_points(start, end, points), logit)
+    # A point whose gradient is exactly zero has no direction: its pairs are left out (NaN only
+    # when every gradient on the line is zero).
     lags = [
-        float(cosines_at_lag(grads, lag).mean()) for lag in range(1, min(max_lag, points - 1) + 1)
+        float(torch.nanmean(cosines_at_lag(grads, lag)))
+        for lag in range(1, min(max_lag, points - 1) + 1)
     ]
     flat = grads.flatten(1).double()
     along = flat @ (end - start).flatten().double()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,8 +41,7 @@ class SignalSettings:
             raise UsageError(
                 f"--inputs must be one of {', '.join(SIGNAL_INPUTS)}, got {self.inputs!r}"
             )
-        for name, least in (("batch", 2), ("points", 3), ("pairs", 1), ("max_lag", 1),
-                            ("bn_images", 2)):  # fmt: skip
+        for name, least in (("batch", 2), ("points", 3), ("pairs", 1), ("max_lag", 1)):
             if getattr(self, name) < least:
                 option = name.replace("_", "-")
                 raise UsageError(f"--{option} must be at least {least}, got {getattr(self, name)}")
@@ -72,16 +72,23 @@ class Probe:
         )
 
 
-def data_probe(train: torch.Tensor, test: torch.Tensor, settings: SignalSettings) -> Probe:
-    """From normalised images: batch norm's statistics from the first training images, the
-    batch and the lines' ends from the test split (the ends drawn with the settings' seed)."""
+def data_probe(
+    train: torch.Tensor,
+    test: torch.Tensor,
+    settings: SignalSettings,
+    normalize: Callable[[torch.Tensor], torch.Tensor],
+) -> Probe:
+    """From a data set's images (only those used are normalised, so a large split costs no
+    copy): batch norm's statistics from the first training images, the batch and the lines'
+    ends from the test split (the ends drawn with the settings' seed; more lines than pairs of
+    distinct images reuse them)."""
     if len(test) < 2:
         raise UsageError("the test split needs at least two images to draw a line between")
     generator = torch.Generator().manual_seed(settings.seed)
     order = torch.randperm(len(test), generator=generator)
-    ends = [order[(2 * i) % len(test)] for i in range(2 * settings.pairs)]
-    lines = [(test[ends[2 * i]], test[ends[2 * i + 1]]) for i in range(settings.pairs)]
-    return Probe(test[: settings.batch], train[: settings.bn_images], lines)
+    ends = normalize(test[torch.stack([order[i % len(test)] for i in range(2 * settings.pairs)])])
+    lines = [(ends[2 * i], ends[2 * i + 1]) for i in range(settings.pairs)]
+    return Probe(normalize(test[: settings.batch]), normalize(train[: settings.bn_images]), lines)
 
 
 def normal_probe(shape: tuple[int, int, int], settings: SignalSettings) -> Probe:
@@ -135,20 +142,28 @@ class NetSignal:
     seconds: float
     fits: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def label_key(self) -> tuple:
-        a = self.about
-        return (a["data"], a["arch"], a["depth"], a["init"], a["norm"], a["residual_init"])
-
     def as_json(self) -> dict[str, Any]:
         return {
             "about": self.about,
             "propagation": self.propagation.as_json(),
             "mean_field": None if self.mean_field is None else asdict(self.mean_field),
-            "line": {k: v for k, v in asdict(self.line).items() if k != "similarity"},
+            "line": finite_or_none(
+                {k: v for k, v in asdict(self.line).items() if k != "similarity"}
+            ),
             "fits": self.fits,
             "seconds": self.seconds,
         }
+
+
+def finite_or_none(value: Any) -> Any:
+    """NaN and infinities as None (JSON has no NaN), through lists and dicts."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_or_none(v) for v in value]
+    return value
 
 
 def measure_net(
