@@ -259,9 +259,9 @@ def shattered(groups: Sequence[SignalGroup]) -> Figure:
         top.set_xlabel("position along the line")
         top.set_yticks([])
         if net.line.similarity is not None:
-            # Every k-th point, at most 96 (exact values, not averages): a PNG of 256 x 256
+            # Every k-th point, at most 64 (exact values, not averages): a PNG of 256 x 256
             # cells of noise would weigh most of a megabyte.
-            step = -(-len(net.line.similarity) // 96)
+            step = -(-len(net.line.similarity) // 64)
             image = bottom.imshow(net.line.similarity[::step, ::step].numpy(), vmin=-1, vmax=1,
                                   cmap="RdBu_r", extent=(0, 1, 1, 0),
                                   interpolation="nearest")  # fmt: skip
