@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from resdeep.report.sections import section_markdown
 from resdeep.report.spread import Spread, format_points, format_spread
 
 LESION_JSON = "lesion.json"
@@ -77,11 +78,4 @@ def _row(group: dict) -> list[str]:
 
 
 def markdown_lines(section: LesionSection) -> list[str]:
-    lines = [f"## {TITLE}", "", INTRO, ""]
-    lines += [f"- {finding}" for finding in section.findings]
-    lines += ["", "| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in section.rows]
-    lines.append("")
-    for caption, path in section.figures:
-        lines += [f"### {caption}", "", f"![{caption}]({path.name})", ""]
-    return lines
+    return section_markdown(TITLE, INTRO, HEADERS, section.findings, section.rows, section.figures)

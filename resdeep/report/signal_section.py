@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from resdeep.report.sections import section_markdown
 from resdeep.report.spread import Spread, format_spread
 
 SIGNAL_JSON = "signal.json"
@@ -137,11 +138,6 @@ def _row(label: str, states: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def markdown_lines(section: SignalSection) -> list[str]:
-    lines = [f"## {TITLE}", "", section.intro, ""]
-    lines += [f"- {finding}" for finding in section.findings]
-    lines += ["", "| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in section.rows]
-    lines.append("")
-    for caption, path in section.figures:
-        lines += [f"### {caption}", "", f"![{caption}]({path.name})", ""]
-    return lines
+    return section_markdown(
+        TITLE, section.intro, HEADERS, section.findings, section.rows, section.figures
+    )

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from resdeep.errors import Problems, UsageError
+from resdeep.errors import UsageError
 from resdeep.signal.study import (
     NORMAL_SIZE,
     NetSignal,
@@ -51,28 +51,12 @@ def grid_jobs(overrides: Sequence[str]) -> list[list[str]]:
 
 def grid_configs(overrides: Sequence[str]) -> list[DictConfig]:
     """Every net's composed and checked config; every problem at once, one line each."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+    from resdeep.train.sweep import checked_configs
 
-    from resdeep.config import compose_train_config
-    from resdeep.train.validation import composition_error_line, validate
-
-    configs, problems = [], {}
     jobs = grid_jobs(overrides)
     if not jobs:
         raise UsageError("the grid holds no nets (an empty sweep such as range(0,0)?)")
-    for job in jobs:
-        try:
-            cfg = compose_train_config(job)
-            validate(cfg)
-            configs.append(cfg)
-        except (HydraException, OmegaConfBaseException) as error:
-            problems[composition_error_line(error)] = None
-        except UsageError as error:
-            problems.update(dict.fromkeys(getattr(error, "lines", [str(error)])))
-    if problems:
-        raise Problems(list(problems))
-    return configs
+    return checked_configs(jobs)
 
 
 def describe(kwargs: dict[str, Any], seed: int, data: str, state: str) -> dict[str, Any]:

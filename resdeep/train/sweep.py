@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 from hydra.errors import HydraException
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from resdeep.config import CONFIG_DIR, compose_train_config
@@ -65,22 +66,33 @@ def check_sweep(args: list[str]) -> None:
     """Compose and validate every job of the sweep before the first one starts: one line per
     distinct problem (a key typo with the nearest keys, an unknown option with the available
     ones, a value out of its range or a depth that builds no net), exit 2, nothing written."""
-    from resdeep.train.validation import composition_error_line, validate
+    from resdeep.train.validation import composition_error_line
 
-    problems: dict[str, None] = {}
     try:
         jobs = sweep_jobs(args)
     except (HydraException, OmegaConfBaseException) as error:
         raise Problems([composition_error_line(error)]) from error
+    checked_configs(jobs)
+
+
+def checked_configs(jobs: list[list[str]]) -> list[DictConfig]:
+    """Each job's composed config, validated; every distinct problem of all jobs at once (one
+    line each, Problems), so nothing starts when any job cannot."""
+    from resdeep.train.validation import composition_error_line, validate
+
+    configs, problems = [], {}
     for job in jobs:
         try:
-            validate(compose_train_config(job))
+            cfg = compose_train_config(job)
+            validate(cfg)
+            configs.append(cfg)
         except (HydraException, OmegaConfBaseException) as error:
             problems[composition_error_line(error)] = None
         except UsageError as error:
             problems.update(dict.fromkeys(getattr(error, "lines", [str(error)])))
     if problems:
         raise Problems(list(problems))
+    return configs
 
 
 def sweep_settings(args: list[str]) -> tuple[str, list[str]] | None:
