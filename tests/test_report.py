@@ -625,6 +625,28 @@ def test_the_report_names_each_mechanism_from_its_numbers():
         "— healthy, and it degrades anyway: training error 60.3 ± 0.6 % vs plain-20's 50.3 ± 0.6 %"
         in plain56
     )
+    # With the signal study beside the report, the degrading setting says what it measured.
+    from resdeep.report.signal_section import SignalSection
+    from resdeep.report.spread import Spread
+
+    plain = next(s for s in summaries if s.label == "plain-56")
+    key = (plain.data, "plain", 56, plain.init, plain.norm, "none")
+    twin = (plain.data, "resnet", 56, plain.init, plain.norm, "none")
+    signal = SignalSection(
+        findings=[], rows=[], figures=[], intro="",
+        correlation={key: {"init": Spread(0.003, 0.004, 3), "trained": Spread(0.956, 0.014, 3)},
+                     twin: {"init": Spread(0.903, 0.014, 3)}},
+        labels={key: "plain-56", twin: "resnet-56"},
+    )  # fmt: skip
+    [explained] = [
+        line for line in findings(summaries, signal) if line.startswith("plain-56: at init")
+    ]
+    assert explained.startswith(plain56.removesuffix("."))
+    assert explained.endswith(
+        "; its input gradients at initialisation are shattered: neighbour-gradient correlation "
+        "0.00300 ± 0.004 vs resnet-56's 0.903 ± 0.014, 0.956 ± 0.014 after training (Balduzzi "
+        "et al. 2017)."
+    )
     [plain20] = [line for line in lines if line.startswith("plain-20: at initialisation")]
     assert "falls to 1e-6× of the last block's at the stem" in plain20
     assert plain20.endswith("— vanishing from initialisation.")
