@@ -84,6 +84,19 @@ def compose_train_config(overrides: Sequence[str] = (), *, hydra: bool = False) 
         return compose("train", overrides=list(overrides), return_hydra_config=hydra)
 
 
+def seed_run(seed: int) -> None:
+    """The seeds a run sets before it builds its data and its net (Python, NumPy, torch), so a
+    tool that rebuilds a run's initial net in the same order gets the same weights."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def data_from_config(cfg: DictConfig) -> DataSplits:
     """The data set a run's config describes: same splits, classes, size and seed."""
     from resdeep.data import build_data

@@ -89,15 +89,17 @@ def signal(
     args = list(args or [])
     torch_device = resolve_device(device)
     if checkpoint:
-        from resdeep.lesion.build import default_lesion_dir
-        from resdeep.signal.grid import final_checkpoints, measure_checkpoints
+        from resdeep.lesion.build import checkpoints_under, default_lesion_dir
+        from resdeep.signal.grid import measure_checkpoints
 
         if not args or any("=" in arg for arg in args):
             raise UsageError(
                 "--checkpoint takes run dirs, sweep dirs or checkpoint files, not overrides"
             )
         paths = [Path(arg) for arg in args]
-        checkpoints = final_checkpoints(paths)
+        # The end of training (last.pt), not the best epoch: the report's final error is the
+        # last weights'; best.pt where a run has no other (an imported one).
+        checkpoints = checkpoints_under(paths, ("last.pt", "best.pt"))
         out_dir = out if out is not None else default_lesion_dir(paths)
         nets = measure_checkpoints(checkpoints, settings, torch_device, jobs=jobs or cores())
     else:

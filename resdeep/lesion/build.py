@@ -36,19 +36,22 @@ class LesionReport:
     notes: list[str]  # what was left out and why (plain nets under --paths)
 
 
-def checkpoints_under(paths: Sequence[Path]) -> list[Path]:
-    """Every run's best.pt at or below `paths` (a checkpoint file counts as itself), oldest
-    run first; a path that holds none is refused."""
+def checkpoints_under(paths: Sequence[Path], names: Sequence[str] = ("best.pt",)) -> list[Path]:
+    """Every run's checkpoint at or below `paths` (the first of `names` it has; a checkpoint
+    file counts as itself), oldest run first; a path that holds none is refused."""
     found: list[Path] = []
     for path in paths:
         if path.is_file():
             found.append(path)
             continue
-        runs = [r.path / "checkpoints" / "best.pt" for r in find_runs(path)]
-        present = [checkpoint for checkpoint in runs if checkpoint.is_file()]
+        present = []
+        for run in find_runs(path):
+            candidates = [run.path / "checkpoints" / name for name in names]
+            present += [c for c in candidates if c.is_file()][:1]
         if not present:
+            wanted = " or ".join(f"checkpoints/{name}" for name in names)
             raise UsageError(
-                f"no checkpoint (checkpoints/best.pt) at or below {path}; "
+                f"no checkpoint ({wanted}) at or below {path}; "
                 "train one with `resdeep train` or import one with `resdeep import`"
             )
         found += present

@@ -55,13 +55,6 @@ def read_lesion_section(folder: Path) -> LesionSection | None:
     )
 
 
-def _spread(entry: dict | None) -> Spread:
-    """A {mean, std, n} entry of lesion.json back as a Spread."""
-    if not entry:
-        return Spread(None, None, 0)
-    return Spread(entry["mean"], entry["std"], entry["n"])
-
-
 def _row(group: dict) -> list[str]:
     curve = {point["k"]: point for point in group.get("k_curve", [])}
     windows = group.get("path_windows") or []
@@ -69,10 +62,10 @@ def _row(group: dict) -> list[str]:
     return [
         group["label"],
         str(len(group["seeds"])),
-        format_spread(_spread(group["intact_accuracy"]), percent=True),
-        format_points(_spread(group["median_single_drop"]), unit=False),
-        format_points(_spread(group["worst_single_drop"]), unit=False),
-        *(format_spread(_spread(curve.get(k)), percent=True) for k in (1, 5, 10)),
+        format_spread(Spread.from_json(group["intact_accuracy"]), percent=True),
+        format_points(Spread.from_json(group["median_single_drop"]), unit=False),
+        format_points(Spread.from_json(group["worst_single_drop"]), unit=False),
+        *(format_spread(Spread.from_json(curve.get(k)), percent=True) for k in (1, 5, 10)),
         window,
     ]
 

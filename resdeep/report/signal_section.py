@@ -91,7 +91,9 @@ def _section(signal: dict[str, Any], folder: Path) -> SignalSection:
     by_label: dict[str, dict[str, dict[str, Any]]] = {}
     for group in signal.get("groups", []):
         key = tuple(group[k] for k in ("data", "arch", "depth", "init", "norm", "residual_init"))
-        correlation.setdefault(key, {})[group["state"]] = _spread(group["neighbour_correlation"])
+        correlation.setdefault(key, {})[group["state"]] = Spread.from_json(
+            group["neighbour_correlation"]
+        )
         labels[key] = group["label"]
         by_label.setdefault(group["label"], {})[group["state"]] = group
     return SignalSection(
@@ -118,22 +120,16 @@ def intro(settings: dict[str, Any]) -> str:
     )
 
 
-def _spread(entry: dict | None) -> Spread:
-    if not entry:
-        return Spread(None, None, 0)
-    return Spread(entry["mean"], entry["std"], entry["n"])
-
-
 def _row(label: str, states: dict[str, dict[str, Any]]) -> list[str]:
     init, trained = states.get("init"), states.get("trained")
     fits = (init or trained or {}).get("fits", {})
     return [
         label,
         str(len((init or trained)["seeds"])),
-        format_spread(_spread(init["neighbour_correlation"])) if init else "-",
-        format_spread(_spread(trained["neighbour_correlation"])) if trained else "-",
-        format_spread(_spread(fits.get("forward_slope"))),
-        format_spread(_spread(fits.get("backward_slope"))),
+        format_spread(Spread.from_json(init["neighbour_correlation"])) if init else "-",
+        format_spread(Spread.from_json(trained["neighbour_correlation"])) if trained else "-",
+        format_spread(Spread.from_json(fits.get("forward_slope"))),
+        format_spread(Spread.from_json(fits.get("backward_slope"))),
     ]
 
 

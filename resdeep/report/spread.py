@@ -34,6 +34,14 @@ class Spread:
         std = float(np.std(finite, ddof=1)) if len(finite) > 1 else None
         return cls(float(np.mean(finite)), std, len(finite))
 
+    @classmethod
+    def from_json(cls, entry: dict | None) -> Spread:
+        """A {mean, std, n} entry (`vars(spread)`, as the studies' JSON files hold it) back as a
+        Spread; a missing entry is one with no values."""
+        if not entry:
+            return cls(None, None, 0)
+        return cls(entry["mean"], entry["std"], entry["n"])
+
     def interval(self) -> tuple[float, float] | None:
         """The 95 % confidence interval of the mean, or None for fewer than two values."""
         if self.mean is None or self.std is None:

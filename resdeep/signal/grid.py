@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from resdeep.config import seed_run
 from resdeep.errors import UsageError
 from resdeep.signal.study import (
     NORMAL_SIZE,
@@ -20,7 +21,6 @@ from resdeep.signal.study import (
     data_probe,
     measure_net,
     normal_probe,
-    seed_like_training,
 )
 
 # What is swept unless the command line sets the key: the depth study's nets.
@@ -62,7 +62,6 @@ def grid_configs(overrides: Sequence[str]) -> list[DictConfig]:
 def describe(kwargs: dict[str, Any], seed: int, data: str, state: str) -> dict[str, Any]:
     """Which net: every model argument that makes two nets differ (all but seed and state are
     the setting its group is keyed on), the seed, the data set and the state."""
-    shortcut = kwargs.get("shortcut") or ("B" if kwargs.get("block") == "bottleneck" else "A")
     return {
         "arch": str(kwargs["arch"]),
         "depth": int(kwargs["depth"]),
@@ -70,7 +69,7 @@ def describe(kwargs: dict[str, Any], seed: int, data: str, state: str) -> dict[s
         "norm": str(kwargs.get("norm", "batch")),
         "residual_init": str(kwargs.get("residual_init", "none")),
         "block": str(kwargs.get("block", "basic")),
-        "shortcut": str(shortcut),
+        "shortcut": str(kwargs.get("shortcut")),  # set by every config and checkpoint
         "shortcut_pad": str(kwargs.get("shortcut_pad", "after")),
         "zero_init_residual": bool(kwargs.get("zero_init_residual", False)),
         "dropout": float(kwargs.get("dropout", 0.0)),
@@ -94,7 +93,7 @@ def probe_for(data: Any, mean: Any, std: Any, settings: SignalSettings) -> Probe
 def initial_net(kwargs: dict[str, Any], seed: int, device: torch.device) -> torch.nn.Module:
     from resdeep.models import build_model
 
-    seed_like_training(seed)
+    seed_run(seed)
     return build_model(**kwargs).to(device)
 
 
@@ -106,37 +105,12 @@ def measure_grid(
 
     for cfg in configs:
         seed = int(cfg.seed)
-        seed_like_training(seed)  # training seeds before it builds the data
+        seed_run(seed)  # training seeds before it builds the data
         data = data_from_config(cfg)
         kwargs = model_kwargs_from_config(cfg, data)
         model = initial_net(kwargs, seed, device)
         probe = probe_for(data, data.mean, data.std, settings).to(device)
         yield measure_net(model, probe, settings, describe(kwargs, seed, data.name, "init"))
-
-
-def final_checkpoints(paths: Sequence[Path]) -> list[Path]:
-    """Each run's weights at the end of training (last.pt; best.pt where a run has no other, as
-    an imported one), at or below `paths`; a checkpoint file counts as itself. The end, not the
-    best epoch: the report's final training error is the last weights'."""
-    from resdeep.runs import find_runs
-
-    found: list[Path] = []
-    for path in paths:
-        if path.is_file():
-            found.append(path)
-            continue
-        before = len(found)
-        for run in find_runs(path):
-            for name in ("last.pt", "best.pt"):
-                if (run.path / "checkpoints" / name).is_file():
-                    found.append(run.path / "checkpoints" / name)
-                    break
-        if len(found) == before:
-            raise UsageError(
-                f"no checkpoint (checkpoints/last.pt or best.pt) at or below {path}; train one "
-                "with `resdeep train` or import one with `resdeep import`"
-            )
-    return list(dict.fromkeys(found))
 
 
 def measure_checkpoints(

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from resdeep.report.analysis import residual_init_order
+from resdeep.report.analysis import residual_init_order, run_label
 from resdeep.report.spread import Spread, compare, format_spread, single_seed
 from resdeep.signal.study import NetSignal
 
@@ -86,41 +86,40 @@ class SignalGroup:
         return np.array(rows, dtype=float)
 
     def as_json(self) -> dict[str, Any]:
-        def entry(spread: Spread) -> dict[str, Any]:
-            return {"mean": spread.mean, "std": spread.std, "n": spread.n}
-
         fits = sorted({key for net in self.nets for key in net.fits if key != "layers"})
         return {
             "label": self.label,
             "state": self.state,
             **self.about,
             "seeds": self.seeds,
-            "neighbour_correlation": entry(self.neighbour),
-            "lags": [entry(Spread.of(column)) for column in self.lags().T],
-            "fits": {key: entry(self.spread(key)) for key in fits},
+            "neighbour_correlation": vars(self.neighbour),
+            "lags": [vars(Spread.of(column)) for column in self.lags().T],
+            "fits": {key: vars(self.spread(key)) for key in fits},
         }
 
 
+# Beyond the report's label keys (init, norm, residual init): what else a signal grid may vary.
+MORE_LABEL_PARTS = (
+    ("block", lambda v: v),
+    ("shortcut", lambda v: f"shortcut {v}"),
+    ("shortcut_pad", lambda v: f"pad {v}"),
+    ("zero_init_residual", lambda v: "zero-init residual" if v else "no zero-init"),
+    ("dropout", lambda v: f"dropout {v:g}"),
+    ("data", lambda v: v),
+)
+
+
 def setting_label(about: dict[str, Any], varying: set[str]) -> str:
-    """ "plain-56", with init, norm and residual init added only where the nets shown differ."""
-    extras = []
-    if "init" in varying:
-        extras.append(about["init"])
-    if "norm" in varying:
-        extras.append("BN" if about["norm"] == "batch" else "no BN")
-    if "residual_init" in varying and about["residual_init"] != "none":
-        extras.append(about["residual_init"])
-    for key, show in (
-        ("block", lambda v: v),
-        ("shortcut", lambda v: f"shortcut {v}"),
-        ("shortcut_pad", lambda v: f"pad {v}"),
-        ("zero_init_residual", lambda v: "zero-init residual" if v else "no zero-init"),
-        ("dropout", lambda v: f"dropout {v:g}"),
-        ("data", lambda v: v),
-    ):
-        if key in varying:
-            extras.append(show(about[key]))
-    return f"{about['arch']}-{about['depth']}" + (f" ({', '.join(extras)})" if extras else "")
+    """The report's label ("plain-56", "resnet-110 (no BN, fixup)": init, norm and residual init
+    only where the nets shown differ), with any other model argument that differs added."""
+    label = run_label(about["arch"], about["depth"], about["init"], about["norm"], varying,
+                      about["residual_init"])  # fmt: skip
+    more = [show(about[key]) for key, show in MORE_LABEL_PARTS if key in varying]
+    if not more:
+        return label
+    if label.endswith(")"):
+        return f"{label[:-1]}, {', '.join(more)})"
+    return f"{label} ({', '.join(more)})"
 
 
 def group_signals(nets: Sequence[NetSignal]) -> list[SignalGroup]:

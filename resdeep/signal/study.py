@@ -5,7 +5,6 @@ gradients along lines), as one record."""
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -120,14 +119,6 @@ def calibrate_batch_norm(model: nn.Module, images: torch.Tensor, chunk: int = 51
     for norm, momentum in zip(norms, momenta, strict=True):
         norm.momentum = momentum
     model.eval()
-
-
-def seed_like_training(seed: int) -> None:
-    """The seeds `resdeep train` sets before it builds the data and the net (in that order), so
-    a net rebuilt here is the one that run started from (tested)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 @dataclass

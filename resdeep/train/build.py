@@ -10,17 +10,15 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 
-from resdeep.config import data_from_config, model_kwargs_from_config
+from resdeep.config import data_from_config, model_kwargs_from_config, seed_run
 from resdeep.data import DataSplits, DeviceLoader
 from resdeep.device import resolve_device, resolve_precision
 from resdeep.errors import UsageError
@@ -48,9 +46,7 @@ class Training:
 
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Python, NumPy and torch from one seed; deterministic kernels when asked."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    seed_run(seed)
     if deterministic:
         # Needed by cuBLAS for deterministic matmuls; harmless on CPU.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
