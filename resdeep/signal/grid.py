@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from resdeep.config import seed_run
 from resdeep.errors import UsageError
+from resdeep.report.net_settings import describe
 from resdeep.signal.study import (
     NORMAL_SIZE,
     NetSignal,
@@ -57,26 +58,6 @@ def grid_configs(overrides: Sequence[str]) -> list[DictConfig]:
     if not jobs:
         raise UsageError("the grid holds no nets (an empty sweep such as range(0,0)?)")
     return checked_configs(jobs)
-
-
-def describe(kwargs: dict[str, Any], seed: int, data: str, state: str) -> dict[str, Any]:
-    """Which net: every model argument that makes two nets differ (all but seed and state are
-    the setting its group is keyed on), the seed, the data set and the state."""
-    return {
-        "arch": str(kwargs["arch"]),
-        "depth": int(kwargs["depth"]),
-        "init": str(kwargs.get("init", "kaiming")),
-        "norm": str(kwargs.get("norm", "batch")),
-        "residual_init": str(kwargs.get("residual_init", "none")),
-        "block": str(kwargs.get("block", "basic")),
-        "shortcut": str(kwargs.get("shortcut")),  # set by every config and checkpoint
-        "shortcut_pad": str(kwargs.get("shortcut_pad", "after")),
-        "zero_init_residual": bool(kwargs.get("zero_init_residual", False)),
-        "dropout": float(kwargs.get("dropout", 0.0)),
-        "seed": seed,
-        "data": data,
-        "state": state,
-    }
 
 
 def probe_for(data: Any, mean: Any, std: Any, settings: SignalSettings) -> Probe:

@@ -10,13 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from resdeep.report.analysis import residual_init_order, run_label
+from resdeep.report.analysis import residual_init_order
+from resdeep.report.net_settings import SETTING_KEYS, setting_label, varying_settings
 from resdeep.report.spread import Spread, compare, format_spread, single_seed
 from resdeep.signal.study import NetSignal
-
-# What makes two nets different settings (the seed apart); the first six are the report's.
-SETTING_KEYS = ("data", "arch", "depth", "init", "norm", "residual_init", "block", "shortcut",
-                "shortcut_pad", "zero_init_residual", "dropout")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -98,37 +95,10 @@ class SignalGroup:
         }
 
 
-# Beyond the report's label keys (init, norm, residual init): what else a signal grid may vary.
-MORE_LABEL_PARTS = (
-    ("block", lambda v: v),
-    ("shortcut", lambda v: f"shortcut {v}"),
-    ("shortcut_pad", lambda v: f"pad {v}"),
-    ("zero_init_residual", lambda v: "zero-init residual" if v else "no zero-init"),
-    ("dropout", lambda v: f"dropout {v:g}"),
-    ("data", lambda v: v),
-)
-
-
-def setting_label(about: dict[str, Any], varying: set[str]) -> str:
-    """The report's label ("plain-56", "resnet-110 (no BN, fixup)": init, norm and residual init
-    only where the nets shown differ), with any other model argument that differs added."""
-    label = run_label(about["arch"], about["depth"], about["init"], about["norm"], varying,
-                      about["residual_init"])  # fmt: skip
-    more = [show(about[key]) for key, show in MORE_LABEL_PARTS if key in varying]
-    if not more:
-        return label
-    if label.endswith(")"):
-        return f"{label[:-1]}, {', '.join(more)})"
-    return f"{label} ({', '.join(more)})"
-
-
 def group_signals(nets: Sequence[NetSignal]) -> list[SignalGroup]:
     """One group per setting and state, ordered by data, init, norm, residual init, arch
     (plain first), depth, state; nets in seed order."""
-    varying = {key for key in SETTING_KEYS if len({net.about[key] for net in nets}) > 1} - {
-        "arch",
-        "depth",
-    }
+    varying = varying_settings(net.about for net in nets)
     keyed: dict[tuple, list[NetSignal]] = {}
     for net in nets:
         key = (*(net.about[k] for k in SETTING_KEYS), net.about["state"])
