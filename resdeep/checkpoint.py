@@ -22,6 +22,8 @@ from resdeep.runs import imported_run_dir, run_dir_of
 
 FORMAT = "resdeep-checkpoint"
 FORMAT_VERSION = 1
+# A run's weights before its first step, beside best.pt and last.pt (model and metadata only).
+INITIAL_CHECKPOINT = "init.pt"
 
 
 @dataclass

@@ -17,10 +17,12 @@ from resdeep.errors import ResdeepError
 from resdeep.schema import TrainConfig  # importing it registers the schema with Hydra
 
 if TYPE_CHECKING:
+    import torch
     from omegaconf import DictConfig
 
     from resdeep.checkpoint import CheckpointInfo
     from resdeep.data import DataSplits
+    from resdeep.models import ConvNet
 
 # The Hydra configs ship inside the package (resdeep/conf links to the repo's conf/).
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
@@ -146,3 +148,23 @@ def checkpoint_data(info: CheckpointInfo) -> DataSplits:
             f"but {info.path} expects {tuple(info.input_shape)}"
         )
     return data
+
+
+def initial_model(info: CheckpointInfo, device: str | torch.device = "cpu") -> ConvNet:
+    """The net a checkpoint's run started from (eval mode, on `device`): its `init.pt`, or for a
+    run from before runs kept one, rebuilt as training builds it (the run's seed, then the
+    model; building the data set draws nothing from the seeded generators)."""
+    from resdeep.checkpoint import INITIAL_CHECKPOINT, load_checkpoint
+    from resdeep.models import build_model
+
+    saved = info.run_dir / "checkpoints" / INITIAL_CHECKPOINT
+    if saved.is_file():
+        return load_checkpoint(saved, device)[0]
+    start = (info.config.get("trainer") or {}).get("init_from")
+    if start:
+        raise ResdeepError(
+            f"{info.run_dir} started from {start} and keeps no {INITIAL_CHECKPOINT}; "
+            "its initial weights cannot be rebuilt from its seed"
+        )
+    seed_run(int(info.config.get("seed", 0)))
+    return build_model(**info.model_kwargs).to(device).eval()

@@ -151,25 +151,42 @@ def test_mean_field_figure_and_table_for_plain_nets_without_bn(capsys, tmp_path)
     assert "theory fwd/conv" in out and "one conv at a time" in out
 
 
-def test_rebuilt_net_is_the_one_training_started_from(train_run):
-    """The weights a signal study rebuilds for a run are those the run logged at step 0."""
+def test_initial_weights_are_the_ones_training_started_from(capsys, train_run, tmp_path):
+    """A run keeps its weights before the first step (checkpoints/init.pt): their norms are
+    those the run logged at step 0, a run without the file gets the same weights rebuilt from
+    its seed, and init.pt cannot be resumed from."""
+    import shutil
+
     from resdeep.checkpoint import load_checkpoint
+    from resdeep.config import initial_model
     from resdeep.report.reading import read_run
-    from resdeep.signal.grid import initial_net
 
     run_dir = train_run()
+    saved = run_dir / "checkpoints" / "init.pt"
+    assert saved.is_file()
     _, info = load_checkpoint(run_dir)
-    rebuilt = initial_net(dict(info.model_kwargs), int(info.config["seed"]), torch.device("cpu"))
+    kept = initial_model(info)
     logged = read_run(run_dir).diagnostics.weight_norm
     at_start = dict(zip(logged.names, logged.at(0), strict=True))
     weights = {
         name.removesuffix(".weight"): float(p.detach().norm())
-        for name, p in rebuilt.named_parameters()
+        for name, p in kept.named_parameters()
         if name.endswith("weight") and p.dim() > 1
     }
     assert len(at_start) == 8 and set(at_start) <= set(weights), (at_start, sorted(weights))
     for name, value in at_start.items():
         assert weights[name] == pytest.approx(value, rel=1e-5), name
+
+    older = tmp_path / "older_run"
+    shutil.copytree(run_dir, older)
+    (older / "checkpoints" / "init.pt").unlink()
+    _, older_info = load_checkpoint(older)
+    rebuilt = initial_model(older_info).state_dict()
+    for name, tensor in kept.state_dict().items():
+        assert torch.equal(rebuilt[name], tensor), name
+
+    code, _, err = run_main(capsys, "train", f"trainer.resume={saved}")
+    assert code != 0 and "cannot be resumed" in err and "Traceback" not in err
 
 
 def test_checkpoints_at_init_and_end_feed_the_report(capsys, train_run, tmp_path):

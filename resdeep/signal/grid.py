@@ -97,8 +97,8 @@ def measure_grid(
 def measure_checkpoints(
     checkpoints: Sequence[Path], settings: SignalSettings, device: torch.device, jobs: int = 1
 ) -> Iterator[NetSignal]:
-    """Each trained run's net at its initialisation (rebuilt from its config and seed) and at
-    its end (the checkpoint), on the same inputs; `jobs` runs at once on the CPU."""
+    """Each trained run's net at its initialisation and at its end (the checkpoint), on the same
+    inputs; `jobs` runs at once on the CPU."""
     from resdeep.workers import map_on_cores
 
     for pair in map_on_cores(
@@ -110,9 +110,9 @@ def measure_checkpoints(
 def measure_checkpoint(
     checkpoint: Path, settings: SignalSettings, device: torch.device
 ) -> list[NetSignal]:
-    """One trained run at its initialisation and at its end."""
+    """One trained run at its initialisation (its init.pt, or rebuilt) and at its end."""
     from resdeep.checkpoint import load_checkpoint
-    from resdeep.config import checkpoint_data
+    from resdeep.config import checkpoint_data, initial_model
 
     trained, info = load_checkpoint(checkpoint, device)
     seed = int(info.config.get("seed", 0))
@@ -120,7 +120,7 @@ def measure_checkpoint(
     probe = probe_for(data, info.mean, info.std, settings).to(device)
     kwargs = dict(info.model_kwargs)
     measured = []
-    for state, model in (("init", initial_net(kwargs, seed, device)), ("trained", trained)):
+    for state, model in (("init", initial_model(info, device)), ("trained", trained)):
         about = describe(kwargs, seed, info.data_name, state) | {"run": str(info.run_dir)}
         measured.append(measure_net(model, probe, settings, about))
     return measured

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resdeep.checkpoint import save_checkpoint
+from resdeep.checkpoint import INITIAL_CHECKPOINT, save_checkpoint
 from resdeep.io import save_json_atomic
 from resdeep.train.description import RunDescription
 from resdeep.train.diagnostics import LayerDiagnostics
@@ -199,6 +199,19 @@ class TrainingLoop:
             payload = self.checkpoint_payload()
             for name in names:
                 save_checkpoint(self.run_dir / "checkpoints" / name, payload)
+
+    def save_initial_weights(self) -> None:
+        """`init.pt`: the weights before the first step (no optimizer state: it resumes
+        nothing), for the tools that compare a run's start with its end (landscape, signal)."""
+        if self.world.is_main:
+            payload = {
+                **self.description.checkpoint_fields(),
+                "model": self.model.state_dict(),
+                "epoch": 0,
+                "step": 0,
+                "metrics": {},
+            }
+            save_checkpoint(self.run_dir / "checkpoints" / INITIAL_CHECKPOINT, payload)
 
     def save_interrupted(self) -> None:
         """A mid-epoch `last.pt`: the loader's position is in it, so a resume replays nothing."""

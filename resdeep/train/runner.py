@@ -153,6 +153,11 @@ def which_run(cfg: DictConfig, run_dir: Path, world: World, start: RunStart) -> 
         if target is None:
             return WhichRun(cfg, None, None, new_dir)
         checkpoint = read_checkpoint(target)
+        if "optimizer" not in checkpoint:
+            raise UsageError(
+                f"{target} holds weights only (no optimizer state) and cannot be resumed; "
+                f"resume from {Path(target).parent / 'last.pt'}"
+            )
         resumed_run = run_dir_of(Path(target))
         cfg = resumed_config(checkpoint.get("config", {}), cfg, start.overrides, resumed_run)
         validate(cfg)
@@ -205,8 +210,10 @@ def fit(training: Training, run: WhichRun, run_dir: Path, world: World) -> str:
             "resuming from %s in epoch %d, at step %d",
             run.target, loop.state.epoch + 1, loop.state.step,
         )  # fmt: skip
-    elif world.is_main:
-        log.info("run dir: %s", run_dir)
+    else:
+        loop.save_initial_weights()
+        if world.is_main:
+            log.info("run dir: %s", run_dir)
     with loop.stop:
         status = loop.fit()
     if status == "interrupted":
