@@ -65,6 +65,7 @@ def build_report(paths: Sequence[Path], out_dir: Path, html: bool = False) -> Re
     lesion = read_lesion_section(out_dir)
     signal = read_signal_section(out_dir)
     lines = findings(summaries, signal)
+    sections = [s for s in (lesion, signal.section if signal else None) if s is not None]
     out_dir.mkdir(parents=True, exist_ok=True)
     figure_files = _group_figures(summaries, groups, out_dir)
     figure_files += _heatmaps(summaries, groups, out_dir)
@@ -73,10 +74,10 @@ def build_report(paths: Sequence[Path], out_dir: Path, html: bool = False) -> Re
         report_json(summaries, groups, comparisons(groups), lines, figure_files),
         out_dir / "report.json",
     )
-    (out_dir / "report.md").write_text(markdown(TITLE, groups, lines, figure_files, lesion, signal))
+    (out_dir / "report.md").write_text(markdown(TITLE, groups, lines, figure_files, sections))
     written += [out_dir / "report.json", out_dir / "report.md"]
     if html:
-        page = html_page(TITLE, groups, lines, figure_files, lesion, signal)
+        page = html_page(TITLE, groups, lines, figure_files, sections)
         (out_dir / "report.html").write_text(page)
         written.append(out_dir / "report.html")
     return Report(

@@ -16,15 +16,8 @@ from typing import Any
 
 from resdeep.report.analysis import RunGroup, RunSummary, grad_ratio
 from resdeep.report.findings import Comparison
-from resdeep.report.lesion_section import HEADERS as LESION_HEADERS
-from resdeep.report.lesion_section import INTRO as LESION_INTRO
-from resdeep.report.lesion_section import TITLE as LESION_TITLE
-from resdeep.report.lesion_section import LesionSection, markdown_lines
 from resdeep.report.mechanism import SHORT_LABELS, Mechanism
-from resdeep.report.signal_section import HEADERS as SIGNAL_HEADERS
-from resdeep.report.signal_section import TITLE as SIGNAL_TITLE
-from resdeep.report.signal_section import SignalSection
-from resdeep.report.signal_section import markdown_lines as signal_markdown_lines
+from resdeep.report.sections import ToolSection
 from resdeep.report.spread import format_spread
 
 TABLE_HEADERS = (
@@ -152,8 +145,7 @@ def markdown(
     groups: Sequence[RunGroup],
     findings: Sequence[str],
     figures: Sequence[FigureFile],
-    lesion: LesionSection | None = None,
-    signal: SignalSection | None = None,
+    sections: Sequence[ToolSection] = (),
 ) -> str:
     lines = [f"# {title}", "", _overview(groups), "", "## Findings", ""]
     lines += [f"- {finding}" for finding in findings] or ["- (no comparable runs yet)"]
@@ -164,10 +156,8 @@ def markdown(
     lines += ["", "## Figures", ""]
     for figure in figures:
         lines += [f"### {figure.title}", "", f"![{figure.title}]({figure.path.name})", ""]
-    if lesion is not None:
-        lines += markdown_lines(lesion)
-    if signal is not None:
-        lines += signal_markdown_lines(signal)
+    for section in sections:
+        lines += section.markdown()
     return "\n".join(lines)
 
 
@@ -176,8 +166,7 @@ def html_page(
     groups: Sequence[RunGroup],
     findings: Sequence[str],
     figures: Sequence[FigureFile],
-    lesion: LesionSection | None = None,
-    signal: SignalSection | None = None,
+    sections: Sequence[ToolSection] = (),
 ) -> str:
     """One file with every image inlined as base64: it can be mailed or attached as it is."""
     esc = html.escape
@@ -195,8 +184,7 @@ def html_page(
         f"<h2>Findings</h2><ul>{items}</ul>"
         f"<h2>Results</h2><table><tr>{head}</tr>{rows}</table>"
         f"<h2>Figures</h2>{images}"
-        + (_html_section(LESION_TITLE, LESION_INTRO, LESION_HEADERS, lesion) if lesion else "")
-        + (_html_section(SIGNAL_TITLE, signal.intro, SIGNAL_HEADERS, signal) if signal else "")
+        + "".join(_html_section(section) for section in sections)
         + "</body></html>\n"
     )
 
@@ -207,19 +195,17 @@ def _html_image(title: str, path: Path) -> str:
     return f"<h3>{esc(title)}</h3><img alt='{esc(title)}' src='data:image/png;base64,{data}'>"
 
 
-def _html_section(
-    title: str, intro: str, headers: Sequence[str], section: LesionSection | SignalSection
-) -> str:
+def _html_section(section: ToolSection) -> str:
     """A section another command wrote next to the report: its findings, table and figures."""
     esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    head = "".join(f"<th>{esc(h)}</th>" for h in section.headers)
     rows = "".join(
         "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in section.rows
     )
     items = "".join(f"<li>{esc(f)}</li>" for f in section.findings)
     images = "".join(_html_image(caption, path) for caption, path in section.figures)
     return (
-        f"<h2>{esc(title)}</h2><p>{esc(intro)}</p><ul>{items}</ul>"
+        f"<h2>{esc(section.title)}</h2><p>{esc(section.intro)}</p><ul>{items}</ul>"
         f"<table><tr>{head}</tr>{rows}</table>{images}"
     )
 

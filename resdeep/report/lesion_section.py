@@ -3,11 +3,9 @@ the report (plain JSON: the report needs no model to show it)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
-from resdeep.report.sections import section_markdown
+from resdeep.report.sections import ToolSection, figures_in, read_tool_json
 from resdeep.report.spread import Spread, format_points, format_spread
 
 LESION_JSON = "lesion.json"
@@ -29,30 +27,19 @@ INTRO = (
 )
 
 
-@dataclass(frozen=True)
-class LesionSection:
-    findings: list[str]
-    rows: list[list[str]]
-    figures: list[tuple[str, Path]]  # (caption, PNG)
-
-
-def read_lesion_section(folder: Path) -> LesionSection | None:
-    """The section from `folder/lesion.json`, or None when there is none (or it is unreadable:
-    the report is still worth writing)."""
-    try:
-        lesion = json.loads((folder / LESION_JSON).read_text())
-    except (OSError, json.JSONDecodeError):
+def read_lesion_section(folder: Path) -> ToolSection | None:
+    """The section from `folder/lesion.json`, or None when there is none."""
+    lesion = read_tool_json(folder / LESION_JSON)
+    if lesion is None:
         return None
-    figures = [
-        (CAPTIONS.get(name, name), folder / name)
-        for name in lesion.get("figures", [])
-        if name.endswith(".png") and (folder / name).is_file()
-    ]
-    return LesionSection(
-        findings=list(lesion.get("findings", [])),
-        rows=[_row(group) for group in lesion.get("groups", [])],
-        figures=figures,
-    )
+    try:
+        rows = [_row(group) for group in lesion.get("groups", [])]
+    except (KeyError, TypeError, AttributeError):
+        return None  # from another version
+    return ToolSection(
+        TITLE, INTRO, HEADERS, list(lesion.get("findings", [])), rows,
+        figures_in(folder, lesion, CAPTIONS),
+    )  # fmt: skip
 
 
 def _row(group: dict) -> list[str]:
@@ -68,7 +55,3 @@ def _row(group: dict) -> list[str]:
         *(format_spread(Spread.from_json(curve.get(k)), percent=True) for k in (1, 5, 10)),
         window,
     ]
-
-
-def markdown_lines(section: LesionSection) -> list[str]:
-    return section_markdown(TITLE, INTRO, HEADERS, section.findings, section.rows, section.figures)

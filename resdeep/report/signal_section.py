@@ -4,12 +4,11 @@ findings add to a setting that degrades with a healthy-looking gradient."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resdeep.report.sections import section_markdown
+from resdeep.report.sections import ToolSection, figures_in, read_tool_json
 from resdeep.report.spread import Spread, format_spread
 
 SIGNAL_JSON = "signal.json"
@@ -36,6 +35,10 @@ class SignalSection:
     correlation: dict[tuple, dict[str, Spread]]
     labels: dict[tuple, str]
     intro: str
+
+    @property
+    def section(self) -> ToolSection:
+        return ToolSection(TITLE, self.intro, HEADERS, self.findings, self.rows, self.figures)
 
     def clause(self, data: str, arch: str, depth: int, init: str, norm: str,
                residual_init: str = "none") -> str | None:  # fmt: skip
@@ -71,21 +74,19 @@ class SignalSection:
 
 
 def read_signal_section(folder: Path) -> SignalSection | None:
-    """The section from `folder/signal.json`, or None when there is none (or it is unreadable
-    or from another version: the report is still worth writing)."""
+    """The section from `folder/signal.json`, or None when there is none (or it is from
+    another version)."""
+    signal = read_tool_json(folder / SIGNAL_JSON)
+    if signal is None:
+        return None
     try:
-        signal = json.loads((folder / SIGNAL_JSON).read_text())
         return _section(signal, folder)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         return None
 
 
 def _section(signal: dict[str, Any], folder: Path) -> SignalSection:
-    figures = [
-        (CAPTIONS.get(name, name), folder / name)
-        for name in signal.get("figures", [])
-        if name.endswith(".png") and (folder / name).is_file()
-    ]
+    figures = figures_in(folder, signal, CAPTIONS)
     correlation: dict[tuple, dict[str, Spread]] = {}
     labels: dict[tuple, str] = {}
     by_label: dict[str, dict[str, dict[str, Any]]] = {}
@@ -131,9 +132,3 @@ def _row(label: str, states: dict[str, dict[str, Any]]) -> list[str]:
         format_spread(Spread.from_json(fits.get("forward_slope"))),
         format_spread(Spread.from_json(fits.get("backward_slope"))),
     ]
-
-
-def markdown_lines(section: SignalSection) -> list[str]:
-    return section_markdown(
-        TITLE, section.intro, HEADERS, section.findings, section.rows, section.figures
-    )
