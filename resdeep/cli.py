@@ -10,6 +10,7 @@ import typer
 from resdeep.commands.bench import bench
 from resdeep.commands.cam import cam
 from resdeep.commands.importing import import_checkpoint
+from resdeep.commands.landscape import landscape
 from resdeep.commands.lesion import lesion
 from resdeep.commands.models import models
 from resdeep.commands.report import report
@@ -35,6 +36,7 @@ app.command()(uncertainty)
 app.command()(cam)
 app.command()(lesion)
 app.command()(signal)
+app.command()(landscape)
 app.command(name="import")(import_checkpoint)
 # Hydra parses train's arguments itself, --help included.
 app.command(

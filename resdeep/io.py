@@ -1,9 +1,11 @@
-"""Atomic file writes: a crash or kill at any moment leaves either the old file or the new one."""
+"""Atomic file writes: a crash or kill at any moment leaves either the old file or the new one;
+and JSON without NaN."""
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -51,3 +53,14 @@ def save_torch_atomic(obj: Any, path: str | Path) -> None:
 def save_json_atomic(obj: Any, path: str | Path) -> None:
     text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
     _atomic_write(Path(path), lambda stream: stream.write(text.encode()))
+
+
+def finite_or_none(value: Any) -> Any:
+    """NaN and infinities as None (JSON has no NaN), through lists and dicts."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_or_none(v) for v in value]
+    return value

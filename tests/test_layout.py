@@ -41,10 +41,10 @@ def test_a_checkpoint_rebuilds_its_own_data_and_refuses_another_shape(train_run)
 # Tools build on the foundation, commands on the tools, the entry points on the commands.
 LAYERS = (
     ("errors", "console", "choices", "logscale", "plots", "workers"),
-    ("schema", "models", "data", "runs", "io", "device", "output_paths"),
+    ("schema", "models", "data", "runs", "io", "device", "output_paths", "batch_norm"),
     ("checkpoint", "config", "images"),
     ("train", "cam", "uncertainty", "report", "importing"),
-    ("bench", "lesion", "signal"),  # they time or regroup the tools above
+    ("bench", "lesion", "signal", "landscape"),  # they time or regroup the tools above
     ("commands",),
     ("cli", "__main__", "__init__"),  # `__init__`: the package's face, resdeep.load_checkpoint...
 )

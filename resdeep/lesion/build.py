@@ -66,9 +66,13 @@ def has_shortcuts(checkpoint: Path) -> bool:
 
 
 def default_lesion_dir(paths: Sequence[Path]) -> Path:
-    """A single run's own dir; otherwise the report's choice (the sweep dir given first)."""
+    """A single run's own dir (a checkpoint file's run dir); otherwise the report's choice (the
+    sweep dir given first)."""
     from resdeep.report import default_out_dir
+    from resdeep.runs import run_dir_of
 
+    if len(paths) == 1 and paths[0].is_file():
+        return run_dir_of(paths[0])
     if len(paths) == 1 and paths[0].is_dir() and is_run_dir(paths[0]):
         return paths[0]
     return default_out_dir(paths)

@@ -14,6 +14,7 @@ from resdeep.report import figures as draw
 from resdeep.report.analysis import RunGroup, RunSummary, group_runs, summarize_runs
 from resdeep.report.document import FigureFile, html_page, markdown, report_json
 from resdeep.report.findings import comparisons, findings
+from resdeep.report.landscape_section import read_landscape_section
 from resdeep.report.lesion_section import read_lesion_section
 from resdeep.report.reading import holds_run, read_runs
 from resdeep.report.signal_section import read_signal_section
@@ -61,11 +62,13 @@ MECHANISM_FIGURES = (
 def build_report(paths: Sequence[Path], out_dir: Path, html: bool = False) -> Report:
     summaries = summarize_runs(read_runs(list(paths)))
     groups = group_runs(summaries)
-    # Written by `resdeep lesion` and `resdeep signal --checkpoint` into the same folder.
+    # Written by `resdeep lesion`, `resdeep signal --checkpoint` and `resdeep landscape` into
+    # the same folder.
     lesion = read_lesion_section(out_dir)
     signal = read_signal_section(out_dir)
     lines = findings(summaries, signal)
-    sections = [s for s in (lesion, signal.section if signal else None) if s is not None]
+    landscape = read_landscape_section(out_dir)
+    sections = [s for s in (lesion, signal.section if signal else None, landscape) if s]
     out_dir.mkdir(parents=True, exist_ok=True)
     figure_files = _group_figures(summaries, groups, out_dir)
     figure_files += _heatmaps(summaries, groups, out_dir)

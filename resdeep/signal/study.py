@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from resdeep.batch_norm import calibrate_batch_norm
 from resdeep.choices import SIGNAL_INPUTS
 from resdeep.errors import UsageError
+from resdeep.io import finite_or_none
 from resdeep.signal.mean_field import MeanFieldPrediction, is_plain_unnormalized, predict_plain
 from resdeep.signal.measure import Propagation, measure_propagation
 from resdeep.signal.shattering import LineGradients, line_gradients, mean_over_lines
@@ -101,26 +103,6 @@ def normal_probe(shape: tuple[int, int, int], settings: SignalSettings) -> Probe
     )
 
 
-def calibrate_batch_norm(model: nn.Module, images: torch.Tensor, chunk: int = 512) -> None:
-    """Batch norm's running statistics of a fresh net, from `images` (their plain average:
-    momentum None), then eval mode: each point along a line is then its own function of the
-    input, and the net is the one training's first evaluation would see."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    momenta = [norm.momentum for norm in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None
-    model.train()
-    with torch.no_grad():
-        for part in images.split(chunk):
-            model(part)
-    for norm, momentum in zip(norms, momenta, strict=True):
-        norm.momentum = momentum
-    model.eval()
-
-
 @dataclass
 class NetSignal:
     """One net's measurements. `about` says which net: arch, depth, init, norm, residual_init,
@@ -144,17 +126,6 @@ class NetSignal:
             "fits": self.fits,
             "seconds": self.seconds,
         }
-
-
-def finite_or_none(value: Any) -> Any:
-    """NaN and infinities as None (JSON has no NaN), through lists and dicts."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite_or_none(v) for v in value]
-    return value
 
 
 def measure_net(

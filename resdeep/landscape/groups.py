@@ -1,0 +1,177 @@
+"""Landscape studies of several nets grouped by setting over seeds, with the report's rules
+(mean ± std over seeds; a difference called one only beyond both 95 % intervals), and the
+findings: plain against residual nets of the same depth."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from resdeep.landscape.study import RunLandscape, barrier
+from resdeep.report.analysis import residual_init_order
+from resdeep.report.net_settings import SETTING_KEYS, setting_label, varying_settings
+from resdeep.report.spread import Spread, compare, format_spread, single_seed
+
+
+@dataclass(frozen=True)
+class LandscapeGroup:
+    """Nets that differ only in their seed."""
+
+    label: str
+    about: dict[str, Any]  # the setting's keys
+    runs: list[RunLandscape]  # in seed order
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return [run.about["seed"] for run in self.runs]
+
+    @property
+    def residual(self) -> bool:
+        return self.about["arch"] != "plain"
+
+    def centre(self, what: str = "loss", split: str = "train") -> Spread:
+        return Spread.of(run.centre.get(split, {}).get(what) for run in self.runs)
+
+    def sharpness(self, split: str = "train") -> Spread:
+        return Spread.of(run.sharpness.get(split) for run in self.runs)
+
+    def curvature(self, key: str) -> Spread:
+        return Spread.of((run.curvature or {}).get(key) for run in self.runs)
+
+    def barrier(self, split: str = "train") -> Spread:
+        return Spread.of(
+            barrier(run.interpolation, split) if run.interpolation else None for run in self.runs
+        )
+
+    @property
+    def has_curvature(self) -> bool:
+        return any(run.curvature for run in self.runs)
+
+    @property
+    def has_interpolation(self) -> bool:
+        return any(run.interpolation for run in self.runs)
+
+    def as_json(self) -> dict[str, Any]:
+        splits = sorted({split for run in self.runs for split in run.centre})
+        entry: dict[str, Any] = {
+            "label": self.label,
+            **self.about,
+            "seeds": self.seeds,
+            "centre_loss": {s: vars(self.centre("loss", s)) for s in splits},
+            "centre_accuracy": {s: vars(self.centre("accuracy", s)) for s in splits},
+            "sharpness": {s: vars(self.sharpness(s)) for s in splits},
+        }
+        if self.has_interpolation:
+            entry["barrier"] = {s: vars(self.barrier(s)) for s in splits}
+        if self.has_curvature:
+            entry["curvature"] = {
+                key: vars(self.curvature(key))
+                for key in ("lambda_max", "lambda_min", "negative_ratio", "trace")
+            }
+        return entry
+
+
+def group_landscapes(runs: Sequence[RunLandscape]) -> list[LandscapeGroup]:
+    """One group per setting, ordered by data, init, norm, residual init, arch (plain first),
+    depth; runs in seed order."""
+    varying = varying_settings(run.about for run in runs)
+    keyed: dict[tuple, list[RunLandscape]] = {}
+    for run in runs:
+        keyed.setdefault(tuple(run.about[k] for k in SETTING_KEYS), []).append(run)
+
+    def order(key: tuple) -> tuple:
+        about = dict(zip(SETTING_KEYS, key, strict=True))
+        rest = tuple(str(about[k]) for k in SETTING_KEYS[6:])
+        return (about["data"], about["init"], about["norm"],
+                residual_init_order(about["residual_init"]), rest, about["arch"] != "plain",
+                about["arch"], about["depth"])  # fmt: skip
+
+    groups = []
+    for key in sorted(keyed, key=order):
+        about = dict(zip(SETTING_KEYS, key, strict=True))
+        members = sorted(keyed[key], key=lambda run: (run.about["seed"] is None, run.about["seed"]))
+        groups.append(LandscapeGroup(setting_label(about, varying), about, members))
+    return groups
+
+
+def twins(groups: Sequence[LandscapeGroup]) -> list[tuple[LandscapeGroup, LandscapeGroup]]:
+    """(plain, residual) pairs of the same depth, data, init and norm."""
+    return [
+        (plain, other)
+        for plain in groups
+        if not plain.residual
+        for other in groups
+        if other.residual
+        and all(other.about[k] == plain.about[k] for k in ("data", "depth", "init", "norm"))
+    ]
+
+
+def _versus(
+    name: str, plain: LandscapeGroup, residual: LandscapeGroup, a: Spread, b: Spread
+) -> str:
+    verdict = compare(a, b)
+    word = {"lower": "below", "higher": "above"}.get(verdict or "", "not clearly apart from")
+    if verdict in ("lower", "higher") and single_seed(a, b):
+        word += " (one seed: no spread to exceed)"
+    ratio = ""
+    if a.mean and b.mean and a.mean > 0 and b.mean > 0 and verdict in ("lower", "higher"):
+        ratio = f", {a.mean / b.mean:.3g}×"
+    return f"{plain.label} {format_spread(a)} {word} {residual.label} {format_spread(b)}{ratio}"
+
+
+def landscape_findings(groups: Sequence[LandscapeGroup], radius: float) -> list[str]:
+    """What the measurements say, in words with their numbers."""
+    pairs = twins(groups)
+    lines = []
+    if pairs:
+        lines.append(
+            f"Sharpness (mean training-loss rise at ±{radius:g} along the normalised directions; "
+            "the plain net first): "
+            + "; ".join(_versus("sharpness", p, r, p.sharpness(), r.sharpness()) for p, r in pairs)
+            + "."
+        )
+        lines.append(
+            "Training loss at the trained weights: "
+            + "; ".join(_versus("loss", p, r, p.centre(), r.centre()) for p, r in pairs)
+            + "."
+        )
+        curved = [(p, r) for p, r in pairs if p.has_curvature and r.has_curvature]
+        if curved:
+            lines.append(
+                "Top Hessian eigenvalue λmax: "
+                + "; ".join(
+                    _versus("λmax", p, r, p.curvature("lambda_max"), r.curvature("lambda_max"))
+                    for p, r in curved
+                )
+                + "; |λmin|/λmax (non-convexity, Li et al.): "
+                + "; ".join(
+                    f"{g.label} {format_spread(g.curvature('negative_ratio'))}"
+                    for g in dict.fromkeys(g for pair in curved for g in pair)
+                )
+                + "."
+            )
+        lined = [(p, r) for p, r in pairs if p.has_interpolation and r.has_interpolation]
+        if lined:
+            lines.append(
+                "Barrier on the straight line between the two ends (highest training loss between "
+                "them above the higher end): "
+                + "; ".join(_versus("barrier", p, r, p.barrier(), r.barrier()) for p, r in lined)
+                + "."
+            )
+    unconverged = [g for g in groups if (g.centre().mean or 0) > 0.5]
+    if unconverged:
+        lines.append(
+            "Not at a minimum: "
+            + ", ".join(
+                f"{g.label} (training loss {format_spread(g.centre())})" for g in unconverged
+            )
+            + " — its surface is that of a net still far from fitting the data, so sharpness "
+            "compares it with a converged net at a different kind of point."
+        )
+    return lines
+
+
+def finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
