@@ -118,6 +118,13 @@ def plan(device: str, sizes: Sizes, gpus: int) -> list[Step]:
             needs="train_digits",
         ),
         Step(
+            "landscape",
+            f"resdeep landscape --2d --between init --hessian on {device} and on CPU: the same "
+            "losses and λmax, one 21×21 plane timed",
+            240,
+            needs="train_digits",
+        ),
+        Step(
             "checkpoint_devices",
             f"checkpoint trained on {device} loaded on CPU and back: the same logits",
             120,
@@ -414,6 +421,43 @@ def step_signal(ctx: Context) -> dict[str, Any]:
     }
 
 
+def step_landscape(ctx: Context) -> dict[str, Any]:
+    """The landscape study of the digits run on the device and on the CPU (the same directions,
+    drawn on the CPU, so the losses agree to float rounding), then one 21×21 plane timed on
+    the device."""
+    results = {}
+    for where in (ctx.device, "cpu"):
+        out = ctx.work / f"landscape_{where}"
+        resdeep(
+            "landscape", str(ctx.digits_run), "--2d", "--grid", "5", "--points", "5",
+            "--between", "init", "--hessian", "--trace-samples", "4", "--subset", "256",
+            "--device", where, "--out", str(out),
+        )  # fmt: skip
+        [run] = json.loads((out / "landscape.json").read_text())["runs"]
+        losses = [loss for curve in run["slices"] for loss in curve["loss"]["train"]]
+        losses += [loss for row in run["plane"]["loss"]["train"] for loss in row]
+        losses += run["interpolation"]["loss"]["train"]
+        results[where] = (losses, run["curvature"]["lambda_max"])
+    (device_losses, device_max), (cpu_losses, cpu_max) = results[ctx.device], results["cpu"]
+    worst = max(
+        abs(a - b) / max(abs(b), 1e-6) for a, b in zip(device_losses, cpu_losses, strict=True)
+    )
+    if worst > 1e-3 or abs(device_max - cpu_max) > 0.01 * abs(cpu_max):
+        raise RuntimeError(
+            f"landscape differs between device and cpu: losses by {worst:.2e} (relative), "
+            f"λmax {device_max:.4g} vs {cpu_max:.4g}"
+        )
+    started = time.perf_counter()
+    resdeep("landscape", str(ctx.digits_run), "--2d", "--directions", "2", "--device",
+            ctx.device, "--out", str(ctx.work / "landscape_plane"))  # fmt: skip
+    return {
+        "worst_relative_loss_gap_to_cpu": worst,
+        "lambda_max": device_max,
+        "lambda_max_cpu": cpu_max,
+        "plane_21x21_seconds": time.perf_counter() - started,
+    }
+
+
 def step_checkpoint_devices(ctx: Context) -> dict[str, Any]:
     import torch
 
@@ -543,6 +587,7 @@ def run_step(name: str, ctx: Context) -> dict[str, Any]:
         "uncertainty": step_uncertainty,
         "lesion": step_lesion,
         "signal": step_signal,
+        "landscape": step_landscape,
         "checkpoint_devices": step_checkpoint_devices,
         "resume_on_cpu": step_resume_on_cpu,
         "multi_gpu": step_multi_gpu,

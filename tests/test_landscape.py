@@ -191,7 +191,8 @@ def test_a_sweep_against_its_initial_weights_and_in_the_report(capsys, train_run
     sweep = tmp_path / "sweep"
     for name, overrides in (("plain8_s0", ("model=plain",)), ("resnet8_s0", ())):
         shutil.copytree(train_run(*overrides), sweep / name)
-    code, printed, err = run_main(capsys, "landscape", str(sweep), "--between", "init", *SMALL)
+    code, printed, err = run_main(capsys, "landscape", str(sweep), "--between", "init",
+                                  "--hessian", "--trace-samples", "2", *SMALL)  # fmt: skip
     assert code == 0, err
     written = json.loads((sweep / "landscape.json").read_text())
     labels = [group["label"] for group in written["groups"]]
@@ -203,6 +204,11 @@ def test_a_sweep_against_its_initial_weights_and_in_the_report(capsys, train_run
         assert ends[1.0] == pytest.approx(run["centre"]["train"]["loss"], rel=1e-6)
     assert any(finding.startswith("Sharpness") and "plain-8" in finding
                for finding in written["findings"])  # fmt: skip
+    [curvature] = [f for f in written["findings"] if f.startswith("Top Hessian eigenvalue")]
+    assert "|λmin|/λmax" in curvature and "resnet-8" in curvature
+    for run in written["runs"]:
+        assert run["curvature"]["lambda_max"] >= run["curvature"]["lambda_min"]
+        assert run["curvature"]["trace_samples"] == 2
     code, _, err = run_main(capsys, "report", str(sweep))
     assert code == 0, err
     document = (sweep / "report.md").read_text()
@@ -241,3 +247,15 @@ def test_a_checkpoint_without_its_data_is_refused(capsys, train_run, tmp_path):
     save_checkpoint(bare, payload)
     code, _, err = run_main(capsys, "landscape", str(bare), *SMALL)
     assert code != 0 and "holds no data config" in err and "Traceback" not in err, err
+
+
+def test_report_runs_the_landscape_with_its_defaults(capsys, train_run, tmp_path):
+    import shutil
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(train_run(), sweep / "resnet8_s0")
+    code, _, err = run_main(capsys, "report", str(sweep), "--landscape")
+    assert code == 0, err
+    written = json.loads((sweep / "landscape.json").read_text())
+    assert written["settings"]["points"] == 21 and len(written["runs"][0]["slices"]) == 2
+    assert "## Loss landscape around the trained weights" in (sweep / "report.md").read_text()

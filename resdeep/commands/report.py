@@ -36,6 +36,14 @@ def report(
             "shortcuts); without it, a lesion.json already in the folder is shown.",
         ),
     ] = False,
+    landscape: Annotated[
+        bool,
+        typer.Option(
+            "--landscape",
+            help="First run `resdeep landscape` on the runs (1-D slices, its defaults); without "
+            "it, a landscape.json already in the folder is shown.",
+        ),
+    ] = False,
 ) -> None:
     """Figures, tables and findings from runs.
 
@@ -53,6 +61,10 @@ def report(
     check_output_path(out_dir, "--out", folder=True)
     if lesion:
         _run_lesion(paths, out_dir)
+    if landscape:
+        from resdeep.commands.landscape import landscape as run_landscape
+
+        run_landscape(paths, out=out_dir)
     result = build_report(paths, out_dir, html=html)
     table = Table(title=f"{len(result.summaries)} runs in {len(result.groups)} settings")
     for header in TABLE_HEADERS:

@@ -35,13 +35,16 @@ def build_landscape(
     from resdeep.report.figures import save_figure
 
     studied = []
+    json_path = out_dir / LANDSCAPE_JSON
     for run in runs:
         studied.append(run)
         if on_run is not None:
             on_run(run)
+        # Each run's numbers kept as they come: a long study loses nothing to a late failure.
+        save_json_atomic(finite_or_none({"settings": asdict(settings),
+                                         "runs": [r.as_json() for r in studied]}), json_path)  # fmt: skip
     groups = group_landscapes(studied)
     findings = landscape_findings(groups, settings.radius)
-    out_dir.mkdir(parents=True, exist_ok=True)
     drawings = [(draw.slices, "landscape_1d.png")]
     if settings.plane:
         drawings.append((draw.planes, "landscape_2d.png"))
@@ -49,7 +52,6 @@ def build_landscape(
         drawings.append((draw.interpolation, "landscape_interpolation.png"))
     # The numbers first: a study of many minutes is kept even if a figure fails.
     files = [out_dir / name for _, name in drawings]
-    json_path = out_dir / LANDSCAPE_JSON
     save_json_atomic(landscape_json(studied, groups, findings, files, settings), json_path)
     context = settings.describe()
     for (drawing, _), path in zip(drawings, files, strict=True):

@@ -4,8 +4,7 @@ findings: plain against residual nets of the same depth."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,9 +107,7 @@ def twins(groups: Sequence[LandscapeGroup]) -> list[tuple[LandscapeGroup, Landsc
     ]
 
 
-def _versus(
-    name: str, plain: LandscapeGroup, residual: LandscapeGroup, a: Spread, b: Spread
-) -> str:
+def _versus(plain: LandscapeGroup, residual: LandscapeGroup, a: Spread, b: Spread) -> str:
     verdict = compare(a, b)
     word = {"lower": "below", "higher": "above"}.get(verdict or "", "not clearly apart from")
     if verdict in ("lower", "higher") and single_seed(a, b):
@@ -129,12 +126,12 @@ def landscape_findings(groups: Sequence[LandscapeGroup], radius: float) -> list[
         lines.append(
             f"Sharpness (mean training-loss rise at ±{radius:g} along the normalised directions; "
             "the plain net first): "
-            + "; ".join(_versus("sharpness", p, r, p.sharpness(), r.sharpness()) for p, r in pairs)
+            + "; ".join(_versus(p, r, p.sharpness(), r.sharpness()) for p, r in pairs)
             + "."
         )
         lines.append(
             "Training loss at the trained weights: "
-            + "; ".join(_versus("loss", p, r, p.centre(), r.centre()) for p, r in pairs)
+            + "; ".join(_versus(p, r, p.centre(), r.centre()) for p, r in pairs)
             + "."
         )
         curved = [(p, r) for p, r in pairs if p.has_curvature and r.has_curvature]
@@ -142,13 +139,13 @@ def landscape_findings(groups: Sequence[LandscapeGroup], radius: float) -> list[
             lines.append(
                 "Top Hessian eigenvalue λmax: "
                 + "; ".join(
-                    _versus("λmax", p, r, p.curvature("lambda_max"), r.curvature("lambda_max"))
+                    _versus(p, r, p.curvature("lambda_max"), r.curvature("lambda_max"))
                     for p, r in curved
                 )
                 + "; |λmin|/λmax (non-convexity, Li et al.): "
                 + "; ".join(
                     f"{g.label} {format_spread(g.curvature('negative_ratio'))}"
-                    for g in dict.fromkeys(g for pair in curved for g in pair)
+                    for g in _each_once(g for pair in curved for g in pair)
                 )
                 + "."
             )
@@ -157,7 +154,7 @@ def landscape_findings(groups: Sequence[LandscapeGroup], radius: float) -> list[
             lines.append(
                 "Barrier on the straight line between the two ends (highest training loss between "
                 "them above the higher end): "
-                + "; ".join(_versus("barrier", p, r, p.barrier(), r.barrier()) for p, r in lined)
+                + "; ".join(_versus(p, r, p.barrier(), r.barrier()) for p, r in lined)
                 + "."
             )
     unconverged = [g for g in groups if (g.centre().mean or 0) > 0.5]
@@ -173,5 +170,10 @@ def landscape_findings(groups: Sequence[LandscapeGroup], radius: float) -> list[
     return lines
 
 
-def finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
+def _each_once(groups: Iterable[LandscapeGroup]) -> list[LandscapeGroup]:
+    """In order, each group once (groups hold lists: compared by identity, not hashed)."""
+    seen: list[LandscapeGroup] = []
+    for group in groups:
+        if not any(group is other for other in seen):
+            seen.append(group)
+    return seen
