@@ -17,6 +17,9 @@ from matplotlib.figure import Figure
 from resdeep.landscape.groups import LandscapeGroup
 from resdeep.report.figures import ARCH_COLOR, ARCH_LINESTYLE, no_data
 
+CONTOUR_TOP = 1e4
+LINE_TOP = 1e6  # the straight line's plot: beyond, extrapolation hides the stretch between the ends
+
 
 def _colors(groups: Sequence[LandscapeGroup]) -> dict[str, tuple | str]:
     """By arch when the groups differ in nothing else; otherwise one colour per setting."""
@@ -94,7 +97,9 @@ def planes(groups: Sequence[LandscapeGroup], context: str) -> Figure:
     losses = [np.asarray(g.runs[0].plane["loss"]["train"]) for g in shown]
     low = max(min(float(np.nanmin(v)) for v in losses), 1e-4)
     high = max(float(np.nanmax(v)) for v in losses)
-    levels = np.geomspace(low, max(high, low * 10), 25)
+    # Up to 10^4 at most: a plain net's loss far from θ* reaches 10^20, and a scale that wide
+    # leaves the region around the minimum one colour (above it: the top colour).
+    levels = np.geomspace(low, max(min(high, CONTOUR_TOP), low * 10), 22)
     norm = LogNorm(vmin=levels[0], vmax=levels[-1])
     figure = Figure(figsize=(4.0 * columns + 1.0, 3.7 * len(panels)), layout="constrained")
     axes = np.atleast_2d(figure.subplots(len(panels), columns, squeeze=False))
@@ -103,8 +108,9 @@ def planes(groups: Sequence[LandscapeGroup], context: str) -> Figure:
         for axis, group in zip(row, members, strict=False):
             run = group.runs[0]
             steps = np.asarray(run.plane["steps"])
-            loss = np.clip(np.asarray(run.plane["loss"]["train"]), levels[0], levels[-1])
-            image = axis.contourf(steps, steps, loss, levels=levels, norm=norm, cmap="viridis")
+            loss = np.maximum(np.asarray(run.plane["loss"]["train"]), levels[0])
+            image = axis.contourf(steps, steps, loss, levels=levels, norm=norm, cmap="viridis",
+                                  extend="max")  # fmt: skip
             axis.contour(steps, steps, loss, levels=levels[::3], colors="white", linewidths=0.4)
             chance = chance_loss(group)
             if levels[0] < chance < levels[-1]:
@@ -155,6 +161,8 @@ def interpolation(groups: Sequence[LandscapeGroup], context: str) -> Figure:
         for end in (0, 1):
             axis.axvline(end, color="gray", linewidth=0.6)
         axis.set_yscale("log")
+        if axis.get_ylim()[1] > LINE_TOP:
+            axis.set_ylim(top=LINE_TOP)
         axis.set_xlabel("t: (1 − t)·θ₀ + t·θ₁")
         axis.set_title(f"depth {depth}", fontsize=9)
         axis.grid(alpha=0.3, which="both")
