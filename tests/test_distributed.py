@@ -27,7 +27,11 @@ def test_two_spawned_ranks_share_one_run_dir_and_stay_in_sync(cli, tmp_path, tra
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "best.pt",
+        "init.pt",
+        "last.pt",
+    ]
     metrics = _metrics(run_dir)
     assert metrics["world_size"] == 2 and metrics["per_device_batch"] == 64
     checksums = metrics["rank_weight_checksums"]

@@ -185,7 +185,8 @@ def test_initial_weights_are_the_ones_training_started_from(capsys, train_run, t
     for name, tensor in kept.state_dict().items():
         assert torch.equal(rebuilt[name], tensor), name
 
-    code, _, err = run_main(capsys, "train", f"trainer.resume={saved}")
+    code, _, err = run_main(capsys, "train", f"trainer.resume={saved}",
+                            f"hydra.run.dir={tmp_path / 'resumed'}")  # fmt: skip
     assert code != 0 and "cannot be resumed" in err and "Traceback" not in err
 
 
