@@ -102,10 +102,10 @@ class LandscapeSettings:
         return [float(Fraction(k, per_unit) - Fraction(1, 2)) for k in range(2 * per_unit + 1)]
 
     def evaluations(self) -> int:
-        """Points one net is evaluated at (each on every subset)."""
+        """Points one net is evaluated at (each on every subset; θ* once)."""
         total = 1 + self.directions * (self.points - 1) + 2 * self.directions
         if self.plane:
-            total += self.grid**2
+            total += self.grid**2 - 1
         if self.between:
             total += 2 * self.points - 1
         return total
@@ -230,7 +230,9 @@ def study_net(
     )
 
 
-def _curve(head: dict[str, Any], values: list[dict[str, tuple[float, float]]], splits) -> dict:
+def _curve(
+    head: dict[str, Any], values: list[dict[str, tuple[float, float]]], splits: list[str]
+) -> dict[str, Any]:
     return head | {
         "loss": {s: [v[s][0] for v in values] for s in splits},
         "accuracy": {s: [v[s][1] for v in values] for s in splits},

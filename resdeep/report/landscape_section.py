@@ -43,8 +43,19 @@ def intro(settings: dict[str, Any]) -> str:
         f"parameters not moved), from −{settings.get('span', 1.0):g} to "
         f"+{settings.get('span', 1.0):g}; the loss on {subset} training images drawn with seed "
         f"{seed} (their indices are in landscape.json), {bn}. Sharpness: the mean rise of the "
-        "training loss at ± the radius along the directions. Barrier: the highest loss on the "
-        "straight line between the two ends above the higher end. Mean ± std over the seeds."
+        "training loss at ± the radius along the directions."
+        + (
+            " Barrier: the highest loss on the straight line between the two ends above the "
+            "higher end."
+            if settings.get("between")
+            else ""
+        )
+        + (
+            " λmax, λmin: Lanczos on Hessian-vector products; trace: Hutchinson's estimator."
+            if settings.get("hessian")
+            else ""
+        )
+        + " Mean ± std over the seeds."
     )
 
 
