@@ -160,6 +160,12 @@ def initial_model(info: CheckpointInfo, device: str | torch.device = "cpu") -> C
     saved = info.run_dir / "checkpoints" / INITIAL_CHECKPOINT
     if saved.is_file():
         return load_checkpoint(saved, device)[0]
+    from resdeep.runs import read_metrics
+
+    if read_metrics(info.run_dir).get("status") == "imported":
+        raise ResdeepError(
+            f"{info.run_dir} is an imported net: the weights it was trained from are not known"
+        )
     start = (info.config.get("trainer") or {}).get("init_from")
     if start:
         raise ResdeepError(

@@ -259,3 +259,17 @@ def test_report_runs_the_landscape_with_its_defaults(capsys, train_run, tmp_path
     written = json.loads((sweep / "landscape.json").read_text())
     assert written["settings"]["points"] == 21 and len(written["runs"][0]["slices"]) == 2
     assert "## Loss landscape around the trained weights" in (sweep / "report.md").read_text()
+
+
+def test_the_initial_weights_of_an_imported_net_are_not_made_up(capsys, train_run, tmp_path):
+    """A run without init.pt is rebuilt from its seed, but an imported net's training started
+    elsewhere: --between init refuses it in one line."""
+    import shutil
+
+    run = tmp_path / "imported"
+    shutil.copytree(train_run(), run)
+    (run / "checkpoints" / "init.pt").unlink()
+    metrics = json.loads((run / "metrics.json").read_text()) | {"status": "imported"}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    code, _, err = run_main(capsys, "landscape", str(run), "--between", "init", *SMALL)
+    assert code != 0 and "is an imported net" in err and "Traceback" not in err, err
