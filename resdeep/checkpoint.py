@@ -41,6 +41,7 @@ class CheckpointInfo:
     epoch: int
     step: int
     metrics: dict[str, Any] = field(default_factory=dict)
+    imported: dict[str, Any] | None = None  # a published net's provenance (resdeep import)
 
     @property
     def data_name(self) -> str:
@@ -203,5 +204,6 @@ def load_checkpoint(
         epoch=int(payload["epoch"]),
         step=int(payload["step"]),
         metrics=dict(payload.get("metrics", {})),
+        imported=payload.get("imported"),
     )
     return model, info

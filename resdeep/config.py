@@ -162,7 +162,7 @@ def initial_model(info: CheckpointInfo, device: str | torch.device = "cpu") -> C
         return load_checkpoint(saved, device)[0]
     from resdeep.runs import read_metrics
 
-    if read_metrics(info.run_dir).get("status") == "imported":
+    if info.imported or read_metrics(info.run_dir).get("status") == "imported":
         raise ResdeepError(
             f"{info.run_dir} is an imported net: the weights it was trained from are not known"
         )

@@ -62,6 +62,23 @@ def test_filter_normalised_slices_ignore_a_batch_normalised_convs_scale(stats):
     assert not torch.allclose(raw, raw_bigger, rtol=1e-2)
 
 
+def test_a_study_leaves_the_net_as_it_found_it():
+    """Slices, a plane, a line and batch statistics move the net in place: afterwards every
+    tensor of its state, batch norm's counters and its train/eval mode are as before."""
+    from resdeep.landscape.study import Line
+
+    model, subset = _net_and_subset()
+    model.train()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    other = {name: tensor.clone() * 0.5 for name, tensor in before.items()}
+    settings = LandscapeSettings(directions=1, points=5, plane=True, grid=3, bn_stats="batch",
+                                 between="other")  # fmt: skip
+    study_net(model, [subset], settings, ABOUT, line=Line("a", before, "b", other))
+    assert model.training
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+
+
 def test_directions_are_reproducible_and_normalised_filter_by_filter():
     model, _ = _net_and_subset()
     weights = trained_weights(model)
@@ -162,8 +179,8 @@ def test_slice_centre_and_line_ends_are_the_checkpoints_losses(capsys, train_run
     assert run["centre"]["train"]["accuracy"] == pytest.approx(accuracy)
     [curve] = run["slices"]
     assert curve["steps"] == [-1.0, -0.5, 0.0, 0.5, 1.0]
-    assert curve["loss"]["train"][2] == run["centre"]["train"]["loss"]
-    assert run["plane"]["loss"]["train"][1][1] == run["centre"]["train"]["loss"]
+    # The plane's first row is β = -1: its middle point lies on the second direction alone.
+    assert len(run["plane"]["loss"]["train"]) == 3 and run["plane"]["steps"] == [-1.0, 0.0, 1.0]
     line = run["interpolation"]
     ends = dict(zip(line["steps"], line["loss"]["train"], strict=True))
     assert ends[0.0] == pytest.approx(loss, rel=1e-6)
@@ -207,8 +224,11 @@ def test_a_sweep_against_its_initial_weights_and_in_the_report(capsys, train_run
     [curvature] = [f for f in written["findings"] if f.startswith("Top Hessian eigenvalue")]
     assert "|λmin|/λmax" in curvature and "resnet-8" in curvature
     for run in written["runs"]:
-        assert run["curvature"]["lambda_max"] >= run["curvature"]["lambda_min"]
-        assert run["curvature"]["trace_samples"] == 2
+        curvature = run["curvature"]
+        assert curvature["eigen_products"] > 0 and curvature["trace_samples"] == 2
+        assert curvature["negative_ratio"] == pytest.approx(
+            max(-curvature["lambda_min"], 0) / curvature["lambda_max"]
+        )
     code, _, err = run_main(capsys, "report", str(sweep))
     assert code == 0, err
     document = (sweep / "report.md").read_text()
@@ -223,6 +243,7 @@ def test_a_sweep_against_its_initial_weights_and_in_the_report(capsys, train_run
         (("--radius", "2"), "--radius must be in"),
         (("--normalization", "unit"), "--normalization must be one of"),
         (("--between", "seeds"), "--between seeds needs two runs of each setting"),
+        (("--between", "seed"), "give init, seeds or a run dir"),
         (("--max-minutes", "0.0001"), "this study would take about"),
     ],
 )
@@ -273,3 +294,18 @@ def test_the_initial_weights_of_an_imported_net_are_not_made_up(capsys, train_ru
     (run / "metrics.json").write_text(json.dumps(metrics))
     code, _, err = run_main(capsys, "landscape", str(run), "--between", "init", *SMALL)
     assert code != 0 and "is an imported net" in err and "Traceback" not in err, err
+
+
+def test_two_seeds_are_joined_by_one_line(capsys, train_run, tmp_path):
+    import shutil
+
+    sweep = tmp_path / "sweep"
+    for name, overrides in (("resnet8_s0", ()), ("resnet8_s1", ("seed=1",))):
+        shutil.copytree(train_run(*overrides), sweep / name)
+    code, _, err = run_main(capsys, "landscape", str(sweep), "--between", "seeds", *SMALL)
+    assert code == 0, err
+    runs = json.loads((sweep / "landscape.json").read_text())["runs"]
+    lines = [run["interpolation"] for run in runs if run["interpolation"]]
+    assert len(runs) == 2 and len(lines) == 1  # the same segment is not measured twice
+    assert lines[0]["from"].endswith("resnet8_s0/checkpoints/last.pt")
+    assert lines[0]["to"].endswith("resnet8_s1/checkpoints/last.pt")

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from resdeep.errors import ResdeepError
+
 # A Hessian-vector product on flat float64 NumPy vectors, as SciPy's operators take them.
 Product = Callable[[np.ndarray], np.ndarray]
 
@@ -69,10 +71,11 @@ class Curvature:
 
 
 def extreme_eigenvalues(
-    product: Product, size: int, *, tol: float = 1e-3, seed: int = 0
+    product: Product, size: int, *, tol: float = 1e-3, seed: int = 0, max_restarts: int = 10
 ) -> tuple[float, float, int]:
     """(λmin, λmax, products): both ends of the spectrum from one Lanczos run (ARPACK's "BE":
-    the largest and the smallest algebraic eigenvalue), from a seeded start vector."""
+    the largest and the smallest algebraic eigenvalue), from a seeded start vector, with at
+    most `max_restarts` restarts (about 20 products each; the demo's nets need 1 to 5)."""
     from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
     count = 0
@@ -85,11 +88,15 @@ def extreme_eigenvalues(
     operator = LinearOperator((size, size), matvec=counted, dtype=np.float64)
     start = np.random.default_rng(seed).standard_normal(size)
     try:
-        values = eigsh(operator, k=2, which="BE", tol=tol, v0=start, return_eigenvectors=False)
+        values = eigsh(operator, k=2, which="BE", tol=tol, v0=start, maxiter=max_restarts,
+                       return_eigenvectors=False)  # fmt: skip
     except ArpackNoConvergence as error:  # what converged is still an estimate worth giving
         values = error.eigenvalues
         if len(values) < 2:
-            raise
+            raise ResdeepError(
+                f"Lanczos found no extreme eigenvalues within {count} Hessian-vector products "
+                f"(tolerance {tol:g}); run this net without --hessian"
+            ) from error
     return float(min(values)), float(max(values)), count
 
 

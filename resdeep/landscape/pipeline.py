@@ -135,16 +135,25 @@ def study_jobs(
 
 def pair_seeds(checkpoints: Sequence[Path]) -> list[LandscapeJob]:
     """--between seeds: each run with the next seed of its setting (the last with the first),
-    so every run has a line and every pair of neighbours is measured."""
+    so every pair of neighbouring seeds is measured once (two seeds: one line, not the same line
+    twice; the run at its other end is studied without one)."""
     from resdeep.checkpoint import read_checkpoint
 
     settings: dict[tuple, list[tuple[int, Path]]] = {}
     for path in checkpoints:
         payload = read_checkpoint(path)
-        about = describe(payload["model_kwargs"], int(payload.get("config", {}).get("seed", 0)),
-                         str(payload.get("config", {}).get("data", {}).get("name")), "trained")  # fmt: skip
-        key = tuple(about[k] for k in SETTING_KEYS)
-        settings.setdefault(key, []).append((about["seed"], path))
+        config = payload.get("config", {})
+        about = describe(payload["model_kwargs"], int(config.get("seed", 0)),
+                         str(config.get("data", {}).get("name")), "trained")  # fmt: skip
+        key = (*(about[k] for k in SETTING_KEYS), len(payload["classes"]))
+        runs = settings.setdefault(key, [])
+        twin = next((other for seed, other in runs if seed == about["seed"]), None)
+        if twin is not None:
+            raise UsageError(
+                f"--between seeds: {twin} and {path} are the same setting with the same seed "
+                f"({about['seed']}); give runs that differ only in their seed"
+            )
+        runs.append((about["seed"], path))
     lonely = [runs[0][1] for runs in settings.values() if len(runs) < 2]
     if lonely:
         raise UsageError(
@@ -154,8 +163,10 @@ def pair_seeds(checkpoints: Sequence[Path]) -> list[LandscapeJob]:
     jobs = []
     for runs in settings.values():
         runs.sort()
+        count = len(runs)
         jobs += [
-            LandscapeJob(path, runs[(i + 1) % len(runs)][1]) for i, (_, path) in enumerate(runs)
+            LandscapeJob(path, runs[(i + 1) % count][1] if count > 2 or i == 0 else None)
+            for i, (_, path) in enumerate(runs)
         ]
     order = {path: i for i, path in enumerate(checkpoints)}
     return sorted(jobs, key=lambda job: order[job.checkpoint])
@@ -172,6 +183,10 @@ def plan_jobs(checkpoints: Sequence[Path], between: str | None) -> list[Landscap
         raise UsageError(
             f"--between {between} draws the line from one run; {len(checkpoints)} were given "
             "(use --between seeds or --between init for a sweep)"
+        )
+    if not Path(between).exists():
+        raise UsageError(
+            f"--between {between}: no such run; give init, seeds or a run dir (or checkpoint)"
         )
     partners = checkpoints_under([Path(between)], ("last.pt", "best.pt"))
     if len(partners) != 1:

@@ -141,11 +141,6 @@ class RunLandscape:
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_json(cls, entry: dict[str, Any]) -> RunLandscape:
-        """A record back from landscape.json (groups and figures redrawn from the numbers)."""
-        return cls(**entry)
-
 
 Progress = Callable[[int], None]  # called with the number of points just evaluated
 

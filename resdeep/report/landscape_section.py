@@ -11,8 +11,15 @@ from resdeep.report.spread import Spread, format_spread
 
 LANDSCAPE_JSON = "landscape.json"
 TITLE = "Loss landscape around the trained weights (Li et al. 2018)"
+# How each normalisation of the directions reads in the section's text.
+NORMALIZED = {
+    "filter": "each filter rescaled to the norm of the same filter of θ* (filter normalisation)",
+    "layer": "each tensor rescaled to the norm of θ*'s (layer normalisation)",
+    "model": "rescaled as a whole to the norm of θ* (model normalisation)",
+    "none": "as drawn (no normalisation)",
+}
 CAPTIONS = {
-    "landscape_1d.png": "Training loss along random filter-normalised directions",
+    "landscape_1d.png": "Training loss along random directions",
     "landscape_2d.png": "Training loss on a plane of two directions",
     "landscape_interpolation.png": "Training loss on the straight line between two nets",
 }
@@ -33,14 +40,15 @@ def headers(settings: dict[str, Any]) -> tuple[str, ...]:
 def intro(settings: dict[str, Any]) -> str:
     """What was measured, with the settings the study ran with."""
     subset, seed = settings.get("subset", 512), settings.get("seed", 0)
+    normalization = settings.get("normalization", "filter")
     stats = settings.get("bn_stats", "running")
     bn = ("batch norm in eval mode with each checkpoint's running statistics" if stats == "running"
           else "batch norm re-estimated on the subset at every point")  # fmt: skip
     return (
-        f"Each run's last checkpoint θ*, moved along {settings.get('directions', 2)} random "
-        f"Gaussian directions (seed {seed}), each filter rescaled to the norm of the same filter "
-        f"of θ* ({settings.get('normalization', 'filter')} normalisation; biases and batch norm's "
-        f"parameters not moved), from −{settings.get('span', 1.0):g} to "
+        f"Each run's checkpoint θ* (last.pt; best.pt where a run has no other), moved along "
+        f"{settings.get('directions', 2)} random Gaussian directions (seed {seed}), "
+        f"{NORMALIZED.get(normalization, normalization)} (biases and batch norm's parameters not "
+        f"moved), from −{settings.get('span', 1.0):g} to "
         f"+{settings.get('span', 1.0):g}; the loss on {subset} training images drawn with seed "
         f"{seed} (their indices are in landscape.json), {bn}. Sharpness: the mean rise of the "
         "training loss at ± the radius along the directions."

@@ -154,9 +154,10 @@ def which_run(cfg: DictConfig, run_dir: Path, world: World, start: RunStart) -> 
             return WhichRun(cfg, None, None, new_dir)
         checkpoint = read_checkpoint(target)
         if "optimizer" not in checkpoint:
+            last = Path(target).parent / "last.pt"
             raise UsageError(
-                f"{target} holds weights only (no optimizer state) and cannot be resumed; "
-                f"resume from {Path(target).parent / 'last.pt'}"
+                f"{target} holds weights only (no optimizer state) and cannot be resumed"
+                + (f"; resume from {last}" if last.is_file() else "")
             )
         resumed_run = run_dir_of(Path(target))
         cfg = resumed_config(checkpoint.get("config", {}), cfg, start.overrides, resumed_run)
