@@ -155,7 +155,6 @@ def initial_model(info: CheckpointInfo, device: str | torch.device = "cpu") -> C
     run from before runs kept one, rebuilt as training builds it (the run's seed, then the
     model; building the data set draws nothing from the seeded generators)."""
     from resdeep.checkpoint import INITIAL_CHECKPOINT, load_checkpoint
-    from resdeep.models import build_model
 
     saved = info.run_dir / "checkpoints" / INITIAL_CHECKPOINT
     if saved.is_file():
@@ -172,5 +171,13 @@ def initial_model(info: CheckpointInfo, device: str | torch.device = "cpu") -> C
             f"{info.run_dir} started from {start} and keeps no {INITIAL_CHECKPOINT}; "
             "its initial weights cannot be rebuilt from its seed"
         )
-    seed_run(int(info.config.get("seed", 0)))
-    return build_model(**info.model_kwargs).to(device).eval()
+    return fresh_model(info.model_kwargs, int(info.config.get("seed", 0)), device).eval()
+
+
+def fresh_model(kwargs: dict[str, Any], seed: int, device: str | torch.device = "cpu") -> ConvNet:
+    """The net `resdeep train` builds from these model arguments and seed, before its first
+    step: the same seeding, then the model (the data set draws nothing from those generators)."""
+    from resdeep.models import build_model
+
+    seed_run(seed)
+    return build_model(**kwargs).to(device)

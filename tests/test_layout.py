@@ -44,7 +44,13 @@ LAYERS = (
     ("schema", "models", "data", "runs", "io", "device", "output_paths", "batch_norm"),
     ("checkpoint", "config", "images"),
     ("train", "cam", "uncertainty", "report", "importing"),
-    ("bench", "lesion", "signal", "landscape"),  # they time or regroup the tools above
+    (
+        "bench",
+        "lesion",
+        "signal",
+        "landscape",
+        "tool_inputs",
+    ),  # they time or regroup the tools above
     ("commands",),
     ("cli", "__main__", "__init__"),  # `__init__`: the package's face, resdeep.load_checkpoint...
 )

@@ -113,8 +113,8 @@ def landscape(
     from resdeep.landscape.build import build_landscape
     from resdeep.landscape.pipeline import plan_jobs, seconds_per_point, study_jobs
     from resdeep.landscape.study import LandscapeSettings
-    from resdeep.lesion.build import checkpoints_under, default_lesion_dir
     from resdeep.output_paths import check_output_path
+    from resdeep.tool_inputs import checkpoints_under, default_tool_dir
     from resdeep.workers import available_cores
 
     settings = LandscapeSettings(
@@ -130,7 +130,7 @@ def landscape(
     torch_device = resolve_device(device)
     checkpoints = checkpoints_under(paths, ("last.pt", "best.pt"))
     planned = plan_jobs(checkpoints, between)
-    out_dir = out if out is not None else default_lesion_dir(paths)
+    out_dir = out if out is not None else default_tool_dir(paths)
     check_output_path(out_dir, "--out", folder=True)
     workers = min(jobs or available_cores(), len(planned)) if torch_device.type == "cpu" else 1
     per_point = seconds_per_point(planned[0], settings, torch_device)

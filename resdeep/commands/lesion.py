@@ -72,9 +72,10 @@ def lesion(
     """
     from resdeep.device import resolve_device
     from resdeep.errors import UsageError
-    from resdeep.lesion.build import build_lesion, default_lesion_dir
+    from resdeep.lesion.build import build_lesion
     from resdeep.lesion.study import LesionSettings
     from resdeep.output_paths import check_output_path
+    from resdeep.tool_inputs import default_tool_dir
     from resdeep.workers import available_cores
 
     settings = LesionSettings(
@@ -89,7 +90,7 @@ def lesion(
     settings.check()
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
-    out_dir = out if out is not None else default_lesion_dir(paths)
+    out_dir = out if out is not None else default_tool_dir(paths)
     check_output_path(out_dir, "--out", folder=True)
     report = build_lesion(
         paths,

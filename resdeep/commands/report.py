@@ -85,8 +85,9 @@ def _run_lesion(paths: list[Path], out_dir: Path) -> None:
     """`resdeep lesion PATHS --out OUT_DIR` with its defaults, --paths where it applies."""
     from resdeep.commands.lesion import summary_table
     from resdeep.device import resolve_device
-    from resdeep.lesion.build import build_lesion, checkpoints_under, has_shortcuts
+    from resdeep.lesion.build import build_lesion, has_shortcuts
     from resdeep.lesion.study import LesionSettings
+    from resdeep.tool_inputs import checkpoints_under
     from resdeep.workers import available_cores
 
     residual = any(has_shortcuts(checkpoint) for checkpoint in checkpoints_under(paths))

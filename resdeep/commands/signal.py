@@ -89,8 +89,8 @@ def signal(
     args = list(args or [])
     torch_device = resolve_device(device)
     if checkpoint:
-        from resdeep.lesion.build import checkpoints_under, default_lesion_dir
         from resdeep.signal.grid import measure_checkpoints
+        from resdeep.tool_inputs import checkpoints_under, default_tool_dir
 
         if not args or any("=" in arg for arg in args):
             raise UsageError(
@@ -100,7 +100,7 @@ def signal(
         # The end of training (last.pt), not the best epoch: the report's final error is the
         # last weights'; best.pt where a run has no other (an imported one).
         checkpoints = checkpoints_under(paths, ("last.pt", "best.pt"))
-        out_dir = out if out is not None else default_lesion_dir(paths)
+        out_dir = out if out is not None else default_tool_dir(paths)
         nets = measure_checkpoints(checkpoints, settings, torch_device, jobs=jobs or cores())
     else:
         from resdeep.signal.grid import grid_configs, measure_grid

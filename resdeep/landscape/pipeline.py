@@ -24,7 +24,7 @@ from resdeep.landscape.study import (
     evaluate_all,
     study_net,
 )
-from resdeep.landscape.surface import Subset, fixed_subset
+from resdeep.landscape.surface import Subset, fixed_subset, snapshot
 from resdeep.report.net_settings import SETTING_KEYS, describe
 
 
@@ -76,11 +76,6 @@ def check_partner(info: Any, other: Any) -> None:
             f"--between {other.path}: not the same network as {info.path} ({difference}); "
             "a straight line in weight space joins two nets of one architecture"
         )
-
-
-def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of the state (state_dict's tensors are the live ones the line moves)."""
-    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
 
 
 def study_job(
@@ -177,7 +172,7 @@ def plan_jobs(checkpoints: Sequence[Path], between: str | None) -> list[Landscap
         return pair_seeds(checkpoints)
     if between in (None, BETWEEN_INIT):
         return [LandscapeJob(path) for path in checkpoints]
-    from resdeep.lesion.build import checkpoints_under
+    from resdeep.tool_inputs import checkpoints_under
 
     if len(checkpoints) != 1:
         raise UsageError(

@@ -54,6 +54,11 @@ def loss_and_accuracy(model: nn.Module, subset: Subset) -> tuple[float, float]:
     return float(loss), float(accuracy)
 
 
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the net's state (state_dict's tensors are the live ones a move changes)."""
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
 class WeightSpace:
     """One net moved to points in weight space in place (no copy of the net per point), and put
     back where it was on exit."""
@@ -61,7 +66,7 @@ class WeightSpace:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.parameters = dict(model.named_parameters())
-        self.start = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        self.start = snapshot(model)
 
     def __enter__(self) -> WeightSpace:
         return self

@@ -16,7 +16,7 @@ from resdeep.lesion import figures as draw
 from resdeep.lesion.groups import LesionGroup, group_lesions, lesion_findings
 from resdeep.lesion.study import LesionSettings, RunLesion, study_run
 from resdeep.report.lesion_section import LESION_JSON
-from resdeep.runs import find_runs, is_run_dir
+from resdeep.tool_inputs import checkpoints_under
 from resdeep.workers import map_on_cores
 
 # (drawing function of the groups, file name); the report's captions are lesion_section's.
@@ -36,46 +36,11 @@ class LesionReport:
     notes: list[str]  # what was left out and why (plain nets under --paths)
 
 
-def checkpoints_under(paths: Sequence[Path], names: Sequence[str] = ("best.pt",)) -> list[Path]:
-    """Every run's checkpoint at or below `paths` (the first of `names` it has; a checkpoint
-    file counts as itself), oldest run first; a path that holds none is refused."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_file():
-            found.append(path)
-            continue
-        present = []
-        for run in find_runs(path):
-            candidates = [run.path / "checkpoints" / name for name in names]
-            present += [c for c in candidates if c.is_file()][:1]
-        if not present:
-            wanted = " or ".join(f"checkpoints/{name}" for name in names)
-            raise UsageError(
-                f"no checkpoint ({wanted}) at or below {path}; "
-                "train one with `resdeep train` or import one with `resdeep import`"
-            )
-        found += present
-    return list(dict.fromkeys(found))
-
-
 def has_shortcuts(checkpoint: Path) -> bool:
     """Whether a checkpoint's net is residual (read from its stored model arguments)."""
     from resdeep.checkpoint import read_checkpoint
 
     return read_checkpoint(checkpoint)["model_kwargs"].get("arch") != "plain"
-
-
-def default_lesion_dir(paths: Sequence[Path]) -> Path:
-    """A single run's own dir (a checkpoint file's run dir); otherwise the report's choice (the
-    sweep dir given first)."""
-    from resdeep.report import default_out_dir
-    from resdeep.runs import run_dir_of
-
-    if len(paths) == 1 and paths[0].is_file():
-        return run_dir_of(paths[0])
-    if len(paths) == 1 and paths[0].is_dir() and is_run_dir(paths[0]):
-        return paths[0]
-    return default_out_dir(paths)
 
 
 def lesion_checkpoint(

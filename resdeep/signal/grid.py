@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from resdeep.config import seed_run
+from resdeep.config import fresh_model, seed_run
 from resdeep.errors import UsageError
 from resdeep.report.net_settings import describe
 from resdeep.signal.study import (
@@ -71,13 +71,6 @@ def probe_for(data: Any, mean: Any, std: Any, settings: SignalSettings) -> Probe
     )
 
 
-def initial_net(kwargs: dict[str, Any], seed: int, device: torch.device) -> torch.nn.Module:
-    from resdeep.models import build_model
-
-    seed_run(seed)
-    return build_model(**kwargs).to(device)
-
-
 def measure_grid(
     configs: Sequence[DictConfig], settings: SignalSettings, device: torch.device
 ) -> Iterator[NetSignal]:
@@ -89,7 +82,7 @@ def measure_grid(
         seed_run(seed)  # training seeds before it builds the data
         data = data_from_config(cfg)
         kwargs = model_kwargs_from_config(cfg, data)
-        model = initial_net(kwargs, seed, device)
+        model = fresh_model(kwargs, seed, device)
         probe = probe_for(data, data.mean, data.std, settings).to(device)
         yield measure_net(model, probe, settings, describe(kwargs, seed, data.name, "init"))
 
