@@ -16,11 +16,6 @@ from resdeep.console import console
 if TYPE_CHECKING:
     from resdeep.landscape.study import LandscapeSettings
 
-# A Hessian-vector product costs about this many loss evaluations (double backward, measured on
-# ResNet-56 on CPU: 0.83 s against 0.074 s), and the Lanczos run about this many products.
-PRODUCT_COST = 11
-LANCZOS_PRODUCTS = 40
-
 
 def landscape(
     paths: Annotated[
@@ -172,8 +167,6 @@ def check_time(
     from resdeep.errors import UsageError
 
     points = settings.evaluations()
-    if settings.hessian:
-        points += (LANCZOS_PRODUCTS + settings.trace_samples) * PRODUCT_COST
     # One point timed on all the cores: parallel workers share them, each slower by about as
     # much as they are many (measured on the demo's sweep), so the runs simply add up.
     minutes = per_point * points * runs / 60

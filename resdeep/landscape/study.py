@@ -21,7 +21,7 @@ from resdeep.landscape.directions import (
     random_directions,
     trained_weights,
 )
-from resdeep.landscape.hessian import curvature
+from resdeep.landscape.hessian import LANCZOS_PRODUCTS, PRODUCT_COST, curvature
 from resdeep.landscape.surface import (
     Subset,
     WeightSpace,
@@ -102,12 +102,15 @@ class LandscapeSettings:
         return [float(Fraction(k, per_unit) - Fraction(1, 2)) for k in range(2 * per_unit + 1)]
 
     def evaluations(self) -> int:
-        """Points one net is evaluated at (each on every subset; θ* once)."""
+        """Points one net is evaluated at (each on every subset; θ* once), and the Hessian's
+        products counted as the evaluations they cost."""
         total = 1 + self.directions * (self.points - 1) + 2 * self.directions
         if self.plane:
             total += self.grid**2 - 1
         if self.between:
             total += 2 * self.points - 1
+        if self.hessian:  # in units of one evaluation
+            total += (LANCZOS_PRODUCTS + self.trace_samples) * PRODUCT_COST
         return total
 
 
@@ -210,7 +213,8 @@ def study_net(
         train = subsets[0]
         with batch_norm_mode(model, settings.bn_stats):
             hessian = curvature(model, train.inputs, train.labels,
-                                trace_samples=settings.trace_samples, seed=settings.seed).as_json()  # fmt: skip
+                                trace_samples=settings.trace_samples, seed=settings.seed,
+                                on_product=lambda: advance(PRODUCT_COST)).as_json()  # fmt: skip
     return RunLandscape(
         about=about,
         subsets={s.split: s.indices for s in subsets},
