@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from resdeep.commands.options import Device
 from resdeep.console import console
 from resdeep.errors import UsageError
 
@@ -25,7 +26,7 @@ def bench(
         bool,
         typer.Option("--quick", help="Smoke test: toy sizes, one window each (not performance)."),
     ] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Device = "auto",
     json_path: Annotated[
         Path, typer.Option("--json", help="Write the results here as a JSON list.")
     ] = Path("bench.json"),

@@ -19,6 +19,7 @@ from resdeep.cam.results import (
     Wrote,
 )
 from resdeep.choices import CAM_METHODS
+from resdeep.commands.options import Device
 from resdeep.console import console
 
 
@@ -79,7 +80,7 @@ def cam(
         typer.Option(help="Also draw every input × method (or × top-k class) into this PNG."),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Device = "auto",
     evaluate: Annotated[
         bool, typer.Option(help="Benchmark the maps on the checkpoint's test split.")
     ] = False,

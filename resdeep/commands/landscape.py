@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from resdeep.commands.options import Device, Jobs
 from resdeep.console import console
 
 if TYPE_CHECKING:
@@ -83,13 +84,8 @@ def landscape(
             show_default=False,
         ),
     ] = None,
-    jobs: Annotated[
-        int | None,
-        typer.Option(
-            help="Runs studied at once on the CPU (default: one per core).", show_default=False
-        ),
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    jobs: Jobs = None,
+    device: Device = "auto",
 ) -> None:
     """Draw the loss surface around trained nets.
 
@@ -109,6 +105,7 @@ def landscape(
     from resdeep.landscape.pipeline import plan_jobs, seconds_per_point, study_jobs
     from resdeep.landscape.study import LandscapeSettings
     from resdeep.output_paths import check_output_path
+    from resdeep.report.net_settings import net_name
     from resdeep.tool_inputs import checkpoints_under, default_tool_dir
     from resdeep.workers import available_cores
 
@@ -146,7 +143,7 @@ def landscape(
             out_dir,
             settings,
             on_run=lambda run: console.print(
-                f"{escape(_name(run.about))}: train loss {run.centre['train']['loss']:.4g}, "
+                f"{escape(net_name(run.about))}: train loss {run.centre['train']['loss']:.4g}, "
                 f"sharpness {run.sharpness['train']:.4g} ({run.seconds:.1f} s)",
                 highlight=False,
             ),
@@ -185,13 +182,6 @@ def check_time(
         f"{max_minutes:g}; shrink it ({', '.join(shrink) or 'fewer points'}) or allow it with "
         f"--max-minutes {int(minutes) + 1}"
     )
-
-
-def _name(about: dict) -> str:
-    extras = [about["init"], "BN" if about["norm"] == "batch" else "no BN"]
-    if about["residual_init"] != "none":
-        extras.append(about["residual_init"])
-    return f"{about['arch']}-{about['depth']} ({', '.join(extras)}) seed {about['seed']}"
 
 
 def summary_table(groups: list, settings: LandscapeSettings) -> Table:

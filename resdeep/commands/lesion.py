@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from resdeep.commands.options import Device, Jobs
 from resdeep.console import console
 
 
@@ -52,13 +53,8 @@ def lesion(
             help="Folder for lesion.json and the PNGs (default: the sweep dir, or the run dir)."
         ),
     ] = None,
-    jobs: Annotated[
-        int | None,
-        typer.Option(
-            help="Runs studied at once on the CPU (default: one per core).", show_default=False
-        ),
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    jobs: Jobs = None,
+    device: Device = "auto",
 ) -> None:
     """Delete blocks of trained nets at test time.
 

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from resdeep.commands.options import Device
 from resdeep.console import console
 
 
@@ -58,7 +59,7 @@ def signal(
             show_default=False,
         ),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """Measure signal propagation and shattered gradients at initialisation.
 
@@ -73,6 +74,7 @@ def signal(
     from resdeep.device import resolve_device
     from resdeep.errors import UsageError
     from resdeep.output_paths import check_output_path
+    from resdeep.report.net_settings import net_name
     from resdeep.signal.build import build_signal
     from resdeep.signal.study import SignalSettings
     from resdeep.workers import available_cores as cores
@@ -114,7 +116,7 @@ def signal(
         out_dir,
         settings,
         on_net=lambda net: console.print(
-            f"{escape(_name(net.about))}: gradient correlation {net.line.neighbour:.3f} "
+            f"{escape(net_name(net.about, with_state=True))}: gradient correlation {net.line.neighbour:.3f} "
             f"({net.seconds:.1f} s)",
             highlight=False,
         ),
@@ -129,14 +131,6 @@ def default_signal_dir() -> Path:
     from datetime import datetime
 
     return Path("runs") / "signal" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-
-
-def _name(about: dict) -> str:
-    extras = [about["init"], "BN" if about["norm"] == "batch" else "no BN"]
-    if about["residual_init"] != "none":
-        extras.append(about["residual_init"])
-    state = "" if about["state"] == "init" else ", trained"
-    return f"{about['arch']}-{about['depth']} ({', '.join(extras)}) seed {about['seed']}{state}"
 
 
 def summary_table(groups: list) -> Table:

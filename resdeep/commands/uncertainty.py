@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from resdeep.commands.options import Device
 from resdeep.console import console
 from resdeep.errors import ResdeepError
 
@@ -71,7 +72,7 @@ def uncertainty(
         Path | None, typer.Option(help="Write reliability and entropy PNGs into this folder.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the dropout masks (and noise images).")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """MC-dropout uncertainty of a checkpoint.
 

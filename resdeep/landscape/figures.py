@@ -7,34 +7,18 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from resdeep.landscape.groups import LandscapeGroup
-from resdeep.report.figures import ARCH_COLOR, ARCH_LINESTYLE, no_data
+from resdeep.landscape.study import RunLandscape
+from resdeep.report.figures import ARCH_LINESTYLE, by_depth, no_data, setting_colors
 
 CONTOUR_TOP = 1e4
 LINE_TOP = 1e6  # the straight line's plot: beyond, extrapolation hides the stretch between the ends
-
-
-def _colors(groups: Sequence[LandscapeGroup]) -> dict[str, tuple | str]:
-    """By arch when the groups differ in nothing else; otherwise one colour per setting."""
-    variants = {(g.about["init"], g.about["norm"], g.about["residual_init"]) for g in groups}
-    if len(variants) <= 1:
-        return {g.label: ARCH_COLOR.get(g.about["arch"], "tab:gray") for g in groups}
-    palette = colormaps["tab10"]
-    return {g.label: palette(i % 10) for i, g in enumerate(groups)}
-
-
-def _by_depth(groups: Sequence[LandscapeGroup]) -> list[tuple[int, list[LandscapeGroup]]]:
-    keyed: dict[int, list[LandscapeGroup]] = {}
-    for group in groups:
-        keyed.setdefault(group.about["depth"], []).append(group)
-    return sorted(keyed.items())
 
 
 def chance_loss(group: LandscapeGroup) -> float:
@@ -42,33 +26,53 @@ def chance_loss(group: LandscapeGroup) -> float:
     return math.log(group.runs[0].about["classes"])
 
 
-def slices(groups: Sequence[LandscapeGroup], context: str) -> Figure:
-    """Training loss along each direction, log scale, one panel per depth."""
-    panels = _by_depth(groups)
-    if not panels:
-        return no_data("no slices")
-    colors = _colors(groups)
+def _curve_panels(
+    groups: Sequence[LandscapeGroup],
+    curves: Callable[[RunLandscape], list[dict]],
+    label: Callable[[LandscapeGroup, RunLandscape], str],
+    xlabel: str,
+) -> Figure:
+    """Training loss (log scale) of each run's curves, one panel per depth, plain dashed and
+    residual solid, the chance level dotted; `label` names a group's first curve."""
+    panels = by_depth(groups)
+    colors = setting_colors(groups)
     figure = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
     axes = np.atleast_1d(figure.subplots(1, len(panels), sharey=True))
     for axis, (depth, members) in zip(axes, panels, strict=True):
         for group in members:
             style = ARCH_LINESTYLE.get(group.about["arch"], "-.")
-            for i, run in enumerate(group.runs):
-                for j, curve in enumerate(run.slices):
+            runs = [run for run in group.runs if curves(run)]
+            for i, run in enumerate(runs):
+                for j, curve in enumerate(curves(run)):
                     axis.plot(
                         curve["steps"], curve["loss"]["train"], color=colors[group.label],
                         linestyle=style, linewidth=1.0, alpha=0.7,
-                        label=f"{group.label} ({len(group.runs)} seeds × {len(run.slices)} "
-                        "directions)" if i == j == 0 else None,
+                        label=label(group, run) if i == j == 0 else None,
                     )  # fmt: skip
         axis.axhline(chance_loss(members[0]), color="black", linewidth=0.8, linestyle=":",
                      label="chance (ln C)")  # fmt: skip
         axis.set_yscale("log")
-        axis.set_xlabel("step along a direction")
+        axis.set_xlabel(xlabel)
         axis.set_title(f"depth {depth}", fontsize=9)
         axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=7)
     axes[0].set_ylabel("training loss (cross-entropy)")
+    return figure
+
+
+def slices(groups: Sequence[LandscapeGroup], context: str) -> Figure:
+    """Training loss along each direction, log scale, one panel per depth."""
+    if not groups:
+        return no_data("no slices")
+    figure = _curve_panels(
+        groups,
+        lambda run: run.slices,
+        lambda group, run: (
+            f"{group.label} ({len(group.runs)} seeds × {len(run.slices)} directions)"
+        ),
+        "step along a direction",
+    )
+    for axis in figure.axes:
+        axis.legend(fontsize=7)
     _title(figure, f"Loss along random directions through the trained weights ({context}; "
                    f"seeds {_seeds(groups)})")  # fmt: skip
     return figure
@@ -90,7 +94,7 @@ def planes(groups: Sequence[LandscapeGroup], context: str) -> Figure:
     by side; every panel on one log colour scale and the same contour levels, the chance-level
     contour drawn bold."""
     shown = [g for g in groups if g.runs[0].plane is not None]
-    panels = _by_depth(shown)
+    panels = by_depth(shown)
     if not panels:
         return no_data("no planes (run with --2d)")
     columns = max(len(members) for _, members in panels)
@@ -141,31 +145,19 @@ def planes(groups: Sequence[LandscapeGroup], context: str) -> Figure:
 def interpolation(groups: Sequence[LandscapeGroup], context: str) -> Figure:
     """Training loss on the straight line from each net (t = 0) to the other end (t = 1)."""
     shown = [g for g in groups if g.has_interpolation]
-    panels = _by_depth(shown)
-    if not panels:
+    if not shown:
         return no_data("no interpolation (run with --between)")
-    colors = _colors(shown)
-    figure = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
-    axes = np.atleast_1d(figure.subplots(1, len(panels), sharey=True))
-    for axis, (depth, members) in zip(axes, panels, strict=True):
-        for group in members:
-            for i, run in enumerate(r for r in group.runs if r.interpolation):
-                curve = run.interpolation
-                axis.plot(
-                    curve["steps"], curve["loss"]["train"], color=colors[group.label],
-                    linestyle=ARCH_LINESTYLE.get(group.about["arch"], "-."), linewidth=1.0,
-                    label=group.label if i == 0 else None,
-                )  # fmt: skip
-        axis.axhline(chance_loss(members[0]), color="black", linewidth=0.8, linestyle=":",
-                     label="chance (ln C)")  # fmt: skip
+    figure = _curve_panels(
+        shown,
+        lambda run: [run.interpolation] if run.interpolation else [],
+        lambda group, run: group.label,
+        "t: (1 − t)·θ₀ + t·θ₁",
+    )
+    for axis in figure.axes:
         for end in (0, 1):
             axis.axvline(end, color="gray", linewidth=0.6)
-        axis.set_yscale("log")
         if axis.get_ylim()[1] > LINE_TOP:
             axis.set_ylim(top=LINE_TOP)
-        axis.set_xlabel("t: (1 − t)·θ₀ + t·θ₁")
-        axis.set_title(f"depth {depth}", fontsize=9)
-        axis.grid(alpha=0.3, which="both")
         axis.legend(fontsize=7)
     starts = {run.interpolation["from"] for g in shown for run in g.runs if run.interpolation}
     what = (
@@ -173,6 +165,5 @@ def interpolation(groups: Sequence[LandscapeGroup], context: str) -> Figure:
         if starts == {"init"}
         else "between two trained nets of one setting"
     )
-    axes[0].set_ylabel("training loss")
     _title(figure, f"Loss on the straight line {what} ({context})")
     return figure

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import groupby
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from matplotlib import colormaps
@@ -20,11 +21,32 @@ from resdeep.logscale import log10
 from resdeep.plots import layer_step_heatmap
 from resdeep.report.analysis import RunGroup, RunSummary, residual_init_order
 
+Group = TypeVar("Group")
+
 DPI = 110  # sharp enough to read layer ticks, small enough to keep each PNG well under 250 KB
 ARCH_LINESTYLE = {"plain": "--", "resnet": "-", "preact": ":"}  # He et al. Fig. 6: plain dashed
 ARCH_COLOR = {"plain": "tab:red", "resnet": "tab:blue", "preact": "tab:green"}
 ARCH_MARKER = {"plain": "s", "resnet": "o", "preact": "^"}
 PANELS_PER_ROW = 3
+
+
+def setting_colors(groups: Sequence[Any]) -> dict[str, tuple | str]:
+    """Colours of groups with an `about` and a `label` (the tools' seed groups): by arch when
+    they differ in nothing else, otherwise one colour per setting."""
+    variants = {(g.about["init"], g.about["norm"], g.about["residual_init"]) for g in groups}
+    if len(variants) <= 1:
+        return {g.label: ARCH_COLOR.get(g.about["arch"], "tab:gray") for g in groups}
+    palette = colormaps["tab10"]
+    labels = list(dict.fromkeys(g.label for g in groups))
+    return {label: palette(i % 10) for i, label in enumerate(labels)}
+
+
+def by_depth(groups: Sequence[Group]) -> list[tuple[int, list[Group]]]:
+    """The groups of each depth, shallowest first: one panel each."""
+    keyed: dict[int, list[Group]] = {}
+    for group in groups:
+        keyed.setdefault(group.about["depth"], []).append(group)
+    return sorted(keyed.items())
 
 
 def save_figure(figure: Figure, path: Path) -> Path:

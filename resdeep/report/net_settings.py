@@ -66,3 +66,13 @@ def varying_settings(abouts: Iterable[dict[str, Any]]) -> set[str]:
         "arch",
         "depth",
     }
+
+
+def net_name(about: dict[str, Any], *, with_state: bool = False) -> str:
+    """ "resnet-56 (kaiming, BN) seed 0", as a tool's progress line names one net; with_state
+    adds ", trained" to a trained net where a study holds nets at initialisation too."""
+    extras = [about["init"], "BN" if about["norm"] == "batch" else "no BN"]
+    if about["residual_init"] != "none":
+        extras.append(about["residual_init"])
+    name = f"{about['arch']}-{about['depth']} ({', '.join(extras)}) seed {about['seed']}"
+    return name + (", trained" if with_state and about["state"] != "init" else "")

@@ -13,18 +13,15 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from resdeep.report.figures import ARCH_COLOR, ARCH_LINESTYLE, ARCH_MARKER, no_data
+from resdeep.report.figures import (
+    ARCH_COLOR,
+    ARCH_LINESTYLE,
+    ARCH_MARKER,
+    by_depth,
+    no_data,
+    setting_colors,
+)
 from resdeep.signal.groups import SignalGroup
-
-
-def _colors(groups: Sequence[SignalGroup]) -> dict[str, tuple | str]:
-    """By arch when the groups differ in nothing else; otherwise one colour per setting."""
-    variants = {(g.about["init"], g.about["norm"], g.about["residual_init"]) for g in groups}
-    if len(variants) <= 1:
-        return {g.label: ARCH_COLOR.get(g.about["arch"], "tab:gray") for g in groups}
-    palette = colormaps["tab10"]
-    labels = list(dict.fromkeys(g.label for g in groups))
-    return {label: palette(i % 10) for i, label in enumerate(labels)}
 
 
 def _line(
@@ -49,13 +46,6 @@ def _line(
 
 def _title_state(group: SignalGroup) -> str:
     return "at initialisation" if group.state == "init" else "trained"
-
-
-def _depth_panels(groups: Sequence[SignalGroup]) -> list[tuple[int, list[SignalGroup]]]:
-    keyed: dict[int, list[SignalGroup]] = {}
-    for group in groups:
-        keyed.setdefault(group.about["depth"], []).append(group)
-    return sorted(keyed.items())
 
 
 def _has_positive(axis: Axes) -> bool:
@@ -91,8 +81,8 @@ def signal_by_block(groups: Sequence[SignalGroup]) -> Figure:
     the residual branch (Brock, De & Smith 2021's residual average channel variance); bottom: the
     second moment of the loss gradient at the stream. One column per depth; trained nets
     paler."""
-    panels = _depth_panels(groups)
-    colors = _colors(groups)
+    panels = by_depth(groups)
+    colors = setting_colors(groups)
     figure = Figure(figsize=(4.6 * max(1, len(panels)), 9.2), layout="constrained")
     if not panels:
         no_data(figure.add_subplot(), "no nets")
@@ -135,7 +125,7 @@ def mean_field(groups: Sequence[SignalGroup]) -> Figure:
     if not shown:
         no_data(figure.add_subplot(), "no plain net without batch norm: no exact prediction")
         return figure
-    colors = _colors(shown)
+    colors = setting_colors(shown)
     axes = figure.subplots(1, 2)
     for axis, measured, predicted, title in (
         (axes[0], "forward", "mf_forward", "forward: E[z²] of each conv's output"),
