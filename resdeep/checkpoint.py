@@ -207,3 +207,15 @@ def load_checkpoint(
         imported=payload.get("imported"),
     )
     return model, info
+
+
+def network_difference(info: CheckpointInfo, other: CheckpointInfo) -> str | None:
+    """How `other` differs from `info` as a network on its data (architecture, classes, data
+    set), or None when it is the same net: what two checkpoints compared weight for weight or
+    map for map must share."""
+    difference = first_architecture_difference(other.model_kwargs, info.model_kwargs)
+    if difference is None and len(other.classes) != len(info.classes):
+        difference = f"{len(other.classes)} classes, not {len(info.classes)}"
+    if difference is None and other.data_name != info.data_name:
+        difference = f"trained on {other.data_name}, not {info.data_name}"
+    return difference

@@ -116,6 +116,8 @@ def data_from_config(cfg: DictConfig) -> DataSplits:
         num_samples=int(data.num_samples),
         num_classes=int(data.num_classes),
         channels=int(data.channels),
+        # Runs from before the option existed have no key: their labels were the true ones.
+        permute_labels=bool(data.get("permute_labels", False)),
     )
 
 

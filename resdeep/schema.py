@@ -59,6 +59,9 @@ class DataConfig:
     num_samples: int = key(512, "synthetic: images in all")
     num_classes: int = key(10, "synthetic: classes")
     channels: int = key(3, "synthetic: image channels")
+    permute_labels: bool = key(
+        False, "shuffle the training labels (seeded): the data-randomisation sanity check of CAM"
+    )
 
 
 @dataclass

@@ -442,7 +442,5 @@ def test_the_settings_check_themselves_before_any_checkpoint_is_read(tmp_path):
         with pytest.raises(UsageError, match=re.escape(needle)):
             ExplainSettings(**{**fields, **changed})
     settings = ExplainSettings(**fields)
-    with pytest.raises(UsageError, match="one method at a time"):
-        CamRequest(inputs=(), explain=settings, evaluate=True)
     with pytest.raises(UsageError, match="or --evaluate"):
         CamRequest(inputs=(), explain=settings)

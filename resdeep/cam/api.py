@@ -15,11 +15,10 @@ import torch
 from torch import nn
 
 from resdeep.cam.methods import (
-    cam,
-    gradcam,
-    gradcam_plus_plus,
-    scorecam,
+    gradcam_plus_plus_weights,
+    gradcam_weights,
     scorecam_masks,
+    signed_maps,
     upsample_maps,
 )
 from resdeep.choices import CAM_METHODS
@@ -35,9 +34,14 @@ Targets = int | Sequence[int] | torch.Tensor | None
 
 @dataclass
 class CamOutput:
-    maps: torch.Tensor  # (B, h, w) at the layer's resolution, after ReLU, not yet scaled
+    signed: torch.Tensor  # (B, h, w) at the layer's resolution, before the ReLU
     logits: torch.Tensor  # (B, classes) of the unmasked input
     targets: torch.Tensor  # (B,) the class each map explains
+
+    @property
+    def maps(self) -> torch.Tensor:
+        """(B, h, w) after the ReLU (only evidence for the class), not yet scaled."""
+        return self.signed.clamp_min(0.0)
 
 
 def compute_cam(
@@ -81,8 +85,8 @@ def class_activation_maps(
                 feature_maps = model.features(x)  # (B, K, h, w)
                 logits = model.forward_head(feature_maps)
                 targets = resolve_targets(target, logits)
-                maps = cam(feature_maps, model.classifier.weight, targets)
-            return CamOutput(maps, logits, targets)
+                signed = signed_maps(feature_maps, model.classifier.weight[targets])
+            return CamOutput(signed, logits, targets)
         if method == "scorecam":
             return _scorecam(model, x, target, module)
         return _gradient_cam(model, x, method, target, module)
@@ -169,8 +173,11 @@ def _gradient_cam(
         score = logits.gather(1, targets[:, None]).sum()
         (gradients,) = torch.autograd.grad(score, activations)
     activations, logits = activations.detach(), logits.detach()
-    combine = gradcam if method == "gradcam" else gradcam_plus_plus
-    return CamOutput(combine(activations, gradients), logits, targets)
+    if method == "gradcam":
+        weights = gradcam_weights(gradients)
+    else:
+        weights = gradcam_plus_plus_weights(activations, gradients)
+    return CamOutput(signed_maps(activations, weights), logits, targets)
 
 
 def _scorecam(
@@ -190,4 +197,4 @@ def _scorecam(
             probabilities = model(masked).softmax(dim=1)
             scores.append(probabilities.gather(1, targets[sample_index[rows], None])[:, 0])
         masked_scores = torch.cat(scores).view(batch, channels)  # (B, K)
-    return CamOutput(scorecam(activations, masked_scores), logits, targets)
+    return CamOutput(signed_maps(activations, masked_scores), logits, targets)

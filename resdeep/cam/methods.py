@@ -18,9 +18,15 @@ import torch
 import torch.nn.functional as F
 
 
+def signed_maps(activations: torch.Tensor, channel_weights: torch.Tensor) -> torch.Tensor:
+    """sum_k weight_k * A_k before the ReLU, evidence against the class included (the signed map
+    the sanity checks compare): activations (B, K, h, w), weights (B, K) -> (B, h, w)."""
+    return torch.einsum("bkhw,bk->bhw", activations, channel_weights)
+
+
 def weighted_maps(activations: torch.Tensor, channel_weights: torch.Tensor) -> torch.Tensor:
     """ReLU(sum_k weight_k * A_k): activations (B, K, h, w), weights (B, K) -> (B, h, w)."""
-    return torch.einsum("bkhw,bk->bhw", activations, channel_weights).clamp_min(0.0)
+    return signed_maps(activations, channel_weights).clamp_min(0.0)
 
 
 def cam(
@@ -37,7 +43,12 @@ def gradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
     activations, gradients: (B, K, h, w), the gradient of each sample's target score with
     respect to its own activations -> (B, h, w).
     """
-    return weighted_maps(activations, gradients.mean(dim=(2, 3)))
+    return weighted_maps(activations, gradcam_weights(gradients))
+
+
+def gradcam_weights(gradients: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM's channel weights, the spatial mean of the gradients: (B, K, h, w) -> (B, K)."""
+    return gradients.mean(dim=(2, 3))
 
 
 def gradcam_plus_plus(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
@@ -46,6 +57,11 @@ def gradcam_plus_plus(activations: torch.Tensor, gradients: torch.Tensor) -> tor
 
     activations, gradients: (B, K, h, w) -> (B, h, w).
     """
+    return weighted_maps(activations, gradcam_plus_plus_weights(activations, gradients))
+
+
+def gradcam_plus_plus_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++'s channel weights: (B, K, h, w) twice -> (B, K)."""
     squared, cubed = gradients.pow(2), gradients.pow(3)
     activation_sums = activations.sum(dim=(2, 3), keepdim=True)  # (B, K, 1, 1)
     denominator = 2 * squared + activation_sums * cubed
@@ -53,8 +69,7 @@ def gradcam_plus_plus(activations: torch.Tensor, gradients: torch.Tensor) -> tor
     alpha = torch.where(
         denominator != 0, squared / denominator.where(denominator != 0, 1.0), 0.0
     )  # (B, K, h, w)
-    weights = (alpha * gradients.clamp_min(0.0)).sum(dim=(2, 3))  # (B, K)
-    return weighted_maps(activations, weights)
+    return (alpha * gradients.clamp_min(0.0)).sum(dim=(2, 3))  # (B, K)
 
 
 def scorecam_masks(activations: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

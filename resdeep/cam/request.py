@@ -5,20 +5,36 @@ record) as events a caller prints as they come."""
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from resdeep.cam.defaults import DEFAULT_THRESHOLD
-from resdeep.cam.explain import ExplainSettings, benchmark_checkpoint, explain_images
+from resdeep.cam.explain import (
+    ExplainSettings,
+    benchmark_checkpoint,
+    expand_inputs,
+    explain_images,
+)
 from resdeep.cam.outputs import draw_grid, image_record, model_name
+from resdeep.cam.render import make_folder
 from resdeep.cam.results import (
     BadInput,
     Benchmarked,
     CamEvent,
     ExplainedImage,
+    FaithfulnessScored,
     LatestCheckpoint,
+    SanityChecked,
     Wrote,
+)
+from resdeep.cam.trust import (
+    Progress,
+    TrustSettings,
+    check_faithfulness,
+    check_sanity,
+    file_images,
+    test_split_images,
 )
 from resdeep.checkpoint import CheckpointInfo, load_checkpoint
 from resdeep.choices import CAM_METHODS
@@ -30,21 +46,15 @@ from resdeep.output_paths import check_output_path
 from resdeep.runs import DEFAULT_RUNS_ROOT, latest_checkpoint
 
 
-def parse_methods(value: str, *, evaluate: bool = False) -> tuple[str, ...]:
-    """`--method`: one method, several separated by commas (each once), or all; one to evaluate."""
+def parse_methods(value: str) -> tuple[str, ...]:
+    """`--method`: one method, several separated by commas (each once), or all."""
     methods = CAM_METHODS if value == "all" else tuple(dict.fromkeys(value.split(",")))
     unknown = [m for m in methods if m not in CAM_METHODS]
     if unknown:
         raise UsageError(
             f"unknown method {unknown[0]!r}; choose from {', '.join(CAM_METHODS)} or all"
         )
-    _check_one_to_evaluate(methods, evaluate)
     return methods
-
-
-def _check_one_to_evaluate(methods: tuple[str, ...], evaluate: bool) -> None:
-    if evaluate and len(methods) > 1:
-        raise UsageError("--evaluate benchmarks one method at a time; give one --method")
 
 
 @dataclass(frozen=True)
@@ -60,20 +70,25 @@ class CamRequest:
     grid: Path | None = None  # a PNG of every input by every method (or top-k class)
     json_path: Path | None = None  # the call's record: per image, and the benchmark's
     device: str = "auto"
+    # --sanity / --faithfulness: checked on the inputs when given, else on the test split; the
+    # figures go to explain.out.
+    trust: TrustSettings | None = None
+    progress: Progress | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        _check_one_to_evaluate(self.explain.methods, self.evaluate)
         if self.grid is not None and self.grid.suffix.lower() != ".png":
             raise UsageError(
                 f"--grid writes a PNG; give a file ending in .png, not {self.grid.name}"
             )
-        if not self.inputs and not self.evaluate:
-            raise UsageError("give image files or directories, or --evaluate for the benchmark")
+        if not self.inputs and not self.evaluate and self.trust is None:
+            raise UsageError(
+                "give image files or directories, or --evaluate, --sanity or --faithfulness"
+            )
         if not 0.0 <= self.threshold <= 1.0:
             raise UsageError(
                 f"--threshold is a fraction of the map's max in [0, 1], got {self.threshold}"
             )
-        if self.inputs:
+        if self.inputs or self.trust is not None:
             check_output_path(self.explain.out, "--out", folder=True)
         for written, option in ((self.grid, "--grid"), (self.json_path, "--json")):
             if written is not None:
@@ -95,17 +110,28 @@ def run_cam(request: CamRequest) -> Iterator[CamEvent]:
     if request.inputs:
         record, failures = yield from _explain(request, model, info)
     if request.evaluate:
-        method = request.explain.methods[0]
-        result, benchmark = benchmark_checkpoint(
-            model,
-            info,
-            method=method,
-            layer=request.explain.layer,
-            threshold=request.threshold,
-            batch_size=request.explain.batch_size,
-        )
-        yield Benchmarked(result, method, info.data_name)
-        record = {**record, "evaluate": benchmark} if request.inputs else benchmark
+        benchmarks = {}
+        for method in request.explain.methods:
+            result, benchmarks[method] = benchmark_checkpoint(
+                model,
+                info,
+                method=method,
+                layer=request.explain.layer,
+                threshold=request.threshold,
+                batch_size=request.explain.batch_size,
+            )
+            yield Benchmarked(result, method, info.data_name)
+        # One method: its record as it always was; several: each under its name.
+        evaluation = (
+            benchmarks[method]
+            if len(benchmarks) == 1
+            else {"checkpoint": str(info.path), "data": info.data_name, "split": "test",
+                  "benchmarks": benchmarks}
+        )  # fmt: skip
+        record = {**record, "evaluate": evaluation} if request.inputs else evaluation
+    if request.trust is not None:
+        checked = yield from _check_trust(request, model, info)
+        record = {**record, **checked}
     if request.json_path is not None:
         save_json_atomic(record, request.json_path)
         yield Wrote(request.json_path)
@@ -136,3 +162,41 @@ def _explain(
         "images": [image_record(item) for item in explained],
     }
     return record, failures
+
+
+def _check_trust(
+    request: CamRequest, model: ConvNet, info: CheckpointInfo
+) -> Generator[CamEvent, None, dict[str, Any]]:
+    """The sanity checks and faithfulness scores, their figures; returns their JSON record."""
+    from resdeep.cam.trust_figures import (
+        faithfulness_figure,
+        sanity_examples_figure,
+        sanity_figure,
+    )
+
+    settings = request.trust
+    assert settings is not None
+    if request.inputs:
+        paths, _ = expand_inputs(list(request.inputs))  # problems were reported with the maps
+        evaluated = file_images(model, info, paths, request.explain.crop, settings.batch_size)
+    else:
+        evaluated = test_split_images(model, info, settings.batch_size)
+    record: dict[str, Any] = {"checkpoint": str(info.path), "evaluated_on": evaluated.name}
+    title = f"{model_name(info)} · {evaluated.name}"
+    out = request.explain.out
+    make_folder(out)
+    known = None
+    if settings.sanity:
+        sanity = check_sanity(model, info, evaluated, settings, request.progress)
+        yield SanityChecked(sanity, evaluated.name)
+        record["sanity"] = sanity.to_dict()
+        yield Wrote(sanity_figure(sanity, out / "sanity.png", title))
+        if "cascading" in settings.randomizations:
+            yield Wrote(sanity_examples_figure(sanity, out / "sanity_examples.png", title))
+        known = sanity.originals
+    if settings.faithfulness:
+        scored = check_faithfulness(model, evaluated, settings, request.progress, known)
+        yield FaithfulnessScored(scored, evaluated.name)
+        record["faithfulness"] = scored.to_dict()
+        yield Wrote(faithfulness_figure(scored, out / "faithfulness.png", title))
+    return record

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from resdeep.cam.evaluate import CamBenchmark
+    from resdeep.cam.sanity import SanityResult
+    from resdeep.cam.trust import FaithfulnessResult
 
 
 @dataclass(frozen=True)
@@ -69,4 +71,28 @@ class Benchmarked:
     data_name: str
 
 
-CamEvent = LatestCheckpoint | BadInput | ExplainedImage | Wrote | Benchmarked
+@dataclass(frozen=True)
+class SanityChecked:
+    """The sanity checks of every method on the evaluated images."""
+
+    result: SanityResult
+    evaluated_on: str
+
+
+@dataclass(frozen=True)
+class FaithfulnessScored:
+    """Deletion, insertion and ROAD of every method and baseline on the evaluated images."""
+
+    result: FaithfulnessResult
+    evaluated_on: str
+
+
+CamEvent = (
+    LatestCheckpoint
+    | BadInput
+    | ExplainedImage
+    | Wrote
+    | Benchmarked
+    | SanityChecked
+    | FaithfulnessScored
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,9 @@ from resdeep.cam.results import (
     Benchmarked,
     CamEvent,
     ExplainedImage,
+    FaithfulnessScored,
     LatestCheckpoint,
+    SanityChecked,
     Wrote,
 )
 from resdeep.choices import CAM_METHODS
@@ -40,10 +43,7 @@ def cam(
     ] = None,
     method: Annotated[
         str,
-        typer.Option(
-            help=f"One of {', '.join(CAM_METHODS)}; several separated by commas, or all "
-            "(--evaluate: one)."
-        ),
+        typer.Option(help=f"One of {', '.join(CAM_METHODS)}; several separated by commas, or all."),
     ] = "cam",
     target_class: Annotated[
         str | None,
@@ -79,7 +79,14 @@ def cam(
         Path | None,
         typer.Option(help="Also draw every input × method (or × top-k class) into this PNG."),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Images per forward pass (default 32; 256 with --evaluate, --sanity or "
+            "--faithfulness).",
+            show_default=False,
+        ),
+    ] = None,
     device: Device = "auto",
     evaluate: Annotated[
         bool, typer.Option(help="Benchmark the maps on the checkpoint's test split.")
@@ -91,11 +98,54 @@ def cam(
         Path | None,
         typer.Option("--json", help="Also write the results (per image, and --evaluate's) here."),
     ] = None,
+    sanity: Annotated[
+        bool,
+        typer.Option(
+            help="Sanity checks (Adebayo et al. 2018): randomise the net's weights and compare "
+            "the maps with the trained net's (on the images given, else the test split)."
+        ),
+    ] = False,
+    randomization: Annotated[
+        str, typer.Option(help="--sanity: cascading (classifier down), independent or both.")
+    ] = "both",
+    permuted: Annotated[
+        Path | None,
+        typer.Option(
+            help="--sanity: a run of the same setting trained with data.permute_labels=true; "
+            "adds the data-randomisation test."
+        ),
+    ] = None,
+    other_seed: Annotated[
+        Path | None,
+        typer.Option(
+            help="--permuted: a second true-label run of the setting (another seed), the "
+            "reference for how alike two trained nets' maps are."
+        ),
+    ] = None,
+    faithfulness: Annotated[
+        bool,
+        typer.Option(
+            help="Deletion and insertion curves (RISE) and ROAD of every method and of random, "
+            "blurred random, centred and edge maps."
+        ),
+    ] = False,
+    steps: Annotated[int, typer.Option(help="--faithfulness: points of each curve.")] = 20,
+    road: Annotated[
+        bool, typer.Option(help="--faithfulness: also ROAD (its imputation is the slow part).")
+    ] = True,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="--sanity/--faithfulness: seeds the fresh weights, random maps, tie order, "
+            "ROAD noise and the bootstrap."
+        ),
+    ] = 0,
 ) -> None:
     """Class activation maps of a checkpoint.
 
     Without --evaluate: an overlay per image (and method and class); with --evaluate: how well
-    the maps localise on the checkpoint's test split.
+    the maps localise on the checkpoint's test split; --sanity and --faithfulness: whether they
+    depend on the model and point at what it uses.
 
     Example: resdeep cam examples/photos --checkpoint runs/imported/akamaster_resnet56_cifar10
     --method cam,gradcam --grid runs/cams/grid.png
@@ -103,11 +153,31 @@ def cam(
     # The heavy parts (torch, matplotlib) load only when the command runs: help stays quick.
     from resdeep.cam.explain import ExplainSettings
     from resdeep.cam.request import CamRequest, parse_methods, run_cam
+    from resdeep.cam.trust import TrustSettings
 
+    methods = parse_methods(method)
+    checking = sanity or faithfulness
+    if batch_size is None:
+        batch_size = 256 if evaluate or checking else 32
+    trust = None
+    if checking or permuted is not None or other_seed is not None:
+        trust = TrustSettings(
+            methods=methods,
+            layer=layer,
+            batch_size=batch_size,
+            seed=seed,
+            sanity=sanity,
+            randomizations=parse_randomizations(randomization),
+            permuted=permuted,
+            other_seed=other_seed,
+            faithfulness=faithfulness,
+            steps=steps,
+            road=road,
+        )
     request = CamRequest(
         inputs=tuple(inputs or ()),
         explain=ExplainSettings(
-            methods=parse_methods(method, evaluate=evaluate),
+            methods=methods,
             layer=layer,
             target_class=target_class,
             top_k=top_k,
@@ -125,9 +195,30 @@ def cam(
         grid=grid,
         json_path=json_path,
         device=device,
+        trust=trust,
     )
-    for event in run_cam(request):
-        _print(event)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=console, transient=True,
+    ) as bar:  # fmt: skip
+        tasks = []
+
+        def progress(description: str, steps: int) -> None:
+            if description:
+                tasks.append(bar.add_task(description, total=steps))
+            else:
+                bar.advance(tasks[-1], steps)
+
+        request = replace(request, progress=progress)
+        for event in run_cam(request):
+            _print(event)
+
+
+def parse_randomizations(value: str) -> tuple[str, ...]:
+    """--randomization: cascading, independent or both."""
+    return ("cascading", "independent") if value == "both" else tuple(value.split(","))
 
 
 def _print(event: CamEvent) -> None:
@@ -145,6 +236,16 @@ def _print(event: CamEvent) -> None:
         _print_image_table(event)
     elif isinstance(event, Wrote):
         console.print(f"wrote {event.path}")
+    elif isinstance(event, SanityChecked):
+        from resdeep.cam.trust_tables import sanity_tables
+
+        for table in sanity_tables(event.result, event.evaluated_on):
+            console.print(table)
+    elif isinstance(event, FaithfulnessScored):
+        from resdeep.cam.trust_tables import faithfulness_tables
+
+        for table in faithfulness_tables(event.result, event.evaluated_on):
+            console.print(table)
     else:
         _print_benchmark(event)
 

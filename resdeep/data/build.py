@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from resdeep.data.digits import digits_placed_source, digits_source
 from resdeep.data.imagefolder import imagefolder_source
 from resdeep.data.splits import (
@@ -96,6 +98,14 @@ def _select_classes(
     return kept, [source.classes[index] for index in classes], classes
 
 
+def permuted_labels(split: Split, seed: int) -> Split:
+    """The split with its labels shuffled among its images: the class counts stay, the link
+    between an image and its class goes. Its own generator, so nothing else's draws move."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(split), generator=generator)
+    return Split(split.images, split.labels[order], split.boxes)
+
+
 def build_data(
     name: str,
     *,
@@ -109,6 +119,7 @@ def build_data(
     num_samples: int = 512,
     num_classes: int = 10,
     channels: int = 3,
+    permute_labels: bool = False,
 ) -> DataSplits:
     """The train/val/test splits of data set `name`, with the facts a trainer needs about them.
 
@@ -120,6 +131,9 @@ def build_data(
     seed: the train/val split and any generated data; test sets never depend on it.
     canvas_size: digits_placed canvas, and the synthetic image size when image_size is unset.
     num_samples, num_classes, channels: synthetic only.
+    permute_labels: shuffle the training labels among the training images (seeded by `seed`),
+        the data-randomisation test of Adebayo et al. 2018; val and test keep their true labels,
+        so they show that nothing was learned that generalises.
     """
     source = _read_source(
         name,
@@ -142,6 +156,8 @@ def build_data(
         train, val, test = (resize(split, image_size) for split in (train, val, test))
     if len(train) == 0:
         raise DataError(f"{name}: no training images left for classes {classes}")
+    if permute_labels:
+        train = permuted_labels(train, seed)
     mean, std = channel_stats(train.images)
     return DataSplits(
         name=name,

@@ -64,13 +64,9 @@ def about_checkpoint(info: Any) -> dict[str, Any]:
 
 def check_partner(info: Any, other: Any) -> None:
     """The two ends of a line must be the same network on the same data."""
-    from resdeep.checkpoint import first_architecture_difference
+    from resdeep.checkpoint import network_difference
 
-    difference = first_architecture_difference(other.model_kwargs, info.model_kwargs)
-    if difference is None and len(other.classes) != len(info.classes):
-        difference = f"{len(other.classes)} classes, not {len(info.classes)}"
-    if difference is None and other.data_name != info.data_name:
-        difference = f"trained on {other.data_name}, not {info.data_name}"
+    difference = network_difference(info, other)
     if difference is not None:
         raise UsageError(
             f"--between {other.path}: not the same network as {info.path} ({difference}); "
