@@ -103,6 +103,13 @@ def plan(device: str, sizes: Sizes, gpus: int) -> list[Step]:
     steps = [
         Step("train_digits", "resdeep train on digits, ResNet-20 with dropout, 1 epoch", 180),
         Step("cam", "resdeep cam, every method, on digits images", 180, needs="train_digits"),
+        Step(
+            "cam_trust",
+            f"resdeep cam --sanity --faithfulness, every method, on {device} and on CPU: the "
+            "same similarities and areas, the whole check timed",
+            300,
+            needs="train_digits",
+        ),
         Step("uncertainty", "resdeep uncertainty, MC dropout T=8", 180, needs="train_digits"),
         Step(
             "lesion",
@@ -351,6 +358,46 @@ def step_cam(ctx: Context) -> dict[str, Any]:
     return {"overlays": written}
 
 
+def step_cam_trust(ctx: Context) -> dict[str, Any]:
+    """Sanity checks and faithfulness of every method on the digits test split, on the device and
+    on the CPU with one seed: the similarities and areas must agree (maps are equal to float
+    rounding, so only near-ties can reorder pixels)."""
+    results, seconds = {}, {}
+    for where in (ctx.device, "cpu"):
+        record = ctx.work / f"cam_trust_{where}.json"
+        started = time.perf_counter()
+        resdeep(
+            "cam", "--checkpoint", str(ctx.digits_run), "--sanity", "--faithfulness",
+            "--method", "all", "--steps", "10", "--device", where,
+            "--out", str(ctx.work / f"cam_trust_{where}"), "--json", str(record),
+        )  # fmt: skip
+        seconds[where] = time.perf_counter() - started
+        checked = json.loads(record.read_text())
+        values = [
+            estimate["mean"]
+            for kind in checked["sanity"]["randomizations"].values()
+            for measures in kind["maps"].values()
+            for estimates in measures.values()
+            for estimate in estimates
+        ]
+        values += [
+            estimate["mean"]
+            for scores in checked["faithfulness"]["scores"].values()
+            for estimate in scores.values()
+        ]
+        results[where] = values
+    worst = max(abs(a - b) for a, b in zip(results[ctx.device], results["cpu"], strict=True))
+    if worst > 0.01:
+        raise RuntimeError(
+            f"cam --sanity/--faithfulness differ between device and cpu by {worst:.3g}"
+        )
+    return {
+        "worst_abs_gap_to_cpu": worst,
+        "seconds_on_device": seconds[ctx.device],
+        "seconds_on_cpu": seconds["cpu"],
+    }
+
+
 def step_uncertainty(ctx: Context) -> dict[str, Any]:
     out = ctx.work / "uncertainty.json"
     resdeep(
@@ -584,6 +631,7 @@ def run_step(name: str, ctx: Context) -> dict[str, Any]:
         "train_digits": step_train_digits,
         "diagnostics": step_diagnostics,
         "cam": step_cam,
+        "cam_trust": step_cam_trust,
         "uncertainty": step_uncertainty,
         "lesion": step_lesion,
         "signal": step_signal,
