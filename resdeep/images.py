@@ -121,6 +121,11 @@ def read_image(path: str | Path) -> Image.Image:
 
 def preprocess(image: Image.Image, info: Preprocessing) -> torch.Tensor:
     """(1, C, H, W) float: channels converted, resized, normalised as in training."""
+    return normalize(input_pixels(image, info), info.mean, info.std)
+
+
+def input_pixels(image: Image.Image, info: Preprocessing) -> torch.Tensor:
+    """(1, C, H, W) uint8: channels converted and resized as in training, not yet normalised."""
     channels, height, width = info.input_shape
     if channels not in (1, 3):
         raise ResdeepError(f"the checkpoint expects {channels}-channel input; images give 1 or 3")
@@ -133,7 +138,7 @@ def preprocess(image: Image.Image, info: Preprocessing) -> torch.Tensor:
             tensor.float(), size=(height, width), mode="bilinear", antialias=True
         )
         tensor = resized.round_().clamp_(0, 255).to(torch.uint8)
-    return normalize(tensor, info.mean, info.std)
+    return tensor
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:

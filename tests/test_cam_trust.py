@@ -15,6 +15,8 @@ from resdeep.cam.faithfulness import (
     ROAD_FRACTIONS,
     canvases,
     relevance_ranks,
+    road_keep,
+    road_removed_count,
     road_scores,
     score_maps,
     target_probabilities,
@@ -140,7 +142,7 @@ def test_deletion_and_insertion_on_a_model_that_uses_a_known_region():
     # Inside the region the map falls off in a known order, so the curves are known exactly.
     ramp = torch.arange(side * side, dtype=torch.float32).view(side, side) / 1000
     true_map = (region.float() * (1 - ramp))[None].repeat(3, 1, 1)
-    settings = dict(steps=steps, road=False, seed=0, batch_size=64, ends=ends)
+    settings = dict(steps=steps, road=False, order_seed=0, noise_seed=1, batch_size=64, ends=ends)
     truth = score_maps(model, x, true_map, targets, canvas, **settings)
     # Deletion in the true order: each step removes one pixel's share of the region's sum.
     size = int(region.sum())
@@ -178,7 +180,17 @@ def test_deletion_and_insertion_areas_match_an_independent_implementation(train_
         target_probabilities(model, c, targets, 8) for c in (x, canvas.deletion, canvas.insertion)
     )
     scored = score_maps(
-        model, x, maps, targets, canvas, steps=steps, road=False, seed=0, batch_size=4, ends=ends
+        model,
+        x,
+        maps,
+        targets,
+        canvas,
+        steps=steps,
+        road=False,
+        order_seed=0,
+        noise_seed=1,
+        batch_size=4,
+        ends=ends,
     )
 
     def probability(image: np.ndarray, target: int) -> float:
@@ -201,9 +213,10 @@ def test_deletion_and_insertion_areas_match_an_independent_implementation(train_
                     np.where(chosen, image, canvas.insertion[index].numpy()), int(targets[index])
                 )
             )
-        fractions = np.array(counts) / 64
-        assert abs(np.trapezoid(deletion, fractions) - scored.deletion_area[index].item()) <= 1e-6
-        assert abs(np.trapezoid(insertion, fractions) - scored.insertion_area[index].item()) <= 1e-6
+        widths = np.diff(np.array(counts) / 64)
+        for curve, areas in ((deletion, scored.deletion_area), (insertion, scored.insertion_area)):
+            trapezoid = float(np.sum((np.array(curve[1:]) + curve[:-1]) / 2 * widths))
+            assert abs(trapezoid - areas[index].item()) <= 1e-6
 
 
 def test_ties_are_broken_at_random_not_in_raster_order():
@@ -242,21 +255,48 @@ def test_road_equals_pytorch_grad_cams_road_combined(train_run, monkeypatch):
         x, maps.numpy(), [ClassifierOutputSoftmaxTarget(int(t)) for t in targets], model
     )
     common = dict(fractions=ROAD_FRACTIONS, generator=torch.Generator(), noise=0.0, batch_size=8)
-    morf = road_scores(model, x, maps, targets, most_relevant_first=True, **common)
-    lerf = road_scores(model, x, maps, targets, most_relevant_first=False, **common)
+    ranks = relevance_ranks(maps, torch.Generator().manual_seed(0))  # no ties: order is the map's
+    morf = road_scores(model, x, ranks, targets, most_relevant_first=True, **common)
+    lerf = road_scores(model, x, ranks, targets, most_relevant_first=False, **common)
     ours = ((lerf - morf) / 2).mean(dim=1)
     assert np.allclose(ours.numpy(), theirs, atol=1e-5), (ours, theirs)
     # With noise, a seed gives the same scores; the noise moves them only a little.
     noisy = dict(common, noise=0.01)
-    first = road_scores(model, x, maps, targets, most_relevant_first=True,
+    first = road_scores(model, x, ranks, targets, most_relevant_first=True,
                         **{**noisy, "generator": torch.Generator().manual_seed(1)})  # fmt: skip
-    second = road_scores(model, x, maps, targets, most_relevant_first=True,
+    second = road_scores(model, x, ranks, targets, most_relevant_first=True,
                          **{**noisy, "generator": torch.Generator().manual_seed(1)})  # fmt: skip
     assert torch.equal(first, second) and not torch.equal(first, morf)
     assert (first - morf).abs().max() < 0.05
 
 
 # --- data randomisation and the command ---------------------------------------------------------
+
+
+def test_road_removes_the_same_number_of_pixels_from_a_map_with_ties():
+    """A ReLU'd map is 0 over much of the image; a threshold on it would remove that whole part
+    at once. Counting ranks removes as many pixels as from a map without ties."""
+    pixels = 64
+    tied = torch.zeros(3, 8, 8)
+    tied[:, :2] = torch.rand(3, 2, 8, generator=torch.Generator().manual_seed(0))  # 48 zeros
+    plain = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(1))
+    for fraction in ROAD_FRACTIONS:
+        removed = road_removed_count(pixels, fraction)
+        # pytorch-grad-cam's rule on a map without ties removes exactly that many:
+        threshold = torch.quantile(plain.flatten(1), 1 - fraction, dim=1)[:, None]
+        assert ((plain.flatten(1) >= threshold).sum(dim=1) == removed).all(), fraction
+        for maps in (tied, plain):
+            ranks = relevance_ranks(maps, torch.Generator().manual_seed(2))
+            for most_relevant_first in (True, False):
+                kept = road_keep(ranks, fraction, most_relevant_first)
+                assert (kept.sum(dim=1) == pixels - removed).all(), (fraction, most_relevant_first)
+        # Most relevant first removes the top of the map: every kept value is at most every
+        # removed one.
+        ranks = relevance_ranks(plain, torch.Generator().manual_seed(2))
+        kept = road_keep(ranks, fraction, True)
+        values = plain.flatten(1)
+        for row in range(3):
+            assert values[row][kept[row]].max() <= values[row][~kept[row]].min()
 
 
 def test_permute_labels_shuffles_only_the_training_labels():
@@ -300,12 +340,12 @@ def test_cli_sanity_and_faithfulness_on_image_files(capsys, train_run, tmp_path)
     )  # fmt: skip
     assert status == 0, err
     for title in ("cascading randomisation", "independent randomisation", "data randomisation",
-                  "faithfulness on the 12 image(s)", "each method against each baseline"):  # fmt: skip
+                  "faithfulness on the images given (12 images", "each method against each baseline"):  # fmt: skip
         assert title in stdout, title
     figures = {"sanity.png", "sanity_examples.png", "faithfulness.png"}
     assert figures <= {p.name for p in out.iterdir()}  # beside the overlays
     result = json.loads(record.read_text())
-    assert result["evaluated_on"] == "12 image(s)" and len(result["images"]) == 12
+    assert result["evaluated_on"] == "images given" and len(result["images"]) == 12
     sanity = result["sanity"]
     assert sanity["images"] == 12
     cascade = sanity["randomizations"]["cascading"]
@@ -347,6 +387,11 @@ def test_cli_sanity_on_the_test_split(capsys, train_run, tmp_path):
         (("--sanity", "--randomization", "cascade"), "--randomization must be"),
         (("--faithfulness", "--permuted", "x"), "--permuted is a sanity check; add --sanity"),
         (("--sanity", "--other-seed", "x"), "give --permuted too"),
+        (("--sanity", "--seed", "-1"), "--seed must be 0 or more"),
+        (("--sanity", "--permuted", "no/such/run"), "--permuted no/such/run: no such run"),
+        (("--randomization", "cascading"), "--randomization is a --sanity option"),
+        (("--sanity", "--no-road"), "--no-road are --faithfulness options"),
+        (("--sanity", "--method", "gradcam,cam", "--layer", "stage1"), "--method cam uses"),
     ],
 )
 def test_bad_trust_options_are_one_line(capsys, train_run, extra, needle):
@@ -362,3 +407,9 @@ def test_a_permuted_run_of_another_network_is_refused(capsys, train_run, tmp_pat
     )  # fmt: skip
     assert status == 2, err
     assert "--permuted" in err and "not the same network" in err and "Traceback" not in err
+    # A net trained on the true labels is no permuted-label net, nor the reverse.
+    status, _, err = run_main(
+        capsys, "cam", "--checkpoint", str(train_run()), "--sanity", "--randomization",
+        "cascading", "--permuted", str(train_run("seed=1")), "--out", str(tmp_path / "o"),
+    )  # fmt: skip
+    assert status == 2 and "trained with data.permute_labels=false" in err, err

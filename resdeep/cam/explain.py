@@ -63,7 +63,7 @@ class ExplainSettings:
             raise UsageError("--target-class and --top-k exclude each other; pick one")
         if self.top_k is not None and self.top_k < 1:
             raise UsageError(f"--top-k must be at least 1, got {self.top_k}")
-        if self.methods == ("cam",) and self.layer is not None:
+        if "cam" in self.methods and self.layer is not None:
             raise UsageError(
                 "--method cam uses the last feature maps; use --layer with gradcam, gradcam++ or "
                 "scorecam"

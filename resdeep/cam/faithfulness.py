@@ -11,9 +11,12 @@ explained class's probability.
   is flat where it is zero) are taken in a seeded random order, not in raster order.
 - ROAD (Rong et al., ICML 2022): remove a fraction of the most relevant (MoRF, lower is better)
   or least relevant (LeRF, higher is better) pixels and fill them by noisy linear imputation, so
-  the removed region's shape does not leak the class. Pixels are chosen as pytorch-grad-cam's
-  `ROADMostRelevantFirst` / `ROADLeastRelevantFirst` choose them (a percentile threshold of the
-  map), and the combined score is its `ROADCombined`: the mean over fractions of (LeRF - MoRF) / 2.
+  the removed region's shape does not leak the class; the scores are the explained class's
+  probability after removal. As many pixels are removed as pytorch-grad-cam's
+  `ROADMostRelevantFirst` / `ROADLeastRelevantFirst` remove from a map without ties, ties again
+  in a seeded random order, and the combined score is its `ROADCombined`: the mean over
+  fractions of (LeRF - MoRF) / 2 (its own MoRF and LeRF are changes from the unperturbed
+  probability, which cancel in the combination).
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from torchvision.transforms.v2.functional import gaussian_blur
 from resdeep.cam.imputation import DEFAULT_NOISE, noisy_linear_imputation
 from resdeep.models import evaluation_mode
 
-DEFAULT_STEPS = 20
 ROAD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # pytorch-grad-cam's percentiles
 BLUR_SIGMA = 1 / 8  # the insertion canvas's blur, as a fraction of the image side
 
@@ -127,19 +129,30 @@ def area(curve: torch.Tensor, counts: list[int], pixels: int) -> torch.Tensor:
     return torch.trapezoid(curve.double(), fractions, dim=1).float()
 
 
-def road_keep(maps: torch.Tensor, fraction: float, most_relevant_first: bool) -> torch.Tensor:
-    """(N, H, W) bool: the pixels ROAD keeps when `fraction` of them is removed, by
-    pytorch-grad-cam's rule: keep those below the (1 - fraction) quantile of the map (MoRF) or
-    of 1 - map (LeRF)."""
-    ranked = maps if most_relevant_first else 1 - maps
-    threshold = torch.quantile(ranked.flatten(1).double(), 1 - fraction, dim=1)  # (N,)
-    return ranked.double() < threshold[:, None, None]
+def road_removed_count(pixels: int, fraction: float) -> int:
+    """How many pixels ROAD removes for `fraction`: as many as pytorch-grad-cam's percentile rule
+    removes from a map without ties (it keeps the pixels below the (1 - fraction) quantile, i.e.
+    ceil((1 - fraction) * (pixels - 1)) of them), so the two agree exactly on such maps."""
+    kept = math.ceil(round((1 - fraction) * (pixels - 1), 9))
+    return pixels - kept
+
+
+def road_keep(ranks: torch.Tensor, fraction: float, most_relevant_first: bool) -> torch.Tensor:
+    """(N, P) bool: the pixels ROAD keeps when `fraction` of them is removed, the most relevant
+    (MoRF) or the least relevant (LeRF) by `ranks`. Counting ranks, not thresholding the map,
+    removes the same number of pixels from every map: a ReLU'd map that is 0 over half the image
+    would otherwise lose that whole half at once."""
+    pixels = ranks.shape[1]
+    removed = road_removed_count(pixels, fraction)
+    if most_relevant_first:
+        return ranks >= removed
+    return ranks < pixels - removed
 
 
 def road_scores(
     model: nn.Module,
     x: torch.Tensor,
-    maps: torch.Tensor,
+    ranks: torch.Tensor,
     targets: torch.Tensor,
     *,
     most_relevant_first: bool,
@@ -148,10 +161,12 @@ def road_scores(
     noise: float = DEFAULT_NOISE,
     batch_size: int,
 ) -> torch.Tensor:
-    """Target probability after removing each fraction by ROAD: (N, len(fractions))."""
+    """Target probability after removing each fraction by ROAD, pixels ordered by `ranks` (N, P)
+    from relevance_ranks: (N, len(fractions))."""
+    height, width = x.shape[-2:]
     columns = []
     for fraction in fractions:
-        keep = road_keep(maps, fraction, most_relevant_first)
+        keep = road_keep(ranks, fraction, most_relevant_first).view(-1, height, width)
         imputed = noisy_linear_imputation(x, keep.to(x.device), generator, noise)
         columns.append(target_probabilities(model, imputed, targets, batch_size))
     return torch.stack(columns, dim=1)
@@ -214,19 +229,22 @@ def score_maps(
     *,
     steps: int,
     road: bool,
-    seed: int,
+    order_seed: int,
+    noise_seed: int,
     batch_size: int,
     ends: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
 ) -> MapScores:
     """Deletion, insertion (and ROAD) of one map set (N, H, W) in [0, 1].
 
+    order_seed: the random order of pixels of equal relevance; noise_seed: ROAD's imputation
+        noise. Streams of their own, so neither repeats the random baseline maps' draws.
     ends: the target probabilities on the images, the deletion canvas and the insertion canvas,
-    which every map set shares (the curves' first and last points), computed once.
+        which every map set shares (the curves' first and last points), computed once.
     """
     on_image, on_deletion_canvas, on_insertion_canvas = ends
     pixels = maps[0].numel()
     counts = step_counts(pixels, steps)
-    ranks = relevance_ranks(maps, torch.Generator().manual_seed(seed))
+    ranks = relevance_ranks(maps, torch.Generator().manual_seed(order_seed))
     inner = counts[1:-1]
     deleted = perturbation_curve(model, canvas.deletion, x, ranks, targets, inner, batch_size)
     inserted = perturbation_curve(model, x, canvas.insertion, ranks, targets, inner, batch_size)
@@ -236,10 +254,10 @@ def score_maps(
         deletion, insertion, area(deletion, counts, pixels), area(insertion, counts, pixels)
     )
     if road:
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(noise_seed)
         for most_relevant_first in (True, False):
             values = road_scores(
-                model, x, maps, targets, most_relevant_first=most_relevant_first,
+                model, x, ranks, targets, most_relevant_first=most_relevant_first,
                 fractions=ROAD_FRACTIONS, generator=generator, batch_size=batch_size,
             )  # fmt: skip
             if most_relevant_first:

@@ -74,3 +74,7 @@ def randomized(model: nn.Module, fresh: nn.Module, modules: tuple[str, ...]) -> 
         with torch.no_grad():
             for name, state in saved.items():
                 own[name].load_state_dict(state)
+
+
+# Each kind of randomisation, by the name --randomization takes.
+RANDOMIZATIONS = {"cascading": cascading, "independent": independent}

@@ -26,6 +26,7 @@ from resdeep.cam.results import (
     FaithfulnessScored,
     LatestCheckpoint,
     SanityChecked,
+    Warned,
     Wrote,
 )
 from resdeep.cam.trust import (
@@ -188,6 +189,8 @@ def _check_trust(
     known = None
     if settings.sanity:
         sanity = check_sanity(model, info, evaluated, settings, request.progress)
+        for warning in sanity.warnings:
+            yield Warned(warning)
         yield SanityChecked(sanity, evaluated.name)
         record["sanity"] = sanity.to_dict()
         yield Wrote(sanity_figure(sanity, out / "sanity.png", title))

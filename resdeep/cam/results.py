@@ -72,6 +72,13 @@ class Benchmarked:
 
 
 @dataclass(frozen=True)
+class Warned:
+    """Something to know about the result that does not stop the call."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class SanityChecked:
     """The sanity checks of every method on the evaluated images."""
 
@@ -94,5 +101,6 @@ CamEvent = (
     | Wrote
     | Benchmarked
     | SanityChecked
+    | Warned
     | FaithfulnessScored
 )

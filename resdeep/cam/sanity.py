@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from resdeep.cam.baselines import sobel_maps
-from resdeep.cam.randomize import Randomization, cascading, independent, randomized
+from resdeep.cam.randomize import RANDOMIZATIONS, Randomization, randomized
 from resdeep.cam.similarity import (
     Estimate,
     bootstrap_means,
@@ -40,8 +40,7 @@ MEASURE_LABELS = {
     "ssim": "SSIM",
 }
 CONTROL = "Sobel edges"  # the image-only map
-RANDOMIZATIONS = ("cascading", "independent")
-FIGURE_EXAMPLES = 3  # images whose maps the example figure draws at every cascading step
+FIGURE_EXAMPLES = 1  # images whose maps the example figure draws at every cascading step
 
 
 def similarities(original: ImageMaps, other: ImageMaps) -> dict[str, torch.Tensor]:
@@ -62,6 +61,7 @@ class RandomizationResult:
     steps: list[Randomization]
     estimates: dict[str, dict[str, list[Estimate]]] = field(default_factory=dict)
     examples: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # map -> (E, H, W)s
+    per_image: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)  # per step
 
     def to_dict(self) -> dict:
         return {
@@ -73,6 +73,7 @@ class RandomizationResult:
                 }
                 for name, by_measure in self.estimates.items()
             },
+            "per_image": self.per_image,
         }
 
 
@@ -86,6 +87,8 @@ class SanityResult:
     originals: dict[str, ImageMaps]  # method -> the trained net's maps of every image
     data: dict[str, dict[str, dict[str, Estimate]]] | None = None  # method -> net -> measure
     data_nets: dict[str, str] = field(default_factory=dict)  # "permuted labels" -> its path
+    warnings: list[str] = field(default_factory=list)  # about the nets compared
+    data_per_image: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         size = tuple(self.example_images.shape[-2:])
@@ -112,6 +115,8 @@ class SanityResult:
                     }
                     for method, nets in self.data.items()
                 },
+                "per_image": self.data_per_image,
+                "warnings": self.warnings,
             }
         return record
 
@@ -124,6 +129,15 @@ def _estimates(values: dict[str, list[torch.Tensor]], seed: int) -> dict[str, li
     }
 
 
+def _rounded(values: torch.Tensor) -> list[float]:
+    return [round(value, 6) for value in values.tolist()]
+
+
+def _control_maps(images: torch.Tensor) -> ImageMaps:
+    edges = sobel_maps(images)
+    return ImageMaps(edges, edges, tuple(edges.shape[-2:]))
+
+
 def randomization_tests(
     model: ConvNet,
     fresh: ConvNet,
@@ -132,7 +146,7 @@ def randomization_tests(
     targets: torch.Tensor,
     methods: tuple[str, ...],
     *,
-    kinds: tuple[str, ...] = RANDOMIZATIONS,
+    kinds: tuple[str, ...] = tuple(RANDOMIZATIONS),
     layer: str | None,
     batch_size: int,
     seed: int,
@@ -150,13 +164,11 @@ def randomization_tests(
         originals[method] = maps_of(model, x, method, targets, layer=layer, batch_size=batch_size)
         if on_maps:
             on_maps()
-    control = sobel_maps(images)
-    control_maps = ImageMaps(control, control, tuple(control.shape[-2:]))
-    control_values = similarities(control_maps, control_maps)
+    control = _control_maps(images)
     shown = range(min(FIGURE_EXAMPLES, len(x)))
     results = []
     for kind in kinds:
-        steps = cascading(model) if kind == "cascading" else independent(model)
+        steps = RANDOMIZATIONS[kind](model)
         result = RandomizationResult(kind, steps)
         values = {m: {measure: [] for measure in MEASURES} for m in (*methods, CONTROL)}
         for step in steps:
@@ -168,9 +180,15 @@ def randomization_tests(
                     result.examples.setdefault(method, []).append(maps.shown[list(shown)])
                     if on_maps:
                         on_maps()
-            for measure, value in control_values.items():
-                values[CONTROL][measure].append(value)
+                # The control goes through the same path as the methods, inside the
+                # randomised net's context: its similarity is 1 only if nothing leaks in.
+                for measure, value in similarities(control, _control_maps(images)).items():
+                    values[CONTROL][measure].append(value)
         result.estimates = {name: _estimates(v, seed) for name, v in values.items()}
+        result.per_image = {
+            name: {measure: [_rounded(v) for v in per_step] for measure, per_step in by.items()}
+            for name, by in values.items()
+        }
         results.append(result)
     return SanityResult(
         images=len(x),
@@ -201,10 +219,13 @@ def data_randomization_test(
         data[method] = {}
         for name, net in nets.items():
             maps = maps_of(net, x, method, targets, layer=layer, batch_size=batch_size)
+            values = similarities(original, maps)
             data[method][name] = {
                 measure: bootstrap_means(value.numpy(), seed)[0]
-                for measure, value in similarities(original, maps).items()
+                for measure, value in values.items()
             }
+            per_image = result.data_per_image.setdefault(method, {})
+            per_image[name] = {measure: _rounded(value) for measure, value in values.items()}
             if on_maps:
                 on_maps()
     result.data = data

@@ -72,14 +72,6 @@ class Estimate:
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
-    def separated_from(self, other: Estimate) -> int:
-        """+1 when this interval lies wholly above the other's, -1 below, 0 when they overlap."""
-        if self.low > other.high:
-            return 1
-        if self.high < other.low:
-            return -1
-        return 0
-
 
 def bootstrap_means(values: torch.Tensor | np.ndarray, seed: int) -> list[Estimate]:
     """Mean and interval of each row of (S, N) values, N images; one row may be given as (N,)."""

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from resdeep.cam.baselines import BASELINES, baseline_maps
+from resdeep.cam.defaults import DEFAULT_STEPS
 from resdeep.cam.faithfulness import (
     ROAD_FRACTIONS,
     SCORES,
@@ -25,9 +26,8 @@ from resdeep.cam.faithfulness import (
     target_probabilities,
 )
 from resdeep.cam.imputation import DEFAULT_NOISE
-from resdeep.cam.randomize import cascading, independent
+from resdeep.cam.randomize import RANDOMIZATIONS
 from resdeep.cam.sanity import (
-    RANDOMIZATIONS,
     SanityResult,
     data_randomization_test,
     randomization_tests,
@@ -36,14 +36,12 @@ from resdeep.cam.similarity import Estimate, bootstrap_means, paired_difference
 from resdeep.cam.split_maps import ImageMaps, maps_of
 from resdeep.checkpoint import CheckpointInfo, load_checkpoint, network_difference
 from resdeep.data import normalize
-from resdeep.errors import UsageError
-from resdeep.models import ConvNet
+from resdeep.errors import ResdeepError, UsageError
+from resdeep.models import ConvNet, evaluation_mode
 
 # Offsets the randomised weights' seed from --seed, so they are never the run's own initial
 # weights (runs are seeded 0, 1, 2, ...); a trained net stays close to where it started.
 FRESH_SEED_OFFSET = 1_000_003
-
-RANDOMIZERS = {"cascading": cascading, "independent": independent}
 
 Progress = Callable[[str, int], None]  # (what is being done, how many steps it takes), then
 # each call with an empty description advances one step
@@ -58,28 +56,41 @@ class TrustSettings:
     batch_size: int
     seed: int = 0
     sanity: bool = False
-    randomizations: tuple[str, ...] = RANDOMIZATIONS
+    randomizations: tuple[str, ...] = tuple(RANDOMIZATIONS)
     permuted: Path | None = None  # a run trained with data.permute_labels=true
     other_seed: Path | None = None  # a second true-label run, the data test's reference
     faithfulness: bool = False
-    steps: int = 20
+    steps: int = DEFAULT_STEPS
     road: bool = True
 
     def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise UsageError(f"--seed must be 0 or more, got {self.seed}")
         if self.steps < 2:
             raise UsageError(f"--steps must be at least 2, got {self.steps}")
-        unknown = [kind for kind in self.randomizations if kind not in RANDOMIZATIONS]
-        if unknown or not self.randomizations:
-            raise UsageError(
-                f"--randomization must be {', '.join(RANDOMIZATIONS)} or both, "
-                f"got {','.join(self.randomizations) or 'nothing'}"
-            )
         if self.other_seed is not None and self.permuted is None:
             raise UsageError(
                 "--other-seed is the data-randomisation test's reference; give --permuted too"
             )
         if (self.permuted is not None) and not self.sanity:
             raise UsageError("--permuted is a sanity check; add --sanity")
+        if not self.sanity and self.randomizations != tuple(RANDOMIZATIONS):
+            raise UsageError("--randomization is a --sanity option; add --sanity")
+        if not self.faithfulness and (self.steps != DEFAULT_STEPS or not self.road):
+            raise UsageError("--steps and --no-road are --faithfulness options; add --faithfulness")
+        for path, option in ((self.permuted, "--permuted"), (self.other_seed, "--other-seed")):
+            if path is not None and not path.exists():
+                raise UsageError(f"{option} {path}: no such run directory or checkpoint")
+
+
+def parse_randomizations(value: str) -> tuple[str, ...]:
+    """--randomization: cascading, independent, both, or the two separated by a comma."""
+    kinds = tuple(RANDOMIZATIONS) if value == "both" else tuple(dict.fromkeys(value.split(",")))
+    if not set(kinds) <= set(RANDOMIZATIONS):
+        raise UsageError(
+            f"--randomization must be {', '.join(RANDOMIZATIONS)} or both, got {value!r}"
+        )
+    return kinds
 
 
 @dataclass(frozen=True)
@@ -96,12 +107,14 @@ def evaluated_images(
     model: ConvNet, info: CheckpointInfo, images: torch.Tensor, name: str, batch_size: int
 ) -> EvaluatedImages:
     """uint8 images -> the evaluated set, each explained for its predicted class."""
+    if len(images) < 2:
+        raise UsageError(
+            f"the checks need at least 2 images for their intervals; got {len(images)}"
+        )
     device = next(model.parameters()).device
     x = normalize(images, info.mean, info.std).to(device)
-    with torch.no_grad():
-        logits = torch.cat(
-            [model.eval()(x[s : s + batch_size]) for s in range(0, len(x), batch_size)]
-        )
+    with torch.no_grad(), evaluation_mode(model):
+        logits = torch.cat([model(x[s : s + batch_size]) for s in range(0, len(x), batch_size)])
     return EvaluatedImages(name, images.cpu(), x, logits.argmax(dim=1))
 
 
@@ -119,49 +132,72 @@ def file_images(
     model: ConvNet, info: CheckpointInfo, paths: list[Path], crop: str, batch_size: int
 ) -> EvaluatedImages:
     """Image files, read as the overlays read them (the same crop, resize and channels)."""
-    from resdeep.errors import ResdeepError
-    from resdeep.images import crop_to_view, preprocess, read_image
+    from resdeep.images import crop_to_view, input_pixels, read_image
 
-    mean = torch.tensor(info.mean).view(1, -1, 1, 1)
-    std = torch.tensor(info.std).view(1, -1, 1, 1)
     pixels = []
     for path in paths:
         try:
             seen, _ = crop_to_view(read_image(path), crop)
-            x = preprocess(seen, info)
+            pixels.append(input_pixels(seen, info))
         except ResdeepError:
             continue  # said already, with the overlays
-        # normalised; back to the uint8 pixels it came from
-        pixels.append((x * std * 255 + mean * 255).round().clamp(0, 255).to(torch.uint8))
     if not pixels:
-        raise UsageError("no readable images to check the maps on")
-    return evaluated_images(model, info, torch.cat(pixels), f"{len(pixels)} image(s)", batch_size)
+        raise ResdeepError("no readable images to check the maps on")
+    return evaluated_images(model, info, torch.cat(pixels), "images given", batch_size)
 
 
 def fresh_weights(info: CheckpointInfo, seed: int, device: torch.device) -> tuple[ConvNet, int]:
     """The checkpoint's net built again with resdeep's initialisation for it, never trained:
-    (net in eval mode, its seed). The global random streams are left as they were."""
+    (net in eval mode, its seed). The global random streams (Python's, NumPy's, torch's) are
+    left as they were."""
+    import random
+
     from resdeep.config import fresh_model
 
     fresh_seed = FRESH_SEED_OFFSET + seed
-    with torch.random.fork_rng(devices=[]):
-        fresh = fresh_model(info.model_kwargs, fresh_seed, device).eval()
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    cuda = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            fresh = fresh_model(info.model_kwargs, fresh_seed, device).eval()
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
     return fresh, fresh_seed
 
 
-def comparison_net(path: Path, info: CheckpointInfo, option: str, device: torch.device) -> ConvNet:
-    """A second checkpoint of the same network on the same data, for the data test. Of a run
-    directory, its last.pt: a permuted-label net's best.pt is chosen by true-label validation
-    accuracy, which it never earns, so only its last checkpoint has memorised the labels."""
+def comparison_net(
+    path: Path, info: CheckpointInfo, *, permuted: bool, device: torch.device
+) -> tuple[ConvNet, str | None]:
+    """A second training of the checkpoint's setting for the data test: (net, a warning or None).
+
+    The permuted-label net is its run's last.pt: its best.pt is chosen by true-label validation
+    accuracy, which it never earns, so only the last checkpoint has memorised the labels. The
+    other seed is read as the checkpoint itself was (best.pt of a run directory).
+    """
+    option = "--permuted" if permuted else "--other-seed"
     last = path / "checkpoints" / "last.pt"
-    net, other = load_checkpoint(last if last.is_file() else path, device)
+    net, other = load_checkpoint(last if permuted and last.is_file() else path, device)
     difference = network_difference(info, other)
     if difference is not None:
         raise UsageError(
             f"{option} {path}: not the same network as {info.path} ({difference}); the data "
             "randomisation test compares two trainings of one setting"
         )
-    return net.eval()
+    shuffled = bool((other.config.get("data") or {}).get("permute_labels", False))
+    if shuffled != permuted:
+        raise UsageError(
+            f"{option} {path}: trained with data.permute_labels={str(shuffled).lower()}; "
+            + ("the test needs a net trained on shuffled labels" if permuted
+               else "the reference is a second net trained on the true labels")
+        )  # fmt: skip
+    warning = None
+    if other.config.get("seed") == info.config.get("seed"):
+        warning = (
+            f"{option} {path} has the seed of {info.path} (seed {other.config.get('seed')}): "
+            "the same initial weights make their maps more alike; train it with another seed"
+        )
+    return net.eval(), warning
 
 
 def check_sanity(
@@ -173,18 +209,18 @@ def check_sanity(
 ) -> SanityResult:
     device = next(model.parameters()).device
     fresh, fresh_seed = fresh_weights(info, settings.seed, device)
-    steps = sum(len(RANDOMIZERS[kind](model)) for kind in settings.randomizations)
+    steps = sum(len(RANDOMIZATIONS[kind](model)) for kind in settings.randomizations)
     data_nets: dict[str, Path] = {}
     if settings.permuted is not None:
         data_nets["permuted labels"] = settings.permuted
     if settings.other_seed is not None:
         data_nets["another seed"] = settings.other_seed
-    nets = {
-        name: comparison_net(
-            path, info, "--permuted" if "permuted" in name else "--other-seed", device
+    nets, warnings = {}, []
+    for name, path in data_nets.items():
+        nets[name], warning = comparison_net(
+            path, info, permuted=name == "permuted labels", device=device
         )
-        for name, path in data_nets.items()
-    }
+        warnings += [warning] if warning else []
     total = len(settings.methods) * (1 + steps + len(nets))
     if progress:
         progress("sanity checks: maps of the trained and randomised nets", total)
@@ -199,6 +235,7 @@ def check_sanity(
             result, nets, evaluated.x, evaluated.targets, on_maps=advance, **common
         )
         result.data_nets = {name: str(path) for name, path in data_nets.items()}
+    result.warnings = warnings
     return result
 
 
@@ -265,9 +302,11 @@ class FaithfulnessResult:
             "steps": self.steps,
             "fractions": self.fractions,
             "canvas": self.canvas,
-            "ties": "pixels of equal relevance in a seeded random order",
+            "ties": "pixels of equal relevance in a seeded random order (deletion, insertion, "
+            "ROAD alike)",
             "road": {
                 "fractions": list(ROAD_FRACTIONS),
+                "scores": "probability of the explained class after removal",
                 "imputation": f"noisy linear (8 neighbours), noise std {DEFAULT_NOISE} in "
                 "normalised units",
                 "combined": "mean over fractions of (LeRF - MoRF) / 2 (pytorch-grad-cam's "
@@ -286,9 +325,29 @@ class FaithfulnessResult:
                 name: {score: np.round(v, 6).tolist() for score, v in scores.per_image().items()}
                 for name, scores in self.scores.items()
             },
+            "per_image_curves": {
+                name: {
+                    "deletion": _rounded(scores.deletion),
+                    "insertion": _rounded(scores.insertion),
+                    **(
+                        {
+                            "road_morf": _rounded(scores.road_morf),
+                            "road_lerf": _rounded(scores.road_lerf),
+                        }
+                        if scores.road_morf is not None and scores.road_lerf is not None
+                        else {}
+                    ),
+                }
+                for name, scores in self.scores.items()
+            },
             "mean_curves": self.mean_curves(),
             "verdicts": self.verdicts(),
         }
+
+
+def _rounded(values: torch.Tensor) -> list:
+    """(N, K) values as nested lists, to 6 decimals (the JSON stays a few MB)."""
+    return np.round(values.numpy().astype(np.float64), 6).tolist()
 
 
 def check_faithfulness(
@@ -316,7 +375,12 @@ def check_faithfulness(
             model, x, method, targets, layer=settings.layer, batch_size=settings.batch_size
         )
         maps[method], low = found.shown, found.low
-    generator = torch.Generator().manual_seed(settings.seed)
+    # One stream each for the random baselines, the order of tied pixels and ROAD's noise:
+    # drawn from one generator, a method's ties would be ordered like the random map itself.
+    baseline_seed, order_seed, noise_seed = (
+        int(child.generate_state(1)[0]) for child in np.random.SeedSequence(settings.seed).spawn(3)
+    )
+    generator = torch.Generator().manual_seed(baseline_seed)
     maps.update(baseline_maps(evaluated.images, low, generator))
     canvas = canvases(x)
     batch = settings.batch_size
@@ -337,7 +401,8 @@ def check_faithfulness(
     for name, map_set in maps.items():
         result.scores[name] = score_maps(
             model, x, map_set.to(x.device), targets, canvas, steps=settings.steps,
-            road=settings.road, seed=settings.seed, batch_size=batch, ends=ends,
+            road=settings.road, order_seed=order_seed, noise_seed=noise_seed, batch_size=batch,
+            ends=ends,
         )  # fmt: skip
         if progress:
             progress("", 1)

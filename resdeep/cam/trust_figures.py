@@ -30,6 +30,12 @@ def _colors(names: tuple[str, ...]) -> dict[str, tuple]:
     return {name: palette(index % 10) for index, name in enumerate(names)}
 
 
+def _lowest(estimates: dict, measure: str) -> float:
+    """The lowest interval end of a measure over every map and step (negative correlations
+    must stay in view)."""
+    return min(e.low for by_measure in estimates.values() for e in by_measure[measure])
+
+
 def sanity_figure(result: SanityResult, path: Path, title: str) -> Path:
     """Rows: each randomisation kind (and the data test); columns: each similarity measure.
     Lines: the methods and the image-only control, bands: the 95 % intervals."""
@@ -38,7 +44,9 @@ def sanity_figure(result: SanityResult, path: Path, title: str) -> Path:
     axes = np.atleast_2d(figure.subplots(rows, len(MEASURES), squeeze=False))
     colors = _colors(result.methods)
     for row, randomization in enumerate(result.randomizations):
-        labels = ["trained", *(step.label for step in randomization.steps)]
+        # Cascading steps form a path from the trained net; independent ones each stand alone.
+        alone = randomization.kind == "independent"
+        labels = [*([] if alone else ["trained"]), *(step.label for step in randomization.steps)]
         at = np.arange(len(labels))
         for column, measure in enumerate(MEASURES):
             axis = axes[row, column]
@@ -47,25 +55,24 @@ def sanity_figure(result: SanityResult, path: Path, title: str) -> Path:
                 means = [1.0, *(e.mean for e in estimates)]
                 lows = [1.0, *(e.low for e in estimates)]
                 highs = [1.0, *(e.high for e in estimates)]
-                if randomization.kind == "independent":
-                    # Each step stands alone: points, not a path from one to the next.
-                    at_steps = at[1:]
-                    style = {"marker": "o", "linestyle": "none"}
+                if alone:
+                    offset = 0.06 * result.methods.index(name) if name in colors else 0.0
                     axis.errorbar(
-                        at_steps + (0.06 * result.methods.index(name) if name in colors else 0),
+                        at + offset,
                         means[1:],
                         yerr=[np.subtract(means[1:], lows[1:]), np.subtract(highs[1:], means[1:])],
                         color=colors.get(name, CONTROL_STYLE["color"]),
                         label=name,
+                        marker="o",
+                        linestyle="none",
                         capsize=2,
-                        **style,
                     )
                     continue
                 style = CONTROL_STYLE if name == CONTROL else {"color": colors[name]}
                 axis.plot(at, means, marker="o", markersize=3, label=name, **style)
                 axis.fill_between(at, lows, highs, alpha=0.2, color=style["color"])
             axis.set_xticks(at, labels, rotation=30, ha="right", fontsize=8)
-            axis.set_ylim(-0.35, 1.05)
+            axis.set_ylim(min(-0.35, _lowest(randomization.estimates, measure) - 0.05), 1.05)
             axis.axhline(0.0, color="0.8", linewidth=0.8)
             axis.set_title(f"{randomization.kind}: {MEASURE_LABELS[measure]}", fontsize=9)
             axis.grid(alpha=0.3)

@@ -1,4 +1,4 @@
-"""The tables `resdeep cam --sanity / --faithfulness` prints, and the findings under them."""
+"""The tables `resdeep cam --sanity / --faithfulness` prints."""
 
 from __future__ import annotations
 

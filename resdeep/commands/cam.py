@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from resdeep.cam.defaults import DEFAULT_COLORMAP, DEFAULT_OUT, DEFAULT_THRESHOLD
+from resdeep.cam.defaults import DEFAULT_COLORMAP, DEFAULT_OUT, DEFAULT_STEPS, DEFAULT_THRESHOLD
 from resdeep.cam.results import (
     BadInput,
     Benchmarked,
@@ -19,6 +19,7 @@ from resdeep.cam.results import (
     FaithfulnessScored,
     LatestCheckpoint,
     SanityChecked,
+    Warned,
     Wrote,
 )
 from resdeep.choices import CAM_METHODS
@@ -129,7 +130,9 @@ def cam(
             "blurred random, centred and edge maps."
         ),
     ] = False,
-    steps: Annotated[int, typer.Option(help="--faithfulness: points of each curve.")] = 20,
+    steps: Annotated[
+        int, typer.Option(help="--faithfulness: steps of each curve (steps + 1 points).")
+    ] = DEFAULT_STEPS,
     road: Annotated[
         bool, typer.Option(help="--faithfulness: also ROAD (its imputation is the slow part).")
     ] = True,
@@ -153,27 +156,26 @@ def cam(
     # The heavy parts (torch, matplotlib) load only when the command runs: help stays quick.
     from resdeep.cam.explain import ExplainSettings
     from resdeep.cam.request import CamRequest, parse_methods, run_cam
-    from resdeep.cam.trust import TrustSettings
+    from resdeep.cam.trust import TrustSettings, parse_randomizations
 
     methods = parse_methods(method)
     checking = sanity or faithfulness
     if batch_size is None:
         batch_size = 256 if evaluate or checking else 32
-    trust = None
-    if checking or permuted is not None or other_seed is not None:
-        trust = TrustSettings(
-            methods=methods,
-            layer=layer,
-            batch_size=batch_size,
-            seed=seed,
-            sanity=sanity,
-            randomizations=parse_randomizations(randomization),
-            permuted=permuted,
-            other_seed=other_seed,
-            faithfulness=faithfulness,
-            steps=steps,
-            road=road,
-        )
+    # Checked whatever is asked, so a trust option given without its check is refused.
+    trust = TrustSettings(
+        methods=methods,
+        layer=layer,
+        batch_size=batch_size,
+        seed=seed,
+        sanity=sanity,
+        randomizations=parse_randomizations(randomization),
+        permuted=permuted,
+        other_seed=other_seed,
+        faithfulness=faithfulness,
+        steps=steps,
+        road=road,
+    )
     request = CamRequest(
         inputs=tuple(inputs or ()),
         explain=ExplainSettings(
@@ -195,7 +197,7 @@ def cam(
         grid=grid,
         json_path=json_path,
         device=device,
-        trust=trust,
+        trust=trust if checking else None,
     )
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -216,11 +218,6 @@ def cam(
             _print(event)
 
 
-def parse_randomizations(value: str) -> tuple[str, ...]:
-    """--randomization: cascading, independent or both."""
-    return ("cascading", "independent") if value == "both" else tuple(value.split(","))
-
-
 def _print(event: CamEvent) -> None:
     """Errors and warnings to stderr, one line each; tables and files written to stdout."""
     if isinstance(event, LatestCheckpoint):
@@ -236,6 +233,8 @@ def _print(event: CamEvent) -> None:
         _print_image_table(event)
     elif isinstance(event, Wrote):
         console.print(f"wrote {event.path}")
+    elif isinstance(event, Warned):
+        sys.stderr.write(f"warning: {event.message}\n")
     elif isinstance(event, SanityChecked):
         from resdeep.cam.trust_tables import sanity_tables
 
