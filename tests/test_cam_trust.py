@@ -331,7 +331,7 @@ def test_cli_sanity_and_faithfulness_on_image_files(capsys, train_run, tmp_path)
     run = train_run()
     permuted = train_run("data.permute_labels=true")
     other = train_run("seed=1")
-    images = _digit_files(tmp_path / "digits")
+    images = _digit_files(tmp_path / "digits", count=8)
     out, record = tmp_path / "trust", tmp_path / "trust.json"
     status, stdout, err = run_main(
         capsys, "cam", str(images), "--checkpoint", str(run), "--sanity", "--faithfulness",
@@ -340,14 +340,14 @@ def test_cli_sanity_and_faithfulness_on_image_files(capsys, train_run, tmp_path)
     )  # fmt: skip
     assert status == 0, err
     for title in ("cascading randomisation", "independent randomisation", "data randomisation",
-                  "faithfulness on the images given (12 images", "each method against each baseline"):  # fmt: skip
+                  "faithfulness on the images given (8 images", "each method against each baseline"):  # fmt: skip
         assert title in stdout, title
     figures = {"sanity.png", "sanity_examples.png", "faithfulness.png"}
     assert figures <= {p.name for p in out.iterdir()}  # beside the overlays
     result = json.loads(record.read_text())
-    assert result["evaluated_on"] == "images given" and len(result["images"]) == 12
+    assert result["evaluated_on"] == "images given" and len(result["images"]) == 8
     sanity = result["sanity"]
-    assert sanity["images"] == 12
+    assert sanity["images"] == 8
     cascade = sanity["randomizations"]["cascading"]
     assert [s["label"] for s in cascade["steps"]][0] == "classifier"
     for estimate in cascade["maps"]["cam"]["rank_abs"]:
@@ -361,10 +361,11 @@ def test_cli_sanity_and_faithfulness_on_image_files(capsys, train_run, tmp_path)
         assert set(scores) == {"deletion_area", "insertion_area", "road_morf", "road_lerf",
                                "road_combined"}  # fmt: skip
         for score, values in scores.items():
-            assert len(values) == 12
+            assert len(values) == 8
             assert abs(np.mean(values) - faithfulness["scores"][name][score]["mean"]) < 1e-5
     for verdict in faithfulness["verdicts"]["cam"]["random"].values():
-        assert (verdict["verdict"] == "not separated") == (verdict["low"] <= 0 <= verdict["high"])
+        assert verdict["verdict"] == "too few images"  # 8 images: intervals, no verdicts
+    assert result["images"][0]["maps"]  # the overlays were written as without the checks
 
 
 def test_cli_sanity_on_the_test_split(capsys, train_run, tmp_path):
@@ -378,6 +379,28 @@ def test_cli_sanity_on_the_test_split(capsys, train_run, tmp_path):
     assert result["evaluated_on"] == "digits test split" and result["sanity"]["images"] == 359
     assert list(result["sanity"]["randomizations"]) == ["cascading"]
     assert "faithfulness" not in result and "independent randomisation" not in stdout
+
+
+def test_verdicts_only_where_the_paired_interval_excludes_zero(capsys, train_run, tmp_path):
+    record = tmp_path / "faithfulness.json"
+    status, _, err = run_main(
+        capsys, "cam", "--checkpoint", str(train_run()), "--faithfulness", "--no-road",
+        "--steps", "4", "--out", str(tmp_path / "o"), "--json", str(record),
+    )  # fmt: skip
+    assert status == 0, err
+    verdicts = json.loads(record.read_text())["faithfulness"]["verdicts"]
+    seen = set()
+    for baselines in verdicts.values():
+        for scores in baselines.values():
+            for score, verdict in scores.items():
+                separated = not verdict["low"] <= 0 <= verdict["high"]
+                assert (verdict["verdict"] != "not separated") == separated
+                if separated:
+                    higher_is_better = score == "insertion_area"
+                    ahead = (verdict["mean"] > 0) == higher_is_better
+                    assert verdict["verdict"] == ("better" if ahead else "worse")
+                seen.add(verdict["verdict"])
+    assert "better" in seen  # a trained net's CAM beats the random map on 359 digits
 
 
 @pytest.mark.parametrize(

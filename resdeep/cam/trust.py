@@ -43,6 +43,10 @@ from resdeep.models import ConvNet, evaluation_mode
 # weights (runs are seeded 0, 1, 2, ...); a trained net stays close to where it started.
 FRESH_SEED_OFFSET = 1_000_003
 
+# A bootstrap over a handful of images understates its own spread (three images have ten
+# distinct resamples): below this many, intervals are shown but nothing is called better.
+VERDICT_MIN_IMAGES = 10
+
 Progress = Callable[[str, int], None]  # (what is being done, how many steps it takes), then
 # each call with an empty description advances one step
 
@@ -279,7 +283,9 @@ class FaithfulnessResult:
                         continue
                     difference = paired_difference(own[score], theirs[score], self.seed)
                     verdict = "not separated"
-                    if difference.low > 0 or difference.high < 0:
+                    if self.images < VERDICT_MIN_IMAGES:
+                        verdict = "too few images"
+                    elif difference.low > 0 or difference.high < 0:
                         ahead = (difference.low > 0) == higher_is_better
                         verdict = "better" if ahead else "worse"
                     verdicts[method][baseline][score] = {**difference.to_dict(), "verdict": verdict}
@@ -316,7 +322,8 @@ class FaithfulnessResult:
             else None,
             "baselines": list(self.baselines),
             "interval": "bootstrap 95 % over images (percentile); verdicts from the paired "
-            "difference over the same images, only where its interval excludes 0",
+            "difference over the same images, only where its interval excludes 0 and at least "
+            f"{VERDICT_MIN_IMAGES} images are scored",
             "scores": {
                 name: {score: e.to_dict() for score, e in by_score.items()}
                 for name, by_score in self.estimates().items()

@@ -93,7 +93,12 @@ def faithfulness_tables(result: FaithfulnessResult, evaluated_on: str) -> list[T
     against.add_column("baseline")
     for score in scores:
         against.add_column(SCORE_LABELS[score], justify="right")
-    marks = {"better": "[green]better[/]", "worse": "[red]worse[/]", "not separated": "–"}
+    marks = {
+        "better": "[green]better[/]",
+        "worse": "[red]worse[/]",
+        "not separated": "–",
+        "too few images": "too few images",
+    }
     for method in result.methods:
         for number, baseline in enumerate(result.baselines):
             against.add_row(
