@@ -354,6 +354,9 @@ def test_cli_sanity_and_faithfulness_on_image_files(capsys, train_run, tmp_path)
         assert estimate["low"] <= estimate["mean"] <= estimate["high"]
     assert set(sanity["data_randomization"]["maps"]["cam"]) == {"permuted labels", "another seed"}
     assert sanity["data_randomization"]["nets"]["permuted labels"] == str(permuted)
+    # Both runs start from seed 0: the same initial weights, which the call warns about.
+    [warning] = sanity["data_randomization"]["warnings"]
+    assert "has the seed of" in warning and f"warning: --permuted {permuted}" in err
     faithfulness = result["faithfulness"]
     assert list(faithfulness["scores"]) == ["cam", "gradcam", *BASELINES]
     assert faithfulness["fractions"] == [0.0, 0.25, 0.5, 0.75, 1.0]
