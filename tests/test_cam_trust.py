@@ -426,6 +426,15 @@ def test_bad_trust_options_are_one_line(capsys, train_run, extra, needle):
     assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_one_image_is_too_few_for_intervals(capsys, train_run, tmp_path):
+    images = _digit_files(tmp_path / "one", count=1)
+    status, _, err = run_main(
+        capsys, "cam", str(images), "--checkpoint", str(train_run()), "--faithfulness",
+        "--out", str(tmp_path / "o"),
+    )  # fmt: skip
+    assert status == 2 and "at least 2 images" in err and "Traceback" not in err, err
+
+
 def test_a_permuted_run_of_another_network_is_refused(capsys, train_run, tmp_path):
     status, _, err = run_main(
         capsys, "cam", "--checkpoint", str(train_run()), "--sanity", "--randomization",
