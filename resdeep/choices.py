@@ -32,6 +32,8 @@ DEVICES = ("auto", "cpu", "cuda")  # and cuda:N for the N-th GPU
 # centre square (a landscape photo is not squashed), the whole image squashed, or padded.
 CAM_METHODS = ("cam", "gradcam", "gradcam++", "scorecam")
 CROPS = ("center", "none", "pad")
+# cam --sanity: weights randomised from the classifier down, or one part at a time.
+CAM_RANDOMIZATIONS = ("cascading", "independent")
 
 # The tools that read a trained run (uncertainty, lesion): the split of its data they evaluate.
 EVAL_SPLITS = ("test", "val")

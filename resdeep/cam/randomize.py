@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from resdeep.choices import CAM_RANDOMIZATIONS
+
 # The parts, output to input: the cascade's order.
 PART_ORDER = ("classifier", "stage3", "stage2", "stage1", "stem")
 
@@ -76,5 +78,5 @@ def randomized(model: nn.Module, fresh: nn.Module, modules: tuple[str, ...]) -> 
                 own[name].load_state_dict(state)
 
 
-# Each kind of randomisation, by the name --randomization takes.
-RANDOMIZATIONS = {"cascading": cascading, "independent": independent}
+# Each kind of randomisation, by the name --randomization takes (resdeep.choices).
+RANDOMIZATIONS = dict(zip(CAM_RANDOMIZATIONS, (cascading, independent), strict=True))

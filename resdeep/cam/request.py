@@ -29,14 +29,7 @@ from resdeep.cam.results import (
     Warned,
     Wrote,
 )
-from resdeep.cam.trust import (
-    Progress,
-    TrustSettings,
-    check_faithfulness,
-    check_sanity,
-    file_images,
-    test_split_images,
-)
+from resdeep.cam.trust_settings import Progress, TrustSettings
 from resdeep.checkpoint import CheckpointInfo, load_checkpoint
 from resdeep.choices import CAM_METHODS
 from resdeep.device import resolve_device
@@ -169,6 +162,13 @@ def _check_trust(
     request: CamRequest, model: ConvNet, info: CheckpointInfo
 ) -> Generator[CamEvent, None, dict[str, Any]]:
     """The sanity checks and faithfulness scores, their figures; returns their JSON record."""
+    # The checks load torchvision, torchmetrics and scipy's solvers: only when asked for.
+    from resdeep.cam.trust import (
+        check_faithfulness,
+        check_sanity,
+        file_images,
+        test_split_images,
+    )
     from resdeep.cam.trust_figures import (
         faithfulness_figure,
         sanity_examples_figure,

@@ -31,6 +31,7 @@ from resdeep.cam.similarity import (
     structural_similarity,
 )
 from resdeep.cam.split_maps import ImageMaps, maps_of
+from resdeep.choices import CAM_RANDOMIZATIONS
 from resdeep.models import ConvNet
 
 MEASURES = ("rank_abs", "rank_signed", "ssim")
@@ -146,7 +147,7 @@ def randomization_tests(
     targets: torch.Tensor,
     methods: tuple[str, ...],
     *,
-    kinds: tuple[str, ...] = tuple(RANDOMIZATIONS),
+    kinds: tuple[str, ...] = CAM_RANDOMIZATIONS,
     layer: str | None,
     batch_size: int,
     seed: int,

@@ -7,7 +7,6 @@ Every map explains the trained net's predicted class, so images without labels w
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import numpy as np
 import torch
 
 from resdeep.cam.baselines import BASELINES, baseline_maps
-from resdeep.cam.defaults import DEFAULT_STEPS
 from resdeep.cam.faithfulness import (
     ROAD_FRACTIONS,
     SCORES,
@@ -34,6 +32,7 @@ from resdeep.cam.sanity import (
 )
 from resdeep.cam.similarity import Estimate, bootstrap_means, paired_difference
 from resdeep.cam.split_maps import ImageMaps, maps_of
+from resdeep.cam.trust_settings import Progress, TrustSettings
 from resdeep.checkpoint import CheckpointInfo, load_checkpoint, network_difference
 from resdeep.data import normalize
 from resdeep.errors import ResdeepError, UsageError
@@ -46,55 +45,6 @@ FRESH_SEED_OFFSET = 1_000_003
 # A bootstrap over a handful of images understates its own spread (three images have ten
 # distinct resamples): below this many, intervals are shown but nothing is called better.
 VERDICT_MIN_IMAGES = 10
-
-Progress = Callable[[str, int], None]  # (what is being done, how many steps it takes), then
-# each call with an empty description advances one step
-
-
-@dataclass(frozen=True)
-class TrustSettings:
-    """What --sanity and --faithfulness compute."""
-
-    methods: tuple[str, ...]
-    layer: str | None
-    batch_size: int
-    seed: int = 0
-    sanity: bool = False
-    randomizations: tuple[str, ...] = tuple(RANDOMIZATIONS)
-    permuted: Path | None = None  # a run trained with data.permute_labels=true
-    other_seed: Path | None = None  # a second true-label run, the data test's reference
-    faithfulness: bool = False
-    steps: int = DEFAULT_STEPS
-    road: bool = True
-
-    def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise UsageError(f"--seed must be 0 or more, got {self.seed}")
-        if self.steps < 2:
-            raise UsageError(f"--steps must be at least 2, got {self.steps}")
-        if self.other_seed is not None and self.permuted is None:
-            raise UsageError(
-                "--other-seed is the data-randomisation test's reference; give --permuted too"
-            )
-        if (self.permuted is not None) and not self.sanity:
-            raise UsageError("--permuted is a sanity check; add --sanity")
-        if not self.sanity and self.randomizations != tuple(RANDOMIZATIONS):
-            raise UsageError("--randomization is a --sanity option; add --sanity")
-        if not self.faithfulness and (self.steps != DEFAULT_STEPS or not self.road):
-            raise UsageError("--steps and --no-road are --faithfulness options; add --faithfulness")
-        for path, option in ((self.permuted, "--permuted"), (self.other_seed, "--other-seed")):
-            if path is not None and not path.exists():
-                raise UsageError(f"{option} {path}: no such run directory or checkpoint")
-
-
-def parse_randomizations(value: str) -> tuple[str, ...]:
-    """--randomization: cascading, independent, both, or the two separated by a comma."""
-    kinds = tuple(RANDOMIZATIONS) if value == "both" else tuple(dict.fromkeys(value.split(",")))
-    if not set(kinds) <= set(RANDOMIZATIONS):
-        raise UsageError(
-            f"--randomization must be {', '.join(RANDOMIZATIONS)} or both, got {value!r}"
-        )
-    return kinds
 
 
 @dataclass(frozen=True)

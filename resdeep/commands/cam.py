@@ -156,7 +156,7 @@ def cam(
     # The heavy parts (torch, matplotlib) load only when the command runs: help stays quick.
     from resdeep.cam.explain import ExplainSettings
     from resdeep.cam.request import CamRequest, parse_methods, run_cam
-    from resdeep.cam.trust import TrustSettings, parse_randomizations
+    from resdeep.cam.trust_settings import TrustSettings, parse_randomizations
 
     methods = parse_methods(method)
     checking = sanity or faithfulness
