@@ -179,16 +179,18 @@ def _check_trust(
     assert settings is not None
     if request.inputs:
         paths, _ = expand_inputs(list(request.inputs))  # problems were reported with the maps
-        evaluated = file_images(model, info, paths, request.explain.crop, settings.batch_size)
+        evaluated = file_images(
+            model, info, paths, request.explain.crop, request.explain.batch_size
+        )
     else:
-        evaluated = test_split_images(model, info, settings.batch_size)
+        evaluated = test_split_images(model, info, request.explain.batch_size)
     record: dict[str, Any] = {"checkpoint": str(info.path), "evaluated_on": evaluated.name}
     title = f"{model_name(info)} · {evaluated.name}"
     out = request.explain.out
     make_folder(out)
     known = None
     if settings.sanity:
-        sanity = check_sanity(model, info, evaluated, settings, request.progress)
+        sanity = check_sanity(model, info, evaluated, settings, request.explain, request.progress)
         for warning in sanity.warnings:
             yield Warned(warning)
         yield SanityChecked(sanity, evaluated.name)
@@ -198,7 +200,9 @@ def _check_trust(
             yield Wrote(sanity_examples_figure(sanity, out / "sanity_examples.png", title))
         known = sanity.originals
     if settings.faithfulness:
-        scored = check_faithfulness(model, evaluated, settings, request.progress, known)
+        scored = check_faithfulness(
+            model, evaluated, settings, request.explain, request.progress, known
+        )
         yield FaithfulnessScored(scored, evaluated.name)
         record["faithfulness"] = scored.to_dict()
         yield Wrote(faithfulness_figure(scored, out / "faithfulness.png", title))

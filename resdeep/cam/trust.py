@@ -8,12 +8,14 @@ Every map explains the trained net's predicted class, so images without labels w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from resdeep.cam.baselines import BASELINES, baseline_maps
+from resdeep.cam.explain import ExplainSettings
 from resdeep.cam.faithfulness import (
     ROAD_FRACTIONS,
     SCORES,
@@ -159,6 +161,7 @@ def check_sanity(
     info: CheckpointInfo,
     evaluated: EvaluatedImages,
     settings: TrustSettings,
+    explain: ExplainSettings,
     progress: Progress | None = None,
 ) -> SanityResult:
     device = next(model.parameters()).device
@@ -175,13 +178,13 @@ def check_sanity(
             path, info, permuted=name == "permuted labels", device=device
         )
         warnings += [warning] if warning else []
-    total = len(settings.methods) * (1 + steps + len(nets))
+    total = len(explain.methods) * (1 + steps + len(nets))
     if progress:
         progress("sanity checks: maps of the trained and randomised nets", total)
     advance = (lambda: progress("", 1)) if progress else None
-    common = dict(layer=settings.layer, batch_size=settings.batch_size, seed=settings.seed)
+    common = dict(layer=explain.layer, batch_size=explain.batch_size, seed=settings.seed)
     result = randomization_tests(
-        model, fresh, evaluated.x, evaluated.images, evaluated.targets, settings.methods,
+        model, fresh, evaluated.x, evaluated.images, evaluated.targets, explain.methods,
         kinds=settings.randomizations, fresh_seed=fresh_seed, on_maps=advance, **common,
     )  # fmt: skip
     if nets:
@@ -208,6 +211,9 @@ class FaithfulnessResult:
     def baselines(self) -> tuple[str, ...]:
         return tuple(name for name in self.scores if name not in self.methods)
 
+    # The summaries bootstrap every score (and every method-baseline pair): computed once, on
+    # first use, when `scores` is complete; the tables, the figure and the JSON share them.
+    @cached_property
     def estimates(self) -> dict[str, dict[str, Estimate]]:
         """Map set -> score -> mean over images with its interval."""
         return {
@@ -218,6 +224,7 @@ class FaithfulnessResult:
             for name, scores in self.scores.items()
         }
 
+    @cached_property
     def verdicts(self) -> dict[str, dict[str, dict[str, dict]]]:
         """Method -> baseline -> score -> the paired difference (method - baseline) over the same
         images with its interval, and "better" / "worse" only when the interval excludes 0."""
@@ -276,7 +283,7 @@ class FaithfulnessResult:
             f"{VERDICT_MIN_IMAGES} images are scored",
             "scores": {
                 name: {score: e.to_dict() for score, e in by_score.items()}
-                for name, by_score in self.estimates().items()
+                for name, by_score in self.estimates.items()
             },
             "per_image": {
                 name: {score: np.round(v, 6).tolist() for score, v in scores.per_image().items()}
@@ -298,7 +305,7 @@ class FaithfulnessResult:
                 for name, scores in self.scores.items()
             },
             "mean_curves": self.mean_curves(),
-            "verdicts": self.verdicts(),
+            "verdicts": self.verdicts,
         }
 
 
@@ -311,6 +318,7 @@ def check_faithfulness(
     model: ConvNet,
     evaluated: EvaluatedImages,
     settings: TrustSettings,
+    explain: ExplainSettings,
     progress: Progress | None = None,
     known_maps: dict[str, ImageMaps] | None = None,
 ) -> FaithfulnessResult:
@@ -320,16 +328,16 @@ def check_faithfulness(
     """
     x, targets = evaluated.x, evaluated.targets
     known_maps = known_maps or {}
-    total = len(settings.methods) + len(BASELINES)
+    total = len(explain.methods) + len(BASELINES)
     if progress:
         progress(
             "faithfulness: deletion, insertion" + (" and ROAD" if settings.road else ""), total
         )
     maps = {}
     low = None
-    for method in settings.methods:
+    for method in explain.methods:
         found = known_maps.get(method) or maps_of(
-            model, x, method, targets, layer=settings.layer, batch_size=settings.batch_size
+            model, x, method, targets, layer=explain.layer, batch_size=explain.batch_size
         )
         maps[method], low = found.shown, found.low
     # One stream each for the random baselines, the order of tied pixels and ROAD's noise:
@@ -340,7 +348,7 @@ def check_faithfulness(
     generator = torch.Generator().manual_seed(baseline_seed)
     maps.update(baseline_maps(evaluated.images, low, generator))
     canvas = canvases(x)
-    batch = settings.batch_size
+    batch = explain.batch_size
     ends = tuple(
         target_probabilities(model, images, targets, batch)
         for images in (x, canvas.deletion, canvas.insertion)
@@ -348,7 +356,7 @@ def check_faithfulness(
     pixels = x[0, 0].numel()
     result = FaithfulnessResult(
         images=len(x),
-        methods=settings.methods,
+        methods=explain.methods,
         steps=settings.steps,
         fractions=[count / pixels for count in step_counts(pixels, settings.steps)],
         canvas=canvas.describe(),

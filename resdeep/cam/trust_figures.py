@@ -134,7 +134,7 @@ def faithfulness_figure(result: FaithfulnessResult, path: Path, title: str) -> P
     axes = figure.subplots(1, 2)
     names = tuple(result.scores)
     colors = _colors(names)
-    estimates = result.estimates()
+    estimates = result.estimates
     curves = result.mean_curves()
     for axis, curve, score in zip(
         axes, ("deletion", "insertion"), ("deletion_area", "insertion_area"), strict=True

@@ -17,11 +17,9 @@ Progress = Callable[[str, int], None]  # (what is being done, how many steps it 
 
 @dataclass(frozen=True)
 class TrustSettings:
-    """What --sanity and --faithfulness compute."""
+    """What --sanity and --faithfulness compute; the methods, layer and batch size are the
+    call's own (ExplainSettings)."""
 
-    methods: tuple[str, ...]
-    layer: str | None
-    batch_size: int
     seed: int = 0
     sanity: bool = False
     randomizations: tuple[str, ...] = CAM_RANDOMIZATIONS

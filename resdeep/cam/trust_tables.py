@@ -67,7 +67,7 @@ def faithfulness_tables(result: FaithfulnessResult, evaluated_on: str) -> list[T
     """The scores of every map set, then each method's verdict against each baseline."""
     from resdeep.cam.faithfulness import SCORE_LABELS
 
-    estimates = result.estimates()
+    estimates = result.estimates
     scores = list(next(iter(estimates.values())))
     table = Table(
         title=f"faithfulness on the {evaluated_on} ({result.images} images, {result.steps} "
@@ -83,7 +83,7 @@ def faithfulness_tables(result: FaithfulnessResult, evaluated_on: str) -> list[T
             *(interval(estimates[name][s], 3) for s in scores),
             end_section=name == result.methods[-1],
         )
-    verdicts = result.verdicts()
+    verdicts = result.verdicts
     against = Table(
         title="each method against each baseline (paired over the images; a verdict only where "
         "the difference's 95 % interval excludes 0)",

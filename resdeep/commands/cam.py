@@ -164,9 +164,6 @@ def cam(
         batch_size = 256 if evaluate or checking else 32
     # Checked whatever is asked, so a trust option given without its check is refused.
     trust = TrustSettings(
-        methods=methods,
-        layer=layer,
-        batch_size=batch_size,
         seed=seed,
         sanity=sanity,
         randomizations=parse_randomizations(randomization),
