@@ -40,3 +40,9 @@ EVAL_SPLITS = ("test", "val")
 
 # `resdeep signal`: what a net is probed with, the configured data set's images or N(0, 1) noise.
 SIGNAL_INPUTS = ("data", "normal")
+
+# `resdeep uncertainty --shift`: the corruptions of the test split (resdeep.uncertainty.shift).
+SHIFT_KINDS = ("rotation", "gaussian_noise", "gaussian_blur", "contrast", "translation")
+# `resdeep uncertainty --laplace-prior`: how the last-layer Laplace's prior precision is chosen (or
+# a positive number).
+LAPLACE_PRIORS = ("marglik", "val-nll")

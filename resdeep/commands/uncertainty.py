@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from resdeep.choices import LAPLACE_PRIORS, SHIFT_KINDS
 from resdeep.commands.options import Device
 from resdeep.console import console
 from resdeep.errors import ResdeepError
@@ -71,6 +72,47 @@ def uncertainty(
     plot: Annotated[
         Path | None, typer.Option(help="Write reliability and entropy PNGs into this folder.")
     ] = None,
+    laplace: Annotated[
+        bool,
+        typer.Option(
+            "--laplace",
+            help="Also a last-layer Laplace posterior (fitted on the train split; needs no "
+            "dropout, so imported checkpoints work).",
+        ),
+    ] = False,
+    laplace_prior: Annotated[
+        str | None,
+        typer.Option(
+            help=f"How --laplace chooses its prior precision: {LAPLACE_PRIORS[0]} (the "
+            f"training split's marginal likelihood), {LAPLACE_PRIORS[1]} (validation NLL over "
+            f"a grid), or a number (default: {LAPLACE_PRIORS[0]}).",
+            show_default=False,
+        ),
+    ] = None,
+    shift: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Score the test split under dataset shift: {', '.join(SHIFT_KINDS)} "
+            "(several: rotation,contrast; or all).",
+            show_default=False,
+        ),
+    ] = None,
+    severities: Annotated[
+        str | None,
+        typer.Option(
+            help="With --shift: the severities, e.g. 0,2,4 (0 = clean, always included; "
+            "default: each kind's all, rotation 0-12 = 0-180°, translation 0-7, the rest 0-5).",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --shift: folder for shift.json and shift.png (default: the checkpoint's "
+            "run dir).",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the dropout masks (and noise images).")] = 0,
     device: Device = "auto",
 ) -> None:
@@ -84,24 +126,41 @@ def uncertainty(
 
     With --ensemble: a deep ensemble beside them (alone: its first member is the single net).
 
+    With --laplace: a last-layer Laplace posterior beside them.
+
+    With --shift: every method on the test split corrupted at growing severities (with
+    --ensemble, each member's own curves too, drawn as bands over seeds).
+
     With images: each one's top classes, mean probability ± std over the samples.
     """
     # Imported here, as in each helper below: torch and torchmetrics alone add seconds to every
     # other command's start-up.
     from resdeep.uncertainty.options import check_request
 
-    check_request(
+    shifts = check_request(
         images=images or [], checkpoint=checkpoint, ensemble=ensemble or [], samples=samples,
         split=split, ood_data=ood_data, calibrate=calibrate, bins=bins,
-        outputs={"--json": json_path, "--save-probs": save_probs, "--plot": plot},
+        outputs={"--json": json_path, "--save-probs": save_probs, "--plot": plot, "--out": out},
+        laplace=laplace, laplace_prior=laplace_prior, shift=shift, severities=severities,
     )  # fmt: skip
-    model, info, members = _load_nets(checkpoint, ensemble or [], device)
+    other_methods = laplace or bool(ensemble) or calibrate is not None
+    model, info, members, mc_dropout = _load_nets(
+        checkpoint, ensemble or [], device, without_dropout=other_methods and not images
+    )
+    prior = (laplace_prior or LAPLACE_PRIORS[0]) if laplace else None
+    if shifts is not None:
+        _score_shift(
+            model, info, members, shifts, out=out, save_probs=save_probs, samples=samples,
+            seed=seed, bins=bins, calibrate=calibrate, laplace=prior, mc_dropout=mc_dropout,
+        )  # fmt: skip
+        return
     if images:
         result = _score_images(model, info, images, samples=samples, seed=seed)
     else:
         result = _score_dataset(
             model, info, split=split, samples=samples, seed=seed, bins=bins, ood_data=ood_data,
-            calibrate=calibrate, members=members, plot=plot,
+            calibrate=calibrate, members=members, plot=plot, laplace=prior,
+            mc_dropout=mc_dropout,
         )  # fmt: skip
     _write_files(result, json_path, save_probs)
     if images and result.failures:
@@ -110,13 +169,15 @@ def uncertainty(
 
 
 def _load_nets(
-    checkpoint: Path | None, ensemble: list[Path], device: str
-) -> tuple[ConvNet, CheckpointInfo, list[tuple[ConvNet, CheckpointInfo]]]:
-    """The net to score (named in a line when picked for the user) and the ensemble's members."""
+    checkpoint: Path | None, ensemble: list[Path], device: str, *, without_dropout: bool
+) -> tuple[ConvNet, CheckpointInfo, list[tuple[ConvNet, CheckpointInfo]], bool]:
+    """The net to score (named in a line when picked for the user), the ensemble's members, and
+    whether MC dropout is scored: a net without dropout is refused unless `without_dropout`
+    (another method was asked for), when MC dropout is left out with a line saying so."""
     from resdeep.checkpoint import load_checkpoint
     from resdeep.device import resolve_device
     from resdeep.runs import DEFAULT_RUNS_ROOT, ensemble_members, latest_checkpoint
-    from resdeep.uncertainty.sampling import require_dropout
+    from resdeep.uncertainty.sampling import dropout_modules, require_dropout
 
     member_dirs = ensemble_members(ensemble)
     picked = ""
@@ -128,9 +189,12 @@ def _load_nets(
     model, info = load_checkpoint(checkpoint, device=resolve_device(device))
     if picked:
         console.print(f"checkpoint: {info.path} ({picked}; --checkpoint picks another)")
-    require_dropout(model, str(info.path))
     members = [load_checkpoint(path, device=resolve_device(device)) for path in member_dirs]
-    return model, info, members
+    if dropout_modules(model) or not without_dropout:
+        require_dropout(model, str(info.path))
+        return model, info, members, True
+    console.print(f"note: {info.path} has no dropout, so MC dropout is left out", highlight=False)
+    return model, info, members, False
 
 
 def _score_images(
@@ -162,9 +226,10 @@ def _score_dataset(
     result = evaluate.evaluate_dataset(model, info, **options)
     methods = [part.method for part in result.scored]
     console.print(report.dataset_table(result.summary, methods))
-    warning = result.summary.get("temperature", {}).get("warning")
-    if warning:
-        sys.stderr.write(f"warning: {warning}\n")
+    for section in ("temperature", "laplace"):
+        warning = result.summary.get(section, {}).get("warning")
+        if warning:
+            sys.stderr.write(f"warning: {warning}\n")
     if "ood" in result.summary:
         console.print(report.ood_table(result.summary, methods))
     console.print(report.comparison_table(result.summary, methods))
@@ -173,6 +238,57 @@ def _score_dataset(
         for path in plots.save_plots(plot, result.scored, result.labels, bins, ood_name):
             console.print(f"wrote {path}")
     return result
+
+
+def _score_shift(
+    model: ConvNet,
+    info: CheckpointInfo,
+    members: list[tuple[ConvNet, CheckpointInfo]],
+    severities: dict[str, list[int]],
+    *,
+    out: Path | None,
+    save_probs: Path | None,
+    mc_dropout: bool,
+    **options: Any,
+) -> None:
+    """Every method under every shift: a table per kind, shift.json and shift.png in `out`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from resdeep.uncertainty import report, shift_plots, shift_report
+    from resdeep.uncertainty.sampling import dropout_modules
+    from resdeep.uncertainty.shift_eval import ShiftSettings, evaluate_shift, shift_runs
+
+    runs = shift_runs((model, info), members)
+    if mc_dropout and not all(dropout_modules(net) for net, _ in runs):
+        without = next(run_info.path for net, run_info in runs if not dropout_modules(net))
+        console.print(f"note: {without} has no dropout, so MC dropout is left out", highlight=False)
+        mc_dropout = False
+    settings = ShiftSettings(
+        severities, mc_dropout=mc_dropout, keep_probs=save_probs is not None, **options
+    )
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=console, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("shifted sets", total=settings.total_sets(len(runs), bool(members)))
+        result = evaluate_shift(
+            runs, members, settings, progress=lambda done: bar.advance(task, done)
+        )
+    summary = result.summary
+    for kind in severities:
+        console.print(shift_report.shift_table(summary, kind))
+    for section in ("temperature", "laplace"):
+        for fit in summary.get(section, []):
+            if fit.get("warning"):
+                sys.stderr.write(f"warning: {fit['run']}: {fit['warning']}\n")
+    out_dir = out if out is not None else info.run_dir
+    json_path = out_dir / "shift.json"
+    report.write_json(summary, json_path)
+    console.print(f"wrote {json_path}")
+    console.print(f"wrote {shift_plots.shift_figure(summary, out_dir / 'shift.png')}")
+    if save_probs is not None:
+        report.save_probs(save_probs, result.arrays())
+        console.print(f"wrote {save_probs}")
 
 
 def _write_files(

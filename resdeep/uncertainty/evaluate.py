@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from resdeep.checkpoint import CheckpointInfo
+from resdeep.config import checkpoint_data
 from resdeep.errors import ResdeepError
 from resdeep.images import crop_to_view, input_warning, preprocess, read_image
 from resdeep.models import ConvNet
@@ -22,6 +23,7 @@ from resdeep.uncertainty import metrics
 from resdeep.uncertainty.calibration import TemperatureScaled, temperature_summary
 from resdeep.uncertainty.data import in_distribution, ood_images
 from resdeep.uncertainty.ensemble import DeepEnsemble, check_members
+from resdeep.uncertainty.laplace import LastLayerLaplace
 from resdeep.uncertainty.methods import Deterministic, MCDropout, UncertaintyMethod
 from resdeep.uncertainty.sampling import DEFAULT_BATCH_ROWS, Predictions, mc_predict
 
@@ -121,17 +123,39 @@ def build_methods(
     calibrate: str | None,
     members: list[tuple[ConvNet, CheckpointInfo]],
     batch_rows: int,
+    mc_dropout: bool = True,
+    laplace: str | None = None,
 ) -> list[UncertaintyMethod]:
-    """The single net's two passes, their temperature-scaled versions when `calibrate` is
-    "temperature" (fitted on the val split), and the deep ensemble when there are `members`."""
-    single = [Deterministic(model, info, batch_rows), MCDropout(model, info, samples, batch_rows)]
-    methods: list[UncertaintyMethod] = list(single)
+    """The single net's passes (deterministic, and MC dropout unless `mc_dropout` is False),
+    their temperature-scaled versions when `calibrate` is "temperature" (fitted on the val
+    split), the last-layer Laplace posterior when `laplace` names how its prior precision is
+    chosen ("marglik", "val-nll" or a number; fitted on the train split), and the deep ensemble when there are `members`."""
+    single: list[UncertaintyMethod] = [Deterministic(model, info, batch_rows)]
+    if mc_dropout:
+        single.append(MCDropout(model, info, samples, batch_rows))
+    methods = list(single)
+    if calibrate == "temperature" or laplace is not None:
+        data = checkpoint_data(info)
     if calibrate == "temperature":
-        val = in_distribution(info, "val")
         # Its own seed stream, like the OOD set's: adding calibration changes no other number.
         methods += [
-            TemperatureScaled.fit(base, val.images, val.labels, seed + 2) for base in single
+            TemperatureScaled.fit(base, data.val.images, data.val.labels, seed + 2)
+            for base in single
         ]
+    if laplace is not None:
+        methods.append(
+            LastLayerLaplace.fit(
+                model,
+                info,
+                train_images=data.train.images,
+                val_images=data.val.images,
+                val_labels=data.val.labels,
+                samples=samples,
+                seed=seed + 3,
+                prior=laplace,
+                batch_rows=batch_rows,
+            )  # fmt: skip
+        )
     if members:
         check_members(info, [member_info for _, member_info in members])
         methods.append(DeepEnsemble(members))
@@ -207,17 +231,18 @@ def evaluate_dataset(
     calibrate: str | None = None,
     members: list[tuple[ConvNet, CheckpointInfo]] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    mc_dropout: bool = True,
+    laplace: str | None = None,
 ) -> DatasetEvaluation:
-    """Every method on the run's `split`, and on OOD set `ood_data` when given: the
-    deterministic pass and MC dropout, temperature scaling when `calibrate` is "temperature",
-    and the deep ensemble of `members`."""
+    """Every method of `build_methods` on the run's `split`, and on OOD set `ood_data` when
+    given."""
     data = in_distribution(info, split)
     ood = None
     if ood_data is not None:
         ood = ood_images(ood_data, info, split=split, count=len(data), seed=seed)
     methods = build_methods(
         model, info, samples=samples, seed=seed, calibrate=calibrate, members=members or [],
-        batch_rows=batch_rows,
+        batch_rows=batch_rows, mc_dropout=mc_dropout, laplace=laplace,
     )  # fmt: skip
     scored = [score(method, data.images, ood, seed) for method in methods]
     summary = {

@@ -3,13 +3,16 @@ line naming the option, exit 2 (a missing ensemble member, as a missing file: ex
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+from resdeep.choices import LAPLACE_PRIORS
 from resdeep.errors import UsageError
 from resdeep.output_paths import check_output_path
 from resdeep.runs import holds_runs, is_run_dir
 from resdeep.uncertainty.data import SPLITS, check_ood_name
 from resdeep.uncertainty.sampling import check_samples
+from resdeep.uncertainty.shift import parse_kinds, parse_severities
 
 CALIBRATIONS = ("temperature",)
 
@@ -25,10 +28,24 @@ def check_request(
     calibrate: str | None,
     bins: int,
     outputs: dict[str, Path | None],
-) -> None:
-    """Every option alone and together; `outputs` maps --json, --save-probs and --plot (a
-    folder) to their paths, checked as typed before any work."""
+    laplace: bool = False,
+    laplace_prior: str | None = None,
+    shift: str | None = None,
+    severities: str | None = None,
+) -> dict[str, list[int]] | None:
+    """Every option alone and together; `outputs` maps --json, --save-probs, --plot and --out
+    (folders) to their paths, checked as typed before any work. Returns the severities of each
+    --shift kind (None without --shift)."""
     check_samples(samples)
+    if laplace_prior is not None:
+        if not laplace:
+            raise UsageError("--laplace-prior belongs to --laplace; add --laplace")
+        check_laplace_prior(laplace_prior)
+    if laplace and images:
+        raise UsageError("--laplace scores a data set; drop it when giving images")
+    shifts = _check_shift(
+        shift, severities, images=images, split=split, ood_data=ood_data, outputs=outputs
+    )
     if bins < 1:
         raise UsageError(f"--bins must be at least 1, got {bins}")
     if split not in SPLITS:
@@ -51,7 +68,55 @@ def check_request(
             )
     for option, path in outputs.items():
         if path is not None:
-            check_output_path(path, option, folder=option == "--plot")
+            check_output_path(path, option, folder=option in ("--plot", "--out"))
+    return shifts
+
+
+def check_laplace_prior(prior: str) -> None:
+    if prior in LAPLACE_PRIORS:
+        return
+    try:
+        value = float(prior)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(
+            f"--laplace-prior takes {' or '.join(LAPLACE_PRIORS)} or a positive number, "
+            f"got {prior!r}"
+        )
+
+
+def _check_shift(
+    shift: str | None,
+    severities: str | None,
+    *,
+    images: list[Path],
+    split: str,
+    ood_data: str | None,
+    outputs: dict[str, Path | None],
+) -> dict[str, list[int]] | None:
+    if shift is None:
+        if severities is not None or outputs.get("--out") is not None:
+            option = "--severities" if severities is not None else "--out"
+            raise UsageError(f"{option} belongs to --shift; add e.g. --shift rotation")
+        return None
+    if images:
+        raise UsageError("--shift corrupts the test split; drop the images")
+    if split != "test":
+        raise UsageError(
+            "--shift corrupts the test split (the val split fits temperature and Laplace "
+            "priors, so it stays clean); drop --split val"
+        )
+    if ood_data is not None:
+        raise UsageError("--shift and --ood-data are separate questions; run them one at a time")
+    for option in ("--json", "--plot"):
+        if outputs.get(option) is not None:
+            raise UsageError(
+                f"with --shift the numbers and the figure go to --out (shift.json, shift.png); "
+                f"drop {option}"
+            )
+    kinds = parse_kinds(shift)
+    return parse_severities(severities, kinds)
 
 
 def _refuse_runs_as_images(

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from resdeep.uncertainty.evaluate import Scored
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=100)
@@ -64,7 +64,7 @@ def reliability_diagram(
         axis.set_aspect("equal")
     axes[0].set_ylabel("accuracy")
     axes[0].legend(loc="upper left")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _histograms(
@@ -79,11 +79,14 @@ def _histograms(
             axis.hist(values.numpy(), bins=edges, alpha=0.55, density=True, label=label)
     axis.set(xlabel=xlabel, ylabel="density", title=title)
     axis.legend()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
-def entropy_correct_vs_wrong(samples: torch.Tensor, labels: torch.Tensor, path: Path) -> Path:
-    """Predictive entropy of (N, T, C) MC-dropout samples, correct answers against wrong."""
+def entropy_correct_vs_wrong(
+    samples: torch.Tensor, labels: torch.Tensor, path: Path, label: str = "MC dropout"
+) -> Path:
+    """Predictive entropy of (N, T, C) samples of method `label`, correct answers against
+    wrong."""
     entropy = metrics.predictive_entropy(samples)
     correct = metrics.mean_probs(samples).argmax(dim=1) == labels
     return _histograms(
@@ -92,19 +95,21 @@ def entropy_correct_vs_wrong(samples: torch.Tensor, labels: torch.Tensor, path: 
             (f"wrong ({int((~correct).sum())})", entropy[~correct]),
         ],
         "predictive entropy H[p̄] (nats)",
-        f"MC dropout (T={samples.shape[1]}): correct vs wrong",
+        f"{label} (T={samples.shape[1]}): correct vs wrong",
         path,
     )
 
 
-def entropy_in_vs_ood(samples: torch.Tensor, ood: torch.Tensor, ood_name: str, path: Path) -> Path:
-    """Predictive entropy of MC-dropout samples, in distribution against the OOD set."""
+def entropy_in_vs_ood(
+    samples: torch.Tensor, ood: torch.Tensor, ood_name: str, path: Path, label: str = "MC dropout"
+) -> Path:
+    """Predictive entropy of samples of method `label`, in distribution against the OOD set."""
     inside = metrics.predictive_entropy(samples)
     outside = metrics.predictive_entropy(ood)
     return _histograms(
         [(f"in distribution ({len(inside)})", inside), (f"{ood_name} ({len(outside)})", outside)],
         "predictive entropy H[p̄] (nats)",
-        f"MC dropout (T={samples.shape[1]}): in vs out of distribution",
+        f"{label} (T={samples.shape[1]}): in vs out of distribution",
         path,
     )
 
@@ -133,7 +138,7 @@ def reliability_curves(
         title=f"reliability, {bins} bins",
     )
     axis.legend(loc="upper left", fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def save_plots(
@@ -141,26 +146,25 @@ def save_plots(
 ) -> list[Path]:
     """Every figure of data-set mode into `directory`; returns the files written. The single
     net's deterministic pass against MC dropout, and with more methods than those two, one
-    reliability figure with a curve per method."""
+    reliability figure with a curve per method. A net without dropout: its Laplace posterior
+    takes MC dropout's place (or, with neither, the entropy figures are left out)."""
     by_name = {part.method.name: part for part in scored}
-    single, mc = by_name["deterministic"], by_name["mc_dropout"]
-    samples = mc.probs.double()  # (N, T, C)
-    panels = [
-        (part.method.column, metrics.mean_probs(part.probs.double())) for part in (single, mc)
-    ]
-    written = [
-        reliability_diagram(panels, labels, bins, directory / "reliability.png"),
-        entropy_correct_vs_wrong(samples, labels, directory / "entropy_correct_vs_wrong.png"),
-    ]
+    single = by_name["deterministic"]
+    sampled = by_name.get("mc_dropout") or by_name.get("laplace")
+    shown = [single] if sampled is None else [single, sampled]
+    panels = [(part.method.column, metrics.mean_probs(part.probs.double())) for part in shown]
+    written = [reliability_diagram(panels, labels, bins, directory / "reliability.png")]
+    if sampled is not None:
+        samples = sampled.probs.double()  # (N, T, C)
+        path = directory / "entropy_correct_vs_wrong.png"
+        written.append(entropy_correct_vs_wrong(samples, labels, path, sampled.method.label))
     if len(scored) > 2:
         methods = {part.method.label: metrics.mean_probs(part.probs.double()) for part in scored}
         written.append(
             reliability_curves(methods, labels, bins, directory / "reliability_methods.png")
         )
-    if mc.ood is not None:
-        written.append(
-            entropy_in_vs_ood(
-                samples, mc.ood.double(), ood_name or "OOD", directory / "entropy_in_vs_ood.png"
-            )
-        )
+    if sampled is not None and sampled.ood is not None:
+        path = directory / "entropy_in_vs_ood.png"
+        name, label = ood_name or "OOD", sampled.method.label
+        written.append(entropy_in_vs_ood(samples, sampled.ood.double(), name, path, label))
     return written
