@@ -112,6 +112,13 @@ def plan(device: str, sizes: Sizes, gpus: int) -> list[Step]:
         ),
         Step("uncertainty", "resdeep uncertainty, MC dropout T=8", 180, needs="train_digits"),
         Step(
+            "uncertainty_shift",
+            f"resdeep uncertainty --shift all --laplace --calibrate temperature on {device} and "
+            "on CPU: the same curves for every method that draws nothing on the device, timed",
+            240,
+            needs="train_digits",
+        ),
+        Step(
             "lesion",
             f"resdeep lesion --paths --reorder on {device} and on CPU: the same accuracies",
             180,
@@ -407,6 +414,41 @@ def step_uncertainty(ctx: Context) -> dict[str, Any]:
     return {"sections": sorted(json.loads(out.read_text()))}
 
 
+def step_uncertainty_shift(ctx: Context) -> dict[str, Any]:
+    """Every shift at three severities on the device and on the CPU. The deterministic pass, its
+    temperature-scaled version and the Laplace posterior (its weight samples are drawn on the
+    CPU) must agree up to a prediction or two flipped by float rounding; MC dropout draws its
+    masks from the device's generator, so it is only timed."""
+    curves, seconds = {}, {}
+    for where in (ctx.device, "cpu"):
+        out = ctx.work / f"shift_{where}"
+        started = time.perf_counter()
+        resdeep(
+            "uncertainty", "--checkpoint", str(ctx.digits_run), "--shift", "all",
+            "--severities", "0,2,4", "--laplace", "--calibrate", "temperature", "--samples", "8",
+            "--device", where, "--out", str(out),
+        )  # fmt: skip
+        seconds[where] = time.perf_counter() - started
+        curves[where] = json.loads((out / "shift.json").read_text())["curves"]
+    worst = 0.0
+    for kind, methods in curves["cpu"].items():
+        for method in ("deterministic", "temperature_scaled", "laplace"):
+            for key in ("accuracy", "ece"):
+                pairs = zip(
+                    curves[ctx.device][kind][method][key]["mean"],
+                    methods[method][key]["mean"],
+                    strict=True,
+                )
+                worst = max([worst, *(abs(a - b) for a, b in pairs)])
+    if worst > 0.01:
+        raise RuntimeError(f"uncertainty --shift differs between device and cpu by {worst:.3g}")
+    return {
+        "worst_abs_gap_to_cpu": worst,
+        "seconds_on_device": seconds[ctx.device],
+        "seconds_on_cpu": seconds["cpu"],
+    }
+
+
 def step_lesion(ctx: Context) -> dict[str, Any]:
     """The lesion study on the device and on the CPU: deletions are exact, so every accuracy
     must agree up to a prediction or two flipped by float rounding."""
@@ -633,6 +675,7 @@ def run_step(name: str, ctx: Context) -> dict[str, Any]:
         "cam": step_cam,
         "cam_trust": step_cam_trust,
         "uncertainty": step_uncertainty,
+        "uncertainty_shift": step_uncertainty_shift,
         "lesion": step_lesion,
         "signal": step_signal,
         "landscape": step_landscape,

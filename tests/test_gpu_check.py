@@ -43,7 +43,7 @@ def test_the_cuda_plan_covers_every_path_and_says_why_a_step_is_skipped():
             for kind in ("eager", "compiled"):
                 assert f"train_resnet{depth}_{precision}_{kind}" in names
         assert f"train_resnet{depth}_bf16_cudagraphs" in names
-    for name in ("cam", "cam_trust", "uncertainty", "lesion", "signal", "landscape", "checkpoint_devices", "diagnostics",
+    for name in ("cam", "cam_trust", "uncertainty", "uncertainty_shift", "lesion", "signal", "landscape", "checkpoint_devices", "diagnostics",
                  "bench_quick", "bench"):  # fmt: skip
         assert name in names
     assert [s.name for s in steps if s.skip] == ["multi_gpu"]  # one GPU: stated, not silent
@@ -62,6 +62,7 @@ def test_the_cpu_plan_skips_only_what_needs_cuda():
         "cam",
         "cam_trust",
         "uncertainty",
+        "uncertainty_shift",
         "lesion",
         "signal",
         "landscape",

@@ -203,7 +203,7 @@ def write_fake_cifar10(root, count: int = 8) -> np.ndarray:
     base = root / "cifar-10-batches-py"
     base.mkdir(parents=True)
     for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
-        batch = {"data": images.reshape(count, -1), "labels": list(range(count))}
+        batch = {"data": images.reshape(count, -1), "labels": [k % 10 for k in range(count)]}
         (base / name).write_bytes(pickle.dumps(batch))
     (base / "batches.meta").write_bytes(pickle.dumps({"label_names": list("abcdefghij")}))
     return images

@@ -322,7 +322,7 @@ def test_laplace_scores_a_net_without_dropout(dropout_run, tmp_path, capsys):
         "--laplace", "--json", str(tmp_path / "u.json"),
     )  # fmt: skip
     assert code == 0, stderr
-    assert "has no dropout, so MC dropout is left out" in stdout
+    assert "has no dropout, so MC dropout is left out" in " ".join(stdout.split())
     report = json.loads((tmp_path / "u.json").read_text())
     assert "mc_dropout" not in report and report["laplace"]["mean_mutual_information"] > 0
     code, _, stderr = run_main(capsys, "uncertainty", "--checkpoint", str(tmp_path / "plain.pt"))
@@ -348,3 +348,29 @@ def test_shift_and_laplace_refusals_are_one_line(dropout_run, capsys, args, mess
     code, stdout, stderr = run_main(capsys, "uncertainty", "--checkpoint", str(dropout_run), *args)
     assert code == 2 and stderr.startswith("error: ") and message in stderr, stderr
     assert stderr.count("\n") == 1 and "acc." not in stdout
+
+
+@pytest.mark.slow
+def test_an_imported_cifar_net_gets_laplace_and_shift_without_dropout(
+    tmp_path, capsys, monkeypatch
+):
+    # A published ResNet-20 in akamaster's format (random weights: only the path is tested) and
+    # CIFAR-10's file layout with 1,001 images a batch, so 5 training images remain beside the
+    # 5,000 the run's config holds out for validation.
+    from tests.test_importing import AkamasterResNet, _randomised, _write_akamaster
+    from tests.test_uncertainty import write_fake_cifar10
+
+    monkeypatch.chdir(tmp_path)
+    write_fake_cifar10(tmp_path / "data", count=1001)
+    _write_akamaster(tmp_path / "resnet.th", _randomised(AkamasterResNet(3)), True)
+    assert run_main(capsys, "import", "akamaster", str(tmp_path / "resnet.th"))[0] == 0
+    run_dir = tmp_path / "runs" / "imported" / "akamaster_resnet20_cifar10"
+    code, stdout, stderr = run_main(
+        capsys, "uncertainty", "--checkpoint", str(run_dir), "--laplace", "-T", "4",
+        "--shift", "rotation", "--severities", "0,6", "--out", str(tmp_path / "shift"),
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "MC dropout is left out" in " ".join(stdout.split()) and "last-layer Laplace" in stdout
+    report = shift_json(tmp_path / "shift")
+    assert set(report["methods"]) == {"deterministic", "laplace"}
+    assert report["n"] == 1001 and report["laplace"][0]["train_n"] == 5
