@@ -254,14 +254,21 @@ def _score_shift(
     """Every method under every shift: a table per kind, shift.json and shift.png in `out`."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from resdeep.output_paths import check_output_path
     from resdeep.uncertainty import report, shift_plots, shift_report
     from resdeep.uncertainty.sampling import dropout_modules
     from resdeep.uncertainty.shift_eval import ShiftSettings, evaluate_shift, shift_runs
 
+    out_dir = out if out is not None else info.run_dir
+    check_output_path(out_dir, "--out", folder=True)  # the default too, before minutes of work
     runs = shift_runs((model, info), members)
     if mc_dropout and not all(dropout_modules(net) for net, _ in runs):
         without = next(run_info.path for net, run_info in runs if not dropout_modules(net))
-        console.print(f"note: {without} has no dropout, so MC dropout is left out", highlight=False)
+        console.print(
+            f"note: {without} has no dropout, so MC dropout is left out for every run (its "
+            "curves need every seed)",
+            highlight=False,
+        )
         mc_dropout = False
     settings = ShiftSettings(
         severities, mc_dropout=mc_dropout, keep_probs=save_probs is not None, **options
@@ -277,11 +284,11 @@ def _score_shift(
     summary = result.summary
     for kind in severities:
         console.print(shift_report.shift_table(summary, kind))
+    console.print(shift_report.averages_table(summary))
     for section in ("temperature", "laplace"):
         for fit in summary.get(section, []):
             if fit.get("warning"):
                 sys.stderr.write(f"warning: {fit['run']}: {fit['warning']}\n")
-    out_dir = out if out is not None else info.run_dir
     json_path = out_dir / "shift.json"
     report.write_json(summary, json_path)
     console.print(f"wrote {json_path}")

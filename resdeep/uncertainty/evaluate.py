@@ -1,8 +1,9 @@
 """Score a checkpoint: on its data set (with an optional OOD set), or on a few images.
 
 On a data set every method (resdeep.uncertainty.methods: one call, (N, T, C) probabilities,
-one cost) is scored the same way, in a loop. The summaries are computed from the float32 probabilities that `--save-probs` writes, cast to
-float64, so anyone can recompute every reported number from that file.
+one cost) is scored the same way, in a loop. The summaries are computed from the float32
+probabilities that `--save-probs` writes, cast to float64, so anyone can recompute every
+reported number from that file.
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ def build_methods(
     """The single net's passes (deterministic, and MC dropout unless `mc_dropout` is False),
     their temperature-scaled versions when `calibrate` is "temperature" (fitted on the val
     split), the last-layer Laplace posterior when `laplace` names how its prior precision is
-    chosen ("marglik", "val-nll" or a number; fitted on the train split), and the deep ensemble when there are `members`."""
+    chosen ("marglik", "val-nll" or a number; fitted on the train split), and the deep
+    ensemble when there are `members`."""
     single: list[UncertaintyMethod] = [Deterministic(model, info, batch_rows)]
     if mc_dropout:
         single.append(MCDropout(model, info, samples, batch_rows))

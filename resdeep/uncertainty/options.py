@@ -43,13 +43,18 @@ def check_request(
         check_laplace_prior(laplace_prior)
     if laplace and images:
         raise UsageError("--laplace scores a data set; drop it when giving images")
-    shifts = _check_shift(
-        shift, severities, images=images, split=split, ood_data=ood_data, outputs=outputs
-    )
     if bins < 1:
         raise UsageError(f"--bins must be at least 1, got {bins}")
     if split not in SPLITS:
         raise UsageError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if laplace_prior == "val-nll" and split == "val":
+        raise UsageError(
+            "--laplace-prior val-nll chooses its prior on the val split: score the test split "
+            "(--split test), or choose it by --laplace-prior marglik"
+        )
+    shifts = _check_shift(
+        shift, severities, images=images, split=split, ood_data=ood_data, outputs=outputs
+    )
     if ood_data is not None:
         check_ood_name(ood_data)
     if images:

@@ -107,39 +107,35 @@ def shifted_images(images: torch.Tensor, kind: str, severity: int, seed: int) ->
     return images if kind == "clean" else corrupt(images, kind, severity, seed)
 
 
-def _score_sets(
-    method: UncertaintyMethod,
-    run: str,
-    test: torch.Tensor,
-    labels: torch.Tensor,
-    settings: ShiftSettings,
-    probs_kept: dict[str, torch.Tensor],
-    progress: Progress | None,
-) -> list[dict[str, Any]]:
-    """The records of one method of one run over every set (clean first: the sets' reference)."""
-    records, clean = [], None
-    for kind, severity in settings.sets():
-        images = shifted_images(test, kind, severity, settings.seed)
-        probs = method(images, settings.seed)  # one seed: the severities differ only in images
+@dataclass
+class _Scorer:
+    """One method of one run (or the ensemble), its clean probabilities kept as the reference
+    the shifted sets are told apart from."""
+
+    run: str
+    method: UncertaintyMethod
+    clean: torch.Tensor | None = None
+
+    def record(
+        self, kind: str, severity: int, images: torch.Tensor, labels: torch.Tensor,
+        settings: ShiftSettings, kept: dict[str, torch.Tensor],
+    ) -> dict[str, Any]:  # fmt: skip
+        probs = self.method(images, settings.seed)  # one seed: severities differ in images only
         as_float = probs.double()
-        if clean is None:
-            clean = as_float
-        record = {
-            "run": run,
+        if kind == "clean":
+            self.clean = as_float
+        assert self.clean is not None  # sets() puts the clean split first
+        if settings.keep_probs:
+            single = probs[:, 0] if self.method.single_pass else probs
+            kept[f"{self.run}/{kind}/{severity}/{self.method.name}"] = single
+        return {
+            "run": self.run,
             "kind": kind,
             "severity": severity,
-            "method": method.name,
+            "method": self.method.name,
             **prediction_summary(as_float, labels, settings.bins),
-            "shift_detection": None if kind == "clean" else ood_summary(clean, as_float),
+            "shift_detection": None if kind == "clean" else ood_summary(self.clean, as_float),
         }
-        records.append(record)
-        if settings.keep_probs:
-            probs_kept[f"{run}/{kind}/{severity}/{method.name}"] = (
-                probs[:, 0] if method.single_pass else probs
-            )
-        if progress is not None:
-            progress(1)
-    return records
 
 
 def evaluate_shift(
@@ -150,15 +146,17 @@ def evaluate_shift(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: Progress | None = None,
 ) -> ShiftEvaluation:
-    """Every method of every run (and the ensemble of `members`) on every set of `settings`."""
+    """Every method of every run (and the ensemble of `members`) on every set of `settings`.
+
+    Every method is fitted first (temperatures, Laplace posteriors), so a run that cannot be
+    scored stops the command before any set is; then each set is corrupted once and scored by
+    every method."""
     started = time.perf_counter()
     first_info = runs[0][1]
     check_members(first_info, [info for _, info in runs[1:]] + [info for _, info in members])
     test = in_distribution(first_info, "test")
-    records: list[dict[str, Any]] = []
-    probs_kept: dict[str, torch.Tensor] = {}
     fits: dict[str, list[dict[str, Any]]] = {"temperature": [], "laplace": []}
-    method_names: dict[str, str] = {}
+    scorers: list[_Scorer] = []
     for index, (model, info) in enumerate(runs):
         methods = build_methods(
             model, info, samples=settings.samples, seed=settings.seed,
@@ -171,16 +169,18 @@ def evaluate_shift(
         for method in methods:
             if isinstance(method, LastLayerLaplace):
                 fits["laplace"].append({"run": str(info.path), **method.describe()})
-            method_names[method.name] = method.label
-            records += _score_sets(
-                method, f"run{index}", test.images, test.labels, settings, probs_kept, progress
-            )
+        scorers += [_Scorer(f"run{index}", method) for method in methods]
     if members:
-        ensemble = DeepEnsemble(members)
-        method_names[ensemble.name] = ensemble.label
-        records += _score_sets(
-            ensemble, "ensemble", test.images, test.labels, settings, probs_kept, progress
-        )
+        scorers.append(_Scorer("ensemble", DeepEnsemble(members)))
+    method_names = {scorer.method.name: scorer.method.label for scorer in scorers}
+    records: list[dict[str, Any]] = []
+    probs_kept: dict[str, torch.Tensor] = {}
+    for kind, severity in settings.sets():
+        images = shifted_images(test.images, kind, severity, settings.seed)
+        for scorer in scorers:
+            records.append(scorer.record(kind, severity, images, test.labels, settings, probs_kept))
+            if progress is not None:
+                progress(1)
     summary = {
         "checkpoint": str(first_info.path),
         "data": first_info.data_name,
@@ -201,11 +201,29 @@ def evaluate_shift(
             for kind, levels in settings.severities.items()
         },
         **{name: fit for name, fit in fits.items() if fit},
-        "curves": curves(records, settings.severities, list(method_names)),
+        "curves": (shape := curves(records, settings.severities, list(method_names))),
+        "averages": averages(shape),
         "records": records,
         "seconds": time.perf_counter() - started,
     }
     return ShiftEvaluation(summary, test.labels, probs_kept)
+
+
+def averages(shape: dict[str, Any]) -> dict[str, Any]:
+    """Per kind and method, accuracy, ECE and NLL of the run mean averaged over the kind's
+    shifted severities (its 0 left out): one number per shift, to compare methods at a glance."""
+    result: dict[str, Any] = {}
+    for kind, methods in shape.items():
+        result[kind] = {
+            method: {
+                key: statistics.fmean(values[key]["mean"][1:])
+                if len(values[key]["mean"]) > 1
+                else None
+                for key in ("accuracy", "ece", "nll")
+            }
+            for method, values in methods.items()
+        }
+    return result
 
 
 def _value(record: dict[str, Any], path: tuple[str, ...]) -> float | None:
@@ -220,9 +238,9 @@ def _value(record: dict[str, Any], path: tuple[str, ...]) -> float | None:
 def curves(
     records: list[dict[str, Any]], severities: dict[str, list[int]], methods: list[str]
 ) -> dict[str, Any]:
-    """Per kind, method and CURVE_METRICS name: mean, sample std (0 for one run), min and max over the
-    runs at each severity, in `severities` order (None where a number does not exist, as the
-    shift AUROC of the clean split)."""
+    """Per kind, method and CURVE_METRICS name: mean, sample std (0 for one run), min and max
+    over the runs at each severity, in `severities` order (None where a number does not exist,
+    as the shift AUROC of the clean split)."""
     by_set: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
     for record in records:
         by_set.setdefault((record["kind"], record["severity"], record["method"]), []).append(record)

@@ -46,3 +46,20 @@ def shift_table(summary: dict[str, Any], kind: str) -> Table:
 
 def _cell(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+def averages_table(summary: dict[str, Any]) -> Table:
+    """One row per method: its clean ECE, then its ECE averaged over each kind's shifted
+    severities."""
+    kinds = list(summary["averages"])
+    table = Table(title="ECE: clean, and averaged over each kind's shifted severities")
+    table.add_column("method")
+    table.add_column("clean", justify="right")
+    for kind in kinds:
+        table.add_column(kind.replace("_", " "), justify="right")
+    first = kinds[0]
+    for name, label in summary["methods"].items():
+        clean = summary["curves"][first][name]["ece"]["mean"][0]
+        shifted = [summary["averages"][kind][name]["ece"] for kind in kinds]
+        table.add_row(label, _cell(clean, ".3f"), *(_cell(value, ".3f") for value in shifted))
+    return table
