@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -365,31 +366,45 @@ def step_cam(ctx: Context) -> dict[str, Any]:
     return {"overlays": written}
 
 
+def on_device_and_cpu(
+    ctx: Context, run: Callable[[str], dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+    """`run(where)` on the device, then on the CPU: each one's result and wall seconds."""
+    results, seconds = {}, {}
+    for where in (ctx.device, "cpu"):
+        started = time.perf_counter()
+        results[where] = run(where)
+        seconds[where] = time.perf_counter() - started
+    return results, seconds
+
+
 def step_cam_trust(ctx: Context) -> dict[str, Any]:
     """Sanity checks and faithfulness of every method on the digits test split, on the device and
     on the CPU with one seed: the similarities and areas must agree (maps are equal to float
     rounding, so only near-ties can reorder pixels)."""
-    results, seconds = {}, {}
-    for where in (ctx.device, "cpu"):
+
+    def check(where: str) -> dict[str, Any]:
         record = ctx.work / f"cam_trust_{where}.json"
-        started = time.perf_counter()
         resdeep(
             "cam", "--checkpoint", str(ctx.digits_run), "--sanity", "--faithfulness",
             "--method", "all", "--steps", "10", "--device", where,
             "--out", str(ctx.work / f"cam_trust_{where}"), "--json", str(record),
         )  # fmt: skip
-        seconds[where] = time.perf_counter() - started
-        checked = json.loads(record.read_text())
+        return json.loads(record.read_text())
+
+    checked, seconds = on_device_and_cpu(ctx, check)
+    results = {}
+    for where, record in checked.items():
         values = [
             estimate["mean"]
-            for kind in checked["sanity"]["randomizations"].values()
+            for kind in record["sanity"]["randomizations"].values()
             for measures in kind["maps"].values()
             for estimates in measures.values()
             for estimate in estimates
         ]
         values += [
             estimate["mean"]
-            for scores in checked["faithfulness"]["scores"].values()
+            for scores in record["faithfulness"]["scores"].values()
             for estimate in scores.values()
         ]
         results[where] = values
@@ -419,17 +434,17 @@ def step_uncertainty_shift(ctx: Context) -> dict[str, Any]:
     temperature-scaled version and the Laplace posterior (its weight samples are drawn on the
     CPU) must agree up to a prediction or two flipped by float rounding; MC dropout draws its
     masks from the device's generator, so it is only timed."""
-    curves, seconds = {}, {}
-    for where in (ctx.device, "cpu"):
+
+    def shifted(where: str) -> dict[str, Any]:
         out = ctx.work / f"shift_{where}"
-        started = time.perf_counter()
         resdeep(
             "uncertainty", "--checkpoint", str(ctx.digits_run), "--shift", "all",
             "--severities", "0,2,4", "--laplace", "--calibrate", "temperature", "--samples", "8",
             "--device", where, "--out", str(out),
         )  # fmt: skip
-        seconds[where] = time.perf_counter() - started
-        curves[where] = json.loads((out / "shift.json").read_text())["curves"]
+        return json.loads((out / "shift.json").read_text())["curves"]
+
+    curves, seconds = on_device_and_cpu(ctx, shifted)
     worst = 0.0
     for kind, methods in curves["cpu"].items():
         for method in ("deterministic", "temperature_scaled", "laplace"):
