@@ -231,6 +231,21 @@ def test_the_marginal_likelihood_prior_is_mackays_fixed_point(fitted):
     assert record["parameters"] == laplace.mean.numel()
 
 
+def test_laplace_without_validation_images(fitted):
+    # marglik needs none (its numbers come from the training split); val-nll is refused.
+    model, info, data, _ = fitted
+    empty = {"val_images": data.val.images[:0], "val_labels": data.val.labels[:0]}
+    laplace = LastLayerLaplace.fit(
+        model, info, train_images=data.train.images, samples=4, seed=0, **empty
+    )
+    assert laplace.fit_record["val_nll"] is None and laplace.fit_record["val_n"] == 0
+    with pytest.raises(UsageError, match="val-nll needs validation images"):
+        LastLayerLaplace.fit(
+            model, info, train_images=data.train.images, samples=4, seed=0, prior="val-nll",
+            **empty,
+        )  # fmt: skip
+
+
 def test_laplace_refuses_a_net_without_one_linear_classifier():
     model = build_model("resnet", depth=8, num_classes=10, in_channels=1)
     require_linear_classifier(model, "net")  # 10 x 65 parameters: fine

@@ -127,13 +127,12 @@ class LastLayerLaplace(UncertaintyMethod):
         prior_precision: float,
         samples: int,
         batch_rows: int = DEFAULT_BATCH_ROWS,
-        fit: dict[str, Any] | None = None,
     ) -> None:
         check_samples(samples)
         self.model, self.info, self.samples, self.batch_rows = model, info, samples, batch_rows
         self.eigenvalues, self.eigenvectors = eigenvalues, eigenvectors
         self.prior_precision = prior_precision
-        self.fit_record = fit or {}
+        self.fit_record: dict[str, Any] = {}  # how `fit` chose the posterior
         self.column = f"Laplace (T={samples})"
         classifier = model.classifier
         weights = torch.cat([classifier.weight, classifier.bias[:, None]], dim=1)
@@ -169,11 +168,12 @@ class LastLayerLaplace(UncertaintyMethod):
                 f"--laplace-prior val-nll needs validation images; {info.path} was trained with "
                 "data.val_size=0: use --laplace-prior marglik"
             )
-        val = method.features(val_images)
+        val = method.features(val_images) if len(val_labels) else None
         record: dict[str, Any] = {}
         if prior == "marglik":
             precision = method.max_evidence_precision()
         elif prior == "val-nll":
+            assert val is not None  # refused above without validation images
             nlls = [method.nll(val, val_labels, delta, seed) for delta in PRIOR_GRID]
             best = min(range(len(PRIOR_GRID)), key=nlls.__getitem__)
             precision = PRIOR_GRID[best]
@@ -196,7 +196,7 @@ class LastLayerLaplace(UncertaintyMethod):
             "prior_precision": precision,
             "log_evidence_minus_log_likelihood": method.log_evidence(precision),
             "val_n": len(val_labels),
-            "val_nll": method.nll(val, val_labels, precision, seed) if len(val_labels) else None,
+            "val_nll": None if val is None else method.nll(val, val_labels, precision, seed),
             "at_search_edge": at_edge,
             "predictive": "sampling",
             **record,
