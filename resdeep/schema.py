@@ -99,6 +99,7 @@ class TrainerConfig:
         10, "steps between log points: gradient norms, diagnostics, training scalars"
     )
     dense_first_epoch: bool = key(False, "a log point at every step of the first epoch")
+    figures: bool = key(True, "TensorBoard's pictures at epoch ends (by-layer profile, heatmaps)")
     eval_batch_size: int = key(512, "images per forward pass in validation and test")
     channels_last: Any = key(
         "auto", "channels-last memory format (auto: on CUDA and AVX-512 CPUs)", c.CHANNELS_LAST

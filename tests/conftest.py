@@ -41,6 +41,7 @@ FAST = (
     "data.batch_size=128",
     "trainer.device=cpu",
     "trainer.progress=lines",
+    "trainer.figures=false",
 )
 
 
@@ -72,7 +73,7 @@ REFERENCE = (
     "schedule=constant",
     "trainer.deterministic=true",
 )
-REFERENCE_EPOCHS = 3
+REFERENCE_EPOCHS = 2
 
 
 @pytest.fixture(scope="session")
@@ -81,9 +82,27 @@ def reference_run(train_run) -> Path:
     return train_run(*REFERENCE, epochs=REFERENCE_EPOCHS)
 
 
-def train_in_process(*args: str) -> tuple[int, str]:
-    """The real CLI in this process, as a session fixture can call it (no capsys): exit code and
-    output. Global torch settings a run may change are put back, so later tests see none."""
+# One basic sweep (plain-8 and resnet-8 on the FAST settings, 2 epochs, deterministic, one
+# thread each), run once in this process: the uninterrupted reference that an interrupted joblib
+# sweep must reach (tests/test_resume.py) and the sweep whose run dirs tests/test_train.py reads.
+BASIC_SWEEP = (
+    "train", "-m", *FAST, "model=plain,resnet", "trainer.epochs=2",
+    "trainer.deterministic=true", "trainer.threads=1",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def basic_sweep(tmp_path_factory) -> tuple[Path, str]:
+    """(sweep dir, its stdout) of BASIC_SWEEP; tests read it and never write into it."""
+    sweep = tmp_path_factory.mktemp("basic") / "sweep"
+    status, stdout, stderr = _in_process(*BASIC_SWEEP, f"hydra.sweep.dir={sweep}")
+    assert status == 0, stderr[-3000:]
+    return sweep, stdout
+
+
+def _in_process(*args: str) -> tuple[int, str, str]:
+    """The real CLI in this process without capsys: exit code, stdout and stderr apart. Global
+    torch settings a run may change are put back, so later tests see none."""
     import contextlib
     import io
 
@@ -93,9 +112,9 @@ def train_in_process(*args: str) -> tuple[int, str]:
 
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
-    output = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     try:
-        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             main(list(args))
         code = 0
     except SystemExit as exited:
@@ -103,7 +122,15 @@ def train_in_process(*args: str) -> tuple[int, str]:
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
-    return code, output.getvalue()
+    return code, out.getvalue(), err.getvalue()
+
+
+def train_in_process(*args: str) -> tuple[int, str]:
+    """The real CLI in this process, as a session fixture can call it (no capsys): exit code and
+    output (stdout, then stderr). Global torch settings a run may change are put back, so later
+    tests see none."""
+    code, out, err = _in_process(*args)
+    return code, out + err
 
 
 def run_main(capsys, *args: str) -> tuple[int, str, str]:

@@ -229,9 +229,11 @@ def test_a_sweep_against_its_initial_weights_and_in_the_report(capsys, train_run
         assert curvature["negative_ratio"] == pytest.approx(
             max(-curvature["lambda_min"], 0) / curvature["lambda_max"]
         )
-    code, _, err = run_main(capsys, "report", str(sweep))
-    assert code == 0, err
-    document = (sweep / "report.md").read_text()
+    # The section the report shows from landscape.json (that `resdeep report` includes it is
+    # test_report_runs_the_landscape_with_its_defaults's check).
+    from resdeep.report.landscape_section import read_landscape_section
+
+    document = "\n".join(read_landscape_section(sweep).markdown())
     assert "## Loss landscape around the trained weights (Li et al. 2018)" in document
     assert "| plain-8 | 1 |" in document
 

@@ -133,21 +133,9 @@ def test_plain20_run_dir_is_complete(capsys, monkeypatch, tmp_path):
     assert (run_dir / "config.yaml").read_text().count("depth: 20") == 1
 
 
-def test_multirun_leaves_complete_run_dirs(capsys, tmp_path):
-    sweep = tmp_path / "S"
-    status, stdout, stderr = run_main(
-        capsys,
-        "train",
-        "-m",
-        "data=digits",
-        "model=plain,resnet",
-        "model.depth=8",
-        "trainer.epochs=1",
-        "trainer.device=cpu",
-        "trainer.progress=lines",
-        f"hydra.sweep.dir={sweep}",
-    )
-    assert status == 0, stderr
+def test_multirun_leaves_complete_run_dirs(capsys, basic_sweep):
+    # The session's basic sweep (tests/conftest.py): -m over model=plain,resnet, in this process.
+    sweep, stdout = basic_sweep
     run_dirs = sorted(p for p in sweep.iterdir() if p.is_dir())
     # Short names that say what the sweep varies (the fixed overrides stay in config.yaml).
     assert [p.name for p in run_dirs] == ["plain8_s0", "resnet8_s0"]
@@ -245,7 +233,7 @@ def test_resuming_a_finished_run_says_how_to_extend_it(capsys, reference_run):
     )
     status, _, stderr = run_main(capsys, "train", f"trainer.resume={reference_run}")
     assert status == 2 and stderr.count("\n") == 1
-    assert "is complete (3 epochs" in stderr and "trainer.epochs=6" in stderr
+    assert "is complete (2 epochs" in stderr and "trainer.epochs=4" in stderr
     after = sorted(
         (p.relative_to(reference_run), p.stat().st_mtime) for p in reference_run.rglob("*")
     )
@@ -291,7 +279,8 @@ def test_grad_norms_need_no_per_layer_host_sync(depth):
 
 
 def _host_syncs_of_a_logged_epoch(depth: int, run_dir: Path) -> int:
-    """Host syncs of one real training epoch that logs gradient norms at every step."""
+    """Host syncs of one real training epoch (cut to its first 3 steps by the budget) that
+    logs gradient norms at every step."""
     overrides = [o for o in FAST if not o.startswith("model.depth")]
     cfg = compose_train_config(
         [
@@ -299,6 +288,7 @@ def _host_syncs_of_a_logged_epoch(depth: int, run_dir: Path) -> int:
             f"model.depth={depth}",
             "model=plain",
             "trainer.epochs=1",
+            "trainer.max_steps=3",
             "trainer.log_every=1",
         ]
     )
@@ -317,7 +307,7 @@ def test_logging_grad_norms_costs_the_same_host_syncs_at_any_depth(tmp_path):
     shallow = _host_syncs_of_a_logged_epoch(8, tmp_path / "shallow")
     deep = _host_syncs_of_a_logged_epoch(56, tmp_path / "deep")
     assert shallow == deep  # per log point, not per layer
-    assert deep == 10 + 1  # one copy at each of the ten log points, one at the epoch's end
+    assert deep == 3 + 1  # one copy at each of the three log points, one at the epoch's end
 
 
 def test_lr_schedules():

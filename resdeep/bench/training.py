@@ -100,8 +100,12 @@ class ResdeepLoop:
         def run(steps: int) -> float:
             self.clock.steps = steps
             # A window of `steps` steps with its own log interval; the run's settings stay.
+            # Its figures come after the window closes: untimed, so not drawn at all.
             window = replace(
-                self.loop.settings, log_every=log_every, total_steps=self.loop.state.step + steps
+                self.loop.settings,
+                log_every=log_every,
+                total_steps=self.loop.state.step + steps,
+                epoch_images=False,
             )
             self.loop.train_epoch(self.loop.state.epoch + 1, self.progress, window)
             return self.clock.window_seconds()

@@ -378,6 +378,7 @@ def loop_settings(
         total_steps=total_steps,
         log_every=int(trainer.log_every),
         dense_first_epoch=bool(trainer.dense_first_epoch),
+        epoch_images=bool(trainer.figures),
         progress=str(trainer.progress),
         on_nan=str(trainer.on_nan),
         cuda_graphs=bool(trainer.compile)

@@ -41,6 +41,7 @@ class LoopSettings:
     progress: str = "auto"
     on_nan: str = "stop"  # stop the run, or skip the step (costs one host sync per step)
     cuda_graphs: bool = False  # the model replays CUDA graphs (torch.compile reduce-overhead)
+    epoch_images: bool = True  # TensorBoard's figures at an epoch's end (the bench times none)
 
 
 @dataclass
@@ -356,7 +357,7 @@ class TrainingLoop:
             if state.step >= settings.total_steps:
                 break
         loss_sum, correct_sum, seen = self.world.all_reduce_sum(epoch_totals.stacked()).tolist()
-        if logged and self.logger is not None:
+        if logged and self.logger is not None and settings.epoch_images:
             final = (
                 epoch >= settings.epochs
                 or state.step >= settings.total_steps

@@ -27,6 +27,7 @@ CHANGEABLE_ON_RESUME: dict[str, str] = {
     "trainer.threads": "CPU threads: the same computation, scheduled differently",
     "trainer.log_every": "how often it logs",
     "trainer.dense_first_epoch": "how often it logs",
+    "trainer.figures": "what TensorBoard shows",
     "trainer.progress": "what the terminal shows",
     "trainer.eval_batch_size": "how evaluation is batched: the same numbers",
     "trainer.channels_last": "memory layout: the same computation",

@@ -1,16 +1,26 @@
 """Uncertainty of saved checkpoints: MC dropout, temperature scaling and deep ensembles as
 methods of one shape (resdeep.uncertainty.methods), their metrics, reports and plots."""
 
-from resdeep.uncertainty.evaluate import evaluate_dataset, evaluate_images, summarize_dataset
-from resdeep.uncertainty.methods import UncertaintyMethod
-from resdeep.uncertainty.sampling import Predictions, mc_predict, require_dropout
+from __future__ import annotations
 
-__all__ = [
-    "Predictions",
-    "UncertaintyMethod",
-    "evaluate_dataset",
-    "evaluate_images",
-    "mc_predict",
-    "require_dropout",
-    "summarize_dataset",
-]
+import importlib
+from typing import Any
+
+# Loaded on first use: the metrics import torchmetrics (and torchvision, seconds on CPU), which
+# `resdeep uncertainty`'s refusals and the tools that only read data or sample never need.
+_HOME = {
+    "evaluate_dataset": "resdeep.uncertainty.evaluate",
+    "evaluate_images": "resdeep.uncertainty.evaluate",
+    "summarize_dataset": "resdeep.uncertainty.evaluate",
+    "UncertaintyMethod": "resdeep.uncertainty.methods",
+    "Predictions": "resdeep.uncertainty.sampling",
+    "mc_predict": "resdeep.uncertainty.sampling",
+    "require_dropout": "resdeep.uncertainty.sampling",
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(importlib.import_module(_HOME[name]), name)
+    raise AttributeError(f"module 'resdeep.uncertainty' has no attribute {name!r}")

@@ -26,9 +26,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torchvision.transforms.v2.functional as F
-from scipy.ndimage import gaussian_filter
-from torchvision.transforms import InterpolationMode
 
 from resdeep.choices import SHIFT_KINDS
 from resdeep.errors import UsageError
@@ -139,12 +136,18 @@ def corrupt(images: torch.Tensor, kind: str, severity: int, seed: int = 0) -> to
 
 
 def _rotate(pixels: torch.Tensor, degrees: float, seed: int) -> torch.Tensor:
+    import torchvision.transforms.v2.functional as F  # on use: seconds to import
+    from torchvision.transforms import InterpolationMode
+
     # Counter-clockwise about the centre; at multiples of 90 degrees every sample falls on a
     # pixel centre, so four quarter turns give the image back exactly.
     return F.rotate(pixels, degrees, interpolation=InterpolationMode.BILINEAR, fill=None)
 
 
 def _translate(pixels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    import torchvision.transforms.v2.functional as F
+    from torchvision.transforms import InterpolationMode
+
     right = fraction * pixels.shape[-1]
     return F.affine(
         pixels, angle=0.0, translate=[right, 0.0], scale=1.0, shear=[0.0, 0.0],
@@ -159,6 +162,8 @@ def _gaussian_noise(pixels: torch.Tensor, std: float, seed: int) -> torch.Tensor
 
 
 def _gaussian_blur(pixels: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
+    from scipy.ndimage import gaussian_filter
+
     # CIFAR-10-C's skimage.filters.gaussian is this scipy filter with its defaults: 4σ, the
     # edge pixels extended; each channel alone. (torchvision's blur reflects at the edges and
     # cannot pad an image smaller than its kernel.)
