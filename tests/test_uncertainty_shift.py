@@ -357,6 +357,15 @@ def test_shift_numbers_recompute_from_saved_probs_with_tables_and_a_figure(
     curve = report["curves"]["rotation"]["deterministic"]["accuracy"]
     assert curve["mean"][2] == curve["min"][2] == curve["max"][2] and curve["std"][2] == 0
     assert report["laplace"][0]["chosen_by"] == "validation NLL over a log grid"
+    # The summary table: each method's ECE averaged over a kind's shifted severities.
+    assert "ECE: clean, and averaged over each kind's shifted severities" in " ".join(
+        stdout.split()
+    )
+    for kind in ("rotation", "translation"):
+        for method, values in report["curves"][kind].items():
+            shifted = values["ece"]["mean"][1:]
+            average = report["averages"][kind][method]["ece"]
+            assert average == pytest.approx(sum(shifted) / len(shifted), abs=1e-12)
 
 
 def shift_auroc_np(clean: np.ndarray, shifted: np.ndarray) -> float:

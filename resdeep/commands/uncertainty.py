@@ -277,10 +277,11 @@ def _score_shift(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
         TimeRemainingColumn(), console=console, transient=True,
     ) as bar:  # fmt: skip
-        task = bar.add_task("shifted sets", total=settings.total_sets(len(runs), bool(members)))
+        task = bar.add_task("shifted sets", total=None)  # known once every method is fitted
         result = evaluate_shift(
-            runs, members, settings, progress=lambda done: bar.advance(task, done)
-        )
+            runs, members, settings,
+            progress=lambda done, total: bar.update(task, advance=done, total=total),
+        )  # fmt: skip
     summary = result.summary
     for kind in severities:
         console.print(shift_report.shift_table(summary, kind))

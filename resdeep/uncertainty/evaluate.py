@@ -201,9 +201,9 @@ class DatasetEvaluation:
         arrays = {"labels": self.labels}
         for part in self.scored:
             method = part.method
-            arrays[method.probs_key] = _layout(method, part.probs)
+            arrays[method.probs_key] = saved_layout(method, part.probs)
             if part.ood is not None:
-                arrays[f"ood_{method.probs_key}"] = _layout(method, part.ood)
+                arrays[f"ood_{method.probs_key}"] = saved_layout(method, part.ood)
         tempered = [
             part.method for part in self.scored if isinstance(part.method, TemperatureScaled)
         ]
@@ -212,12 +212,13 @@ class DatasetEvaluation:
                 [m.temperature for m in tempered], dtype=torch.float64
             )
             for method in tempered:
-                arrays[f"val_{method.base.probs_key}"] = _layout(method.base, method.val_probs)
+                arrays[f"val_{method.base.probs_key}"] = saved_layout(method.base, method.val_probs)
             arrays["val_labels"] = tempered[0].val_labels
         return arrays
 
 
-def _layout(method: UncertaintyMethod, probs: torch.Tensor) -> torch.Tensor:
+def saved_layout(method: UncertaintyMethod, probs: torch.Tensor) -> torch.Tensor:
+    """The probabilities as --save-probs keeps them: (N, C) for a single-pass method."""
     return probs[:, 0] if method.single_pass else probs
 
 

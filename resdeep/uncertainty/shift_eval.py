@@ -27,7 +27,12 @@ from resdeep.models import ConvNet
 from resdeep.uncertainty.calibration import TemperatureScaled, temperature_summary
 from resdeep.uncertainty.data import in_distribution
 from resdeep.uncertainty.ensemble import DeepEnsemble, check_members
-from resdeep.uncertainty.evaluate import build_methods, ood_summary, prediction_summary
+from resdeep.uncertainty.evaluate import (
+    build_methods,
+    ood_summary,
+    prediction_summary,
+    saved_layout,
+)
 from resdeep.uncertainty.laplace import LastLayerLaplace
 from resdeep.uncertainty.methods import UncertaintyMethod
 from resdeep.uncertainty.sampling import DEFAULT_BATCH_ROWS
@@ -46,7 +51,7 @@ CURVE_METRICS = {
     "shift_auroc": ("shift_detection", "entropy", "auroc"),
 }
 
-Progress = Callable[[int], None]  # called with the number of sets just scored
+Progress = Callable[[int, int], None]  # (sets just scored, sets in all)
 
 
 @dataclass(frozen=True)
@@ -59,16 +64,6 @@ class ShiftSettings:
     laplace: str | None = None  # how its prior precision is chosen; None: no Laplace
     mc_dropout: bool = True
     keep_probs: bool = False  # keep every set's probabilities, for --save-probs
-
-    def single_net_methods(self) -> int:
-        """How many methods each run scores: deterministic, MC dropout, their tempered versions,
-        Laplace."""
-        passes = 1 + int(self.mc_dropout)
-        return passes * (2 if self.calibrate else 1) + int(self.laplace is not None)
-
-    def total_sets(self, runs: int, ensemble: bool) -> int:
-        """Sets scored in all: every method of every run, and the ensemble, on each set."""
-        return (runs * self.single_net_methods() + int(ensemble)) * len(self.sets())
 
     def sets(self) -> list[tuple[str, int]]:
         """(kind, severity) of every corrupted set, clean (kind "clean", 0) first."""
@@ -126,8 +121,9 @@ class _Scorer:
             self.clean = as_float
         assert self.clean is not None  # sets() puts the clean split first
         if settings.keep_probs:
-            single = probs[:, 0] if self.method.single_pass else probs
-            kept[f"{self.run}/{kind}/{severity}/{self.method.name}"] = single
+            kept[f"{self.run}/{kind}/{severity}/{self.method.name}"] = saved_layout(
+                self.method, probs
+            )
         return {
             "run": self.run,
             "kind": kind,
@@ -175,12 +171,13 @@ def evaluate_shift(
     method_names = {scorer.method.name: scorer.method.label for scorer in scorers}
     records: list[dict[str, Any]] = []
     probs_kept: dict[str, torch.Tensor] = {}
-    for kind, severity in settings.sets():
+    sets = settings.sets()
+    for kind, severity in sets:
         images = shifted_images(test.images, kind, severity, settings.seed)
         for scorer in scorers:
             records.append(scorer.record(kind, severity, images, test.labels, settings, probs_kept))
             if progress is not None:
-                progress(1)
+                progress(1, len(scorers) * len(sets))
     summary = {
         "checkpoint": str(first_info.path),
         "data": first_info.data_name,
